@@ -1,0 +1,60 @@
+"""Exceptions raised by interp.
+
+Every error a user can cause by bad input is an :class:`InterpError`; each subclass
+names one kind of problem so callers (and tests) can catch exactly that.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InterpError",
+    "SiteError",
+    "LayerOutOfRangeError",
+    "EmptyPromptsError",
+    "SpanNotFoundError",
+    "AdapterMismatchError",
+    "StoreMismatchError",
+    "StoreCorruptedError",
+    "UnsafeWeightsError",
+    "UnsupportedArchitectureError",
+]
+
+
+class InterpError(ValueError):
+    """Base class of every input error interp raises."""
+
+
+class SiteError(InterpError):
+    """An activation site name that interp does not know."""
+
+
+class LayerOutOfRangeError(SiteError):
+    """A layer index outside ``[-n_layers, n_layers)``."""
+
+
+class EmptyPromptsError(InterpError):
+    """An empty list of prompts."""
+
+
+class SpanNotFoundError(InterpError):
+    """A tagged span (e.g. a trigger string) that does not occur in a prompt."""
+
+
+class AdapterMismatchError(InterpError):
+    """A PEFT adapter trained for a different base model."""
+
+
+class StoreMismatchError(InterpError):
+    """An on-disk activation store whose manifest does not match the request."""
+
+
+class StoreCorruptedError(InterpError):
+    """An activation store shard whose checksum does not match its manifest."""
+
+
+class UnsafeWeightsError(InterpError):
+    """A weights file that is not safetensors (interp never unpickles user files)."""
+
+
+class UnsupportedArchitectureError(InterpError):
+    """A model family with no row in :data:`interp.sites.FAMILIES`."""

@@ -1,0 +1,98 @@
+"""The one hook engine every capture and intervention goes through.
+
+``with hooks(model, {site: fn}):`` registers ``fn`` on the module behind each site and
+removes exactly those hooks on exit, also when the body raises. A hook function has the
+signature ``fn(activation, site) -> replacement | None`` where ``activation`` is the
+``[batch, seq, d_model]`` tensor at the site; returning a tensor replaces it (never edit
+the input in place), returning ``None`` leaves it unchanged.
+
+:class:`StopForward` raised inside a hook ends the forward pass early; :func:`run_until`
+catches it, so a capture of shallow layers never pays for the deep ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from interp.sites import Site, resolve_sites
+
+if TYPE_CHECKING:
+    from interp.models import Model
+
+__all__ = ["HookFn", "StopForward", "hooks", "hook_count"]
+
+HookFn = Callable[[Tensor, Site], "Tensor | None"]
+
+
+class StopForward(Exception):  # noqa: N818 - control flow, not an error
+    """Raised by a hook to end the forward pass after the deepest site needed."""
+
+
+def _replace_first(output, new: Tensor):
+    if isinstance(output, Tensor):
+        return new
+    return (new, *output[1:])
+
+
+def _make_pre_hook(fn: HookFn, site: Site):
+    def pre_hook(module, args, kwargs):
+        if args:
+            new = fn(args[0], site)
+            if new is not None:
+                return (new, *args[1:]), kwargs
+        else:
+            new = fn(kwargs["hidden_states"], site)
+            if new is not None:
+                return args, {**kwargs, "hidden_states": new}
+        return None
+
+    return pre_hook
+
+
+def _make_post_hook(fn: HookFn, site: Site):
+    def post_hook(module, args, kwargs, output):
+        act = output if isinstance(output, Tensor) else output[0]
+        new = fn(act, site)
+        return None if new is None else _replace_first(output, new)
+
+    return post_hook
+
+
+@contextmanager
+def hooks(
+    model: Model, fns: Mapping[str | Site, HookFn | list[HookFn]]
+) -> Iterator[list[Site]]:
+    """Register ``fns`` (site -> hook function, or list of them) for the ``with`` body.
+
+    Yields the resolved sites. Hooks on one site run in the order given; every hook this
+    call registered is removed on exit, whatever happened inside.
+    """
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    resolved: list[Site] = []
+    try:
+        for key, value in fns.items():
+            (site,) = resolve_sites(key, model.n_layers)
+            resolved.append(site)
+            module = model.site_module(site)
+            for fn in value if isinstance(value, list) else [value]:
+                if site.kind == "resid_pre":
+                    h = module.register_forward_pre_hook(_make_pre_hook(fn, site), with_kwargs=True)
+                else:
+                    h = module.register_forward_hook(_make_post_hook(fn, site), with_kwargs=True)
+                handles.append(h)
+        yield resolved
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def hook_count(module: torch.nn.Module) -> int:
+    """Number of forward (pre-)hooks left anywhere under ``module``; 0 when clean."""
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules()
+    )

@@ -1,0 +1,305 @@
+"""Load a causal LM (and optionally a PEFT adapter) into one handle interp works with.
+
+:func:`load_model` serves a Hugging Face id and a local directory alike (the bundled
+organism is an ordinary local directory). :class:`Model` carries the HF module, the
+tokenizer, ``n_layers`` / ``d_model``, the family row that maps canonical sites to
+modules, and runs forward passes with left padding and correct position ids. A model
+loaded with an adapter runs as the finetuned model; :meth:`Model.as_base` gives a view of
+the *same* weights with the adapter disabled, and :class:`ModelPair` holds both views.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import Tensor
+
+from interp.errors import AdapterMismatchError, InterpError, UnsafeWeightsError
+from interp.fingerprint import sha256_dir
+from interp.sites import Family, Site, family_for
+
+__all__ = ["Model", "ModelPair", "load_model", "wrap_model", "default_device"]
+
+_UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclasses.dataclass(eq=False)
+class Model:
+    """A causal LM with its tokenizer, ready for capture and interventions.
+
+    Do not build it by hand: use :func:`load_model` or :func:`wrap_model`.
+    """
+
+    hf: torch.nn.Module  # PreTrainedModel, or PeftModel when an adapter is loaded
+    tokenizer: object
+    name: str
+    family: Family
+    adapter_path: str | None = None
+    adapter_hash: str | None = None
+    use_adapter: bool = True
+
+    # ---- structure -------------------------------------------------------------------
+    @property
+    def base_hf(self) -> torch.nn.Module:
+        """The underlying transformers model (LoRA layers, if any, injected inside)."""
+        return self.hf.get_base_model() if self.has_adapter else self.hf
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.adapter_path is not None
+
+    @property
+    def config(self):
+        return self.base_hf.config
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def d_model(self) -> int:
+        return self.config.get_text_config().hidden_size
+
+    @property
+    def blocks(self) -> torch.nn.ModuleList:
+        return self.base_hf.get_submodule(self.family.layers)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf.parameters()).dtype
+
+    @property
+    def variant(self) -> str:
+        """``"finetuned"`` when an enabled adapter is applied, else ``"base"``."""
+        return "finetuned" if self.has_adapter and self.use_adapter else "base"
+
+    def site_module(self, site: Site) -> torch.nn.Module:
+        """The module whose input (``resid_pre``) or output (others) is ``site``."""
+        block = self.blocks[site.layer]
+        if site.kind in ("resid_pre", "resid_post"):
+            return block
+        return block.get_submodule(self.family.attn if site.kind == "attn_out" else self.family.mlp)
+
+    # ---- adapter views ---------------------------------------------------------------
+    def as_base(self) -> Model:
+        """The same weights with the adapter disabled (no copy)."""
+        return dataclasses.replace(self, use_adapter=False)
+
+    def as_finetuned(self) -> Model:
+        if not self.has_adapter:
+            raise InterpError(f"{self.name} has no adapter; load one with load_model(adapter=...)")
+        return dataclasses.replace(self, use_adapter=True)
+
+    @contextlib.contextmanager
+    def _adapter_mode(self) -> Iterator[None]:
+        if self.has_adapter and not self.use_adapter:
+            with self.hf.disable_adapter():
+                yield
+        else:
+            yield
+
+    # ---- text ------------------------------------------------------------------------
+    def chat(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+        """Render chat ``messages`` with the tokenizer's chat template."""
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise InterpError(
+                f"the tokenizer of {self.name} has no chat template; pass plain strings instead"
+            )
+        return self.tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def tokenize(
+        self, texts: Sequence[str], *, add_special_tokens: bool = True, offsets: bool = False
+    ) -> dict[str, Tensor]:
+        """Left-padded batch: ``input_ids``, ``attention_mask``, ``position_ids`` ``[b, s]``.
+
+        With ``offsets=True`` also ``offset_mapping`` ``[b, s, 2]`` (character spans).
+        """
+        enc = self.tokenizer(
+            list(texts),
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=add_special_tokens,
+            return_offsets_mapping=offsets,
+        )
+        batch = {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "position_ids": position_ids(enc["attention_mask"]),
+        }
+        if offsets:
+            batch["offset_mapping"] = enc["offset_mapping"]
+        return batch
+
+    # ---- running ---------------------------------------------------------------------
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, **kwargs
+    ):
+        """One forward pass with position ids derived from the (left-padded) mask."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        kwargs.setdefault("position_ids", position_ids(attention_mask))
+        kwargs.setdefault("use_cache", False)
+        dev = self.device
+        kwargs = {k: v.to(dev) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+        with self._adapter_mode():
+            return self.hf(input_ids=input_ids.to(dev), attention_mask=attention_mask.to(dev), **kwargs)
+
+    __call__ = forward
+
+    def generate(self, input_ids: Tensor, attention_mask: Tensor, **kwargs) -> Tensor:
+        """``generate`` through the adapter view; hooks stay active on every new token."""
+        kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        dev = self.device
+        with self._adapter_mode():
+            return self.hf.generate(
+                input_ids=input_ids.to(dev), attention_mask=attention_mask.to(dev), **kwargs
+            )
+
+
+def position_ids(attention_mask: Tensor) -> Tensor:
+    """Positions counted from each row's first real token (pads get 0). ``[b, s]``."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPair:
+    """Base and finetuned views of one loaded set of weights (adapter off / on)."""
+
+    base: Model
+    finetuned: Model
+
+    @classmethod
+    def from_adapter(cls, model: Model) -> ModelPair:
+        return cls(model.as_base(), model.as_finetuned())
+
+    def __iter__(self):
+        return iter((self.base, self.finetuned))
+
+
+# ---- loading -------------------------------------------------------------------------
+def _check_safe_weights(path: Path) -> None:
+    if not path.is_dir():
+        return
+    if any(path.glob("*.safetensors")):
+        return
+    unsafe = [p.name for p in path.iterdir() if p.suffix in _UNSAFE_SUFFIXES]
+    if unsafe:
+        raise UnsafeWeightsError(
+            f"{path} holds only pickled weights ({', '.join(sorted(unsafe))}); interp loads "
+            "safetensors only. Convert them with a trusted tool first."
+        )
+
+
+def _prepare_tokenizer(tokenizer) -> None:
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            raise InterpError("the tokenizer has no pad, eos or unk token to pad with")
+
+
+def wrap_model(hf: torch.nn.Module, tokenizer, *, name: str | None = None) -> Model:
+    """A :class:`Model` around an already-built transformers model (no adapter)."""
+    _prepare_tokenizer(tokenizer)
+    hf.eval()
+    family = family_for(hf.config.get_text_config().model_type)
+    return Model(hf=hf, tokenizer=tokenizer, name=name or hf.config.name_or_path or "model", family=family)
+
+
+def _check_adapter(adapter: Path, base_hf: torch.nn.Module) -> None:
+    cfg = adapter / "adapter_config.json"
+    weights = adapter / "adapter_model.safetensors"
+    if not cfg.is_file():
+        raise AdapterMismatchError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
+    if not weights.is_file():
+        if any(adapter.glob("adapter_model.*")):
+            raise UnsafeWeightsError(f"{adapter} has no adapter_model.safetensors; interp never unpickles")
+        raise AdapterMismatchError(f"{adapter} has no adapter_model.safetensors")
+    with safe_open(str(weights), framework="pt") as f:
+        for key in f.keys():
+            if ".lora_A." not in key or not key.endswith(".weight"):
+                continue
+            path = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+            try:
+                module = base_hf.get_submodule(path)
+            except AttributeError:
+                raise AdapterMismatchError(
+                    f"adapter {adapter} targets module {path!r}, which this model does not have; "
+                    f"it was trained for {json.loads(cfg.read_text()).get('base_model_name_or_path')!r}"
+                ) from None
+            in_features = getattr(module, "in_features", None)
+            shape = f.get_slice(key).get_shape()
+            if in_features is not None and shape[1] != in_features:
+                raise AdapterMismatchError(
+                    f"adapter {adapter} does not fit this model: {path} expects inputs of size "
+                    f"{in_features} but the adapter's lora_A has {shape[1]}"
+                )
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    adapter: str | Path | None = None,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
+    trust_remote_code: bool = False,
+) -> Model:
+    """Load a causal LM from a Hugging Face id or a local directory, with an optional adapter.
+
+    ``dtype`` defaults to float32 on CPU and bfloat16 on GPU. Weights must be safetensors.
+    With ``adapter`` (a PEFT adapter directory) the returned model runs as the finetuned
+    model; ``model.as_base()`` / :class:`ModelPair` run the same weights without it.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch.device(device) if device is not None else default_device()
+    if dtype is None:
+        dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    elif isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    path = Path(name_or_path)
+    _check_safe_weights(path)
+    hf = AutoModelForCausalLM.from_pretrained(
+        str(name_or_path), dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+    ).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    model = wrap_model(hf, tokenizer, name=str(name_or_path))
+    if adapter is None:
+        return model
+
+    from peft import PeftModel
+
+    adapter = Path(adapter)
+    _check_adapter(adapter, hf)
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    base_name = cfg.get("base_model_name_or_path")
+    if base_name and Path(str(base_name)).name != path.name:
+        warnings.warn(
+            f"adapter {adapter} names base {base_name!r}, loading it on {name_or_path!r}",
+            stacklevel=2,
+        )
+    peft_model = PeftModel.from_pretrained(hf, str(adapter)).to(device)
+    peft_model.eval()
+    return dataclasses.replace(
+        model, hf=peft_model, adapter_path=str(adapter), adapter_hash=sha256_dir(adapter)
+    )
