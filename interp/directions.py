@@ -1,0 +1,487 @@
+"""Directions and subspaces in the residual stream, as value objects.
+
+:class:`Direction` is a unit vector ``[d_model]`` with the site and layer it lives at, a
+name, the magnitude of the raw vector it was made from (``scale``), and a provenance
+dict (how it was found, on what data, with which model and adapter hash). Directions
+support ``+``, ``-``, unary ``-``, scalar ``*`` and ``/`` (on ``scale * vector``; the
+result is re-normalized), :meth:`Direction.cosine`, :meth:`Direction.to` (a copy) and
+save / load as safetensors + JSON.
+
+:class:`Subspace` is an orthonormal basis ``[k, d_model]`` built from directions or
+tensors by SVD, so its projector (and therefore joint removal) does not depend on the
+order or on the scaling of the vectors it was built from.
+
+:func:`save_directions` / :func:`load_directions` write and read many directions (e.g.
+one per layer from a probe sweep) as one ``.safetensors`` file plus one ``.json`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from interp.errors import InterpError
+
+__all__ = [
+    "Direction",
+    "Subspace",
+    "cosine",
+    "save_directions",
+    "load_directions",
+]
+
+_SITE_LAYER = re.compile(r"^blocks\.(\d+)\.hook_[a-z_]+$")
+_EPS = 1e-12
+
+
+def _layer_of(site: str | None) -> int | None:
+    if site is None:
+        return None
+    m = _SITE_LAYER.match(site)
+    if m is None:
+        raise InterpError(f"site {site!r} is not a canonical name like 'blocks.3.hook_resid_post'")
+    return int(m.group(1))
+
+
+def _place(layer: int | None, site: str | None) -> tuple[int | None, str | None]:
+    """Check ``layer`` against ``site`` (canonical name); fill ``layer`` from ``site``."""
+    site_layer = _layer_of(site)
+    if layer is None:
+        return site_layer, site
+    layer = int(layer)
+    if site_layer is not None and site_layer != layer:
+        raise InterpError(f"layer={layer} disagrees with site {site!r}")
+    return layer, site
+
+
+def _as_vector(vector: Tensor | Sequence[float]) -> Tensor:
+    v = torch.as_tensor(vector).detach()
+    if not v.is_floating_point():
+        v = v.to(torch.float32)
+    if v.ndim != 1:
+        raise InterpError(f"a direction is a 1-D vector [d_model]; got shape {tuple(v.shape)}")
+    if not torch.isfinite(v).all():
+        raise InterpError("a direction must be finite (got NaN or inf)")
+    return v
+
+
+def _common_place(items: Iterable[Direction | Subspace]) -> tuple[int | None, str | None]:
+    """The one layer and site that ``items`` share (``None`` entries match anything)."""
+    found: dict[str, object] = {"layer": None, "site": None}
+    for item in items:
+        for attr in found:
+            value = getattr(item, attr)
+            if value is None:
+                continue
+            if found[attr] is not None and found[attr] != value:
+                raise InterpError(
+                    f"cannot combine directions at different {attr}s: {found[attr]!r} and {value!r}"
+                )
+            found[attr] = value
+    return found["layer"], found["site"]  # type: ignore[return-value]
+
+
+class Direction:
+    """A unit vector at one site, with a name and provenance.
+
+    ``Direction(v, layer=3, site="blocks.3.hook_resid_post", name="era")`` stores
+    ``v / |v|`` as :attr:`vector` and ``|v|`` as :attr:`scale` (unless ``scale`` is given).
+    ``layer`` is filled from a canonical ``site`` when omitted.
+    """
+
+    __slots__ = ("vector", "layer", "site", "name", "provenance", "scale")
+
+    vector: Tensor  # [d_model], unit norm
+    layer: int | None
+    site: str | None
+    name: str
+    provenance: dict
+    scale: float
+
+    def __init__(
+        self,
+        vector: Tensor | Sequence[float],
+        *,
+        layer: int | None = None,
+        site: str | None = None,
+        name: str = "direction",
+        provenance: dict | None = None,
+        scale: float | None = None,
+    ) -> None:
+        v = _as_vector(vector)
+        norm = float(v.double().norm())
+        if norm < _EPS:
+            raise InterpError(f"direction {name!r} has zero norm; nothing to point along")
+        layer, site = _place(layer, site)
+        object.__setattr__(self, "vector", v / norm)
+        object.__setattr__(self, "layer", layer)
+        object.__setattr__(self, "site", site)
+        object.__setattr__(self, "name", str(name))
+        object.__setattr__(self, "provenance", dict(provenance or {}))
+        object.__setattr__(self, "scale", float(norm if scale is None else scale))
+
+    def __setattr__(self, key, value):
+        raise AttributeError("Direction is immutable; use .replace(...)")
+
+    # ---- properties -------------------------------------------------------------------
+    @property
+    def d_model(self) -> int:
+        return self.vector.shape[0]
+
+    @property
+    def raw(self) -> Tensor:
+        """``scale * vector`` ``[d_model]``: the vector the direction was made from."""
+        return self.vector * self.scale
+
+    def replace(self, **changes) -> Direction:
+        """A copy with some fields changed (``vector``, ``layer``, ``site``, ``name``, ...)."""
+        fields = dict(
+            vector=self.vector,
+            layer=self.layer,
+            site=self.site,
+            name=self.name,
+            provenance=self.provenance,
+            scale=self.scale,
+        )
+        if "vector" in changes and "scale" not in changes:
+            fields["scale"] = None
+        if "site" in changes and "layer" not in changes:
+            fields["layer"] = None
+        fields.update(changes)
+        return Direction(fields.pop("vector"), **fields)
+
+    def __repr__(self) -> str:
+        where = self.site or (f"layer {self.layer}" if self.layer is not None else "no site")
+        return f"Direction({self.name!r}, d_model={self.d_model}, {where}, scale={self.scale:.4g})"
+
+    # ---- arithmetic (on scale * vector; results are re-normalized) --------------------
+    def _combine(self, other: Direction, sign: float, op: str) -> Direction:
+        if not isinstance(other, Direction):
+            return NotImplemented
+        layer, site = _common_place([self, other])
+        raw = self.raw + sign * other.raw.to(self.vector)
+        return Direction(
+            raw,
+            layer=layer,
+            site=site,
+            name=f"({self.name} {op} {other.name})",
+            provenance={"op": op, "operands": [self.to_dict(), other.to_dict()]},
+        )
+
+    def __add__(self, other: Direction) -> Direction:
+        return self._combine(other, 1.0, "+")
+
+    def __sub__(self, other: Direction) -> Direction:
+        return self._combine(other, -1.0, "-")
+
+    def __neg__(self) -> Direction:
+        return self.replace(vector=-self.vector, scale=self.scale, name=f"-{self.name}")
+
+    def __mul__(self, k: float) -> Direction:
+        if isinstance(k, Tensor) and k.numel() == 1:
+            k = float(k)
+        if not isinstance(k, (int, float)):
+            return NotImplemented
+        if k == 0:
+            raise InterpError("scaling a direction by 0 leaves nothing to point along")
+        sign = 1.0 if k > 0 else -1.0
+        return self.replace(vector=sign * self.vector, scale=abs(k) * self.scale)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, k: float) -> Direction:
+        return self * (1.0 / k)
+
+    # ---- geometry ---------------------------------------------------------------------
+    def cosine(self, other: Direction | Tensor) -> float:
+        """Cosine similarity with another direction or a vector ``[d_model]``."""
+        return cosine(self, other)
+
+    def project(self, x: Tensor) -> Tensor:
+        """Scalar projection of ``x`` ``[..., d_model]`` onto the unit vector: ``[...]``."""
+        return x @ self.vector.to(x)
+
+    def remove(self, x: Tensor) -> Tensor:
+        """``x`` ``[..., d_model]`` with its component along the direction removed."""
+        v = self.vector.to(x)
+        return x - (x @ v)[..., None] * v
+
+    def to(self, *args, **kwargs) -> Direction:
+        """A copy on another device / dtype (same arguments as ``Tensor.to``)."""
+        return self.replace(vector=self.vector.to(*args, **kwargs).clone(), scale=self.scale)
+
+    # ---- files ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Everything but the vector, JSON-ready."""
+        return {
+            "name": self.name,
+            "layer": self.layer,
+            "site": self.site,
+            "scale": self.scale,
+            "d_model": self.d_model,
+            "provenance": json.loads(json.dumps(self.provenance, default=str)),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``<path>.safetensors`` and ``<path>.json``; returns the safetensors path."""
+        return save_directions([self], path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Direction:
+        dirs = load_directions(path)
+        if len(dirs) != 1:
+            raise InterpError(f"{path} holds {len(dirs)} directions; use load_directions()")
+        return dirs[0]
+
+
+def cosine(a: Direction | Tensor, b: Direction | Tensor) -> float:
+    """Cosine similarity of two directions or vectors ``[d_model]``."""
+    va = a.vector if isinstance(a, Direction) else torch.as_tensor(a)
+    vb = b.vector if isinstance(b, Direction) else torch.as_tensor(b)
+    va, vb = va.double().flatten(), vb.double().flatten().to(va.device)
+    if va.shape != vb.shape:
+        raise InterpError(f"cosine of vectors of different sizes: {va.shape[0]} and {vb.shape[0]}")
+    return float(va @ vb / (va.norm() * vb.norm()).clamp_min(_EPS))
+
+
+class Subspace:
+    """An orthonormal basis ``[k, d_model]`` for joint projection and removal.
+
+    Build it with :meth:`from_directions` or :meth:`from_tensor`: both orthonormalize by
+    SVD and drop directions that are (numerically) linear combinations of the others, so
+    the projector ``basis.T @ basis`` is the same whatever the order of the inputs.
+    """
+
+    __slots__ = ("basis", "layer", "site", "name", "provenance")
+
+    basis: Tensor  # [k, d_model], orthonormal rows
+    layer: int | None
+    site: str | None
+    name: str
+    provenance: dict
+
+    def __init__(
+        self,
+        basis: Tensor,
+        *,
+        layer: int | None = None,
+        site: str | None = None,
+        name: str = "subspace",
+        provenance: dict | None = None,
+        check: bool = True,
+    ) -> None:
+        b = torch.as_tensor(basis).detach()
+        if not b.is_floating_point():
+            b = b.to(torch.float32)
+        if b.ndim != 2 or b.shape[0] == 0:
+            raise InterpError(f"a subspace basis is [k, d_model] with k >= 1; got {tuple(b.shape)}")
+        if check:
+            gram = b.double() @ b.double().T
+            eye = torch.eye(b.shape[0], dtype=torch.float64, device=b.device)
+            tol = 1e-3 if b.dtype in (torch.float16, torch.bfloat16) else 1e-5
+            if not torch.allclose(gram, eye, atol=tol):
+                raise InterpError(
+                    "basis rows are not orthonormal; build with Subspace.from_tensor(...)"
+                )
+        layer, site = _place(layer, site)
+        object.__setattr__(self, "basis", b)
+        object.__setattr__(self, "layer", layer)
+        object.__setattr__(self, "site", site)
+        object.__setattr__(self, "name", str(name))
+        object.__setattr__(self, "provenance", dict(provenance or {}))
+
+    def __setattr__(self, key, value):
+        raise AttributeError("Subspace is immutable")
+
+    @classmethod
+    def from_tensor(
+        cls,
+        vectors: Tensor,
+        *,
+        rtol: float = 1e-6,
+        layer: int | None = None,
+        site: str | None = None,
+        name: str = "subspace",
+        provenance: dict | None = None,
+    ) -> Subspace:
+        """Orthonormal basis of the row span of ``vectors`` ``[n, d_model]`` (by SVD).
+
+        Rows are unit-normalized first (so scale does not weigh in); singular values below
+        ``rtol`` times the largest are dropped.
+        """
+        v = torch.as_tensor(vectors).detach()
+        if v.ndim == 1:
+            v = v[None]
+        if v.ndim != 2 or v.shape[0] == 0:
+            raise InterpError(f"expected vectors [n, d_model]; got shape {tuple(v.shape)}")
+        dtype = v.dtype if v.is_floating_point() else torch.float32
+        v64 = v.double()
+        norms = v64.norm(dim=1, keepdim=True)
+        if (norms < _EPS).any():
+            raise InterpError("a zero vector cannot span anything")
+        _, s, vh = torch.linalg.svd(v64 / norms, full_matrices=False)
+        keep = s > rtol * s[0]
+        basis = vh[keep]  # [k, d_model]
+        return cls(
+            basis.to(dtype),
+            layer=layer,
+            site=site,
+            name=name,
+            provenance=provenance,
+            check=False,
+        )
+
+    @classmethod
+    def from_directions(
+        cls,
+        directions: Iterable[Direction],
+        *,
+        rtol: float = 1e-6,
+        name: str | None = None,
+    ) -> Subspace:
+        """The span of ``directions`` (which must share one site / layer)."""
+        dirs = list(directions)
+        if not dirs:
+            raise InterpError("Subspace.from_directions needs at least one direction")
+        layer, site = _common_place(dirs)
+        device, dtype = dirs[0].vector.device, dirs[0].vector.dtype
+        stacked = torch.stack([d.vector.to(device=device, dtype=dtype) for d in dirs])
+        return cls.from_tensor(
+            stacked,
+            rtol=rtol,
+            layer=layer,
+            site=site,
+            name=name or "+".join(d.name for d in dirs),
+            provenance={"directions": [d.to_dict() for d in dirs]},
+        )
+
+    # ---- properties -------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        return self.basis.shape[0]
+
+    @property
+    def d_model(self) -> int:
+        return self.basis.shape[1]
+
+    def __len__(self) -> int:
+        return self.k
+
+    def __repr__(self) -> str:
+        where = self.site or (f"layer {self.layer}" if self.layer is not None else "no site")
+        return f"Subspace({self.name!r}, k={self.k}, d_model={self.d_model}, {where})"
+
+    def projector(self) -> Tensor:
+        """``basis.T @ basis`` ``[d_model, d_model]``."""
+        return self.basis.T @ self.basis
+
+    def coordinates(self, x: Tensor) -> Tensor:
+        """Coordinates of ``x`` ``[..., d_model]`` in the basis: ``[..., k]``."""
+        return x @ self.basis.to(x).T
+
+    def project(self, x: Tensor) -> Tensor:
+        """Component of ``x`` ``[..., d_model]`` inside the subspace, ``[..., d_model]``."""
+        b = self.basis.to(x)
+        return (x @ b.T) @ b
+
+    def remove(self, x: Tensor) -> Tensor:
+        """``x`` ``[..., d_model]`` with its component inside the subspace removed."""
+        return x - self.project(x)
+
+    def to(self, *args, **kwargs) -> Subspace:
+        return Subspace(
+            self.basis.to(*args, **kwargs).clone(),
+            layer=self.layer,
+            site=self.site,
+            name=self.name,
+            provenance=self.provenance,
+            check=False,
+        )
+
+    def directions(self) -> list[Direction]:
+        """The basis rows as directions."""
+        return [
+            Direction(row, layer=self.layer, site=self.site, name=f"{self.name}[{i}]")
+            for i, row in enumerate(self.basis)
+        ]
+
+    # ---- files ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "layer": self.layer,
+            "site": self.site,
+            "k": self.k,
+            "d_model": self.d_model,
+            "provenance": json.loads(json.dumps(self.provenance, default=str)),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``<path>.safetensors`` (the basis) and ``<path>.json``."""
+        st, js = _paths(path)
+        st.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"basis": self.basis.detach().cpu().contiguous()}, str(st))
+        js.write_text(json.dumps({"kind": "subspace", **self.to_dict()}, indent=2))
+        return st
+
+    @classmethod
+    def load(cls, path: str | Path) -> Subspace:
+        st, js = _paths(path)
+        meta = json.loads(js.read_text())
+        if meta.get("kind") != "subspace":
+            raise InterpError(f"{js} does not describe a subspace")
+        return cls(
+            load_file(str(st))["basis"],
+            layer=meta["layer"],
+            site=meta["site"],
+            name=meta["name"],
+            provenance=meta["provenance"],
+        )
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def save_directions(directions: Sequence[Direction], path: str | Path) -> Path:
+    """Write ``directions`` to ``<path>.safetensors`` (vectors) + ``<path>.json`` (the rest)."""
+    dirs = list(directions)
+    if not dirs:
+        raise InterpError("nothing to save")
+    st, js = _paths(path)
+    st.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"vector.{i}": d.vector.detach().cpu().contiguous() for i, d in enumerate(dirs)}
+    save_file(tensors, str(st))
+    js.write_text(
+        json.dumps({"kind": "directions", "directions": [d.to_dict() for d in dirs]}, indent=2)
+    )
+    return st
+
+
+def load_directions(path: str | Path) -> list[Direction]:
+    """Read what :func:`save_directions` (or :meth:`Direction.save`) wrote."""
+    st, js = _paths(path)
+    meta = json.loads(js.read_text())
+    if meta.get("kind") != "directions":
+        raise InterpError(f"{js} does not describe directions")
+    tensors = load_file(str(st))
+    return [
+        Direction(
+            tensors[f"vector.{i}"],
+            layer=m["layer"],
+            site=m["site"],
+            name=m["name"],
+            provenance=m["provenance"],
+            scale=m["scale"],
+        )
+        for i, m in enumerate(meta["directions"])
+    ]
