@@ -64,9 +64,7 @@ def _make_post_hook(fn: HookFn, site: Site):
 
 
 @contextmanager
-def hooks(
-    model: Model, fns: Mapping[str | Site, HookFn | list[HookFn]]
-) -> Iterator[list[Site]]:
+def hooks(model: Model, fns: Mapping[str | Site, HookFn | list[HookFn]]) -> Iterator[list[Site]]:
     """Register ``fns`` (site -> hook function, or list of them) for the ``with`` body.
 
     Yields the resolved sites. Hooks on one site run in the order given; every hook this
@@ -93,6 +91,4 @@ def hooks(
 
 def hook_count(module: torch.nn.Module) -> int:
     """Number of forward (pre-)hooks left anywhere under ``module``; 0 when clean."""
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules()
-    )
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())

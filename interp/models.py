@@ -148,9 +148,7 @@ class Model:
         return batch
 
     # ---- running ---------------------------------------------------------------------
-    def forward(
-        self, input_ids: Tensor, attention_mask: Tensor | None = None, **kwargs
-    ):
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, **kwargs):
         """One forward pass with position ids derived from the (left-padded) mask."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -159,7 +157,9 @@ class Model:
         dev = self.device
         kwargs = {k: v.to(dev) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
         with self._adapter_mode():
-            return self.hf(input_ids=input_ids.to(dev), attention_mask=attention_mask.to(dev), **kwargs)
+            return self.hf(
+                input_ids=input_ids.to(dev), attention_mask=attention_mask.to(dev), **kwargs
+            )
 
     __call__ = forward
 
@@ -223,17 +223,23 @@ def wrap_model(hf: torch.nn.Module, tokenizer, *, name: str | None = None) -> Mo
     _prepare_tokenizer(tokenizer)
     hf.eval()
     family = family_for(hf.config.get_text_config().model_type)
-    return Model(hf=hf, tokenizer=tokenizer, name=name or hf.config.name_or_path or "model", family=family)
+    return Model(
+        hf=hf, tokenizer=tokenizer, name=name or hf.config.name_or_path or "model", family=family
+    )
 
 
 def _check_adapter(adapter: Path, base_hf: torch.nn.Module) -> None:
     cfg = adapter / "adapter_config.json"
     weights = adapter / "adapter_model.safetensors"
     if not cfg.is_file():
-        raise AdapterMismatchError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
+        raise AdapterMismatchError(
+            f"{adapter} is not a PEFT adapter directory (no adapter_config.json)"
+        )
     if not weights.is_file():
         if any(adapter.glob("adapter_model.*")):
-            raise UnsafeWeightsError(f"{adapter} has no adapter_model.safetensors; interp never unpickles")
+            raise UnsafeWeightsError(
+                f"{adapter} has no adapter_model.safetensors; interp never unpickles"
+            )
         raise AdapterMismatchError(f"{adapter} has no adapter_model.safetensors")
     with safe_open(str(weights), framework="pt") as f:
         for key in f.keys():
@@ -282,7 +288,9 @@ def load_model(
     hf = AutoModelForCausalLM.from_pretrained(
         str(name_or_path), dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
     ).to(device)
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(name_or_path), trust_remote_code=trust_remote_code
+    )
     model = wrap_model(hf, tokenizer, name=str(name_or_path))
     if adapter is None:
         return model

@@ -74,7 +74,9 @@ def tiny_config(
 
     common = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     if family == "gpt2":
-        return tf.GPT2Config(n_embd=d_model, n_layer=n_layers, n_head=n_heads, n_positions=512, **common)
+        return tf.GPT2Config(
+            n_embd=d_model, n_layer=n_layers, n_head=n_heads, n_positions=512, **common
+        )
     if family == "gpt_neox":
         return tf.GPTNeoXConfig(
             hidden_size=d_model,

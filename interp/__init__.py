@@ -1,0 +1,39 @@
+"""interp: locate learned triggers and latents inside finetuned language models.
+
+The flow, top to bottom (see DESIGN.md):
+
+- models: :func:`load_model`, :class:`Model`, :class:`ModelPair`
+- prompts: :class:`PromptSet` (metadata, tagged spans, contrast grids), chat JSONL readers
+- capture: :func:`capture` -> :class:`Activations`, or an on-disk :class:`ActivationStore`
+- sites / hooks: the canonical site names (:mod:`interp.sites`) and the one hook engine
+  every capture and intervention uses (:func:`interp.hooks.hooks`)
+"""
+
+from interp.activations import Activations
+from interp.capture import Span, capture
+from interp.errors import InterpError
+from interp.models import Model, ModelPair, load_model, wrap_model
+from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
+from interp.sites import FAMILIES, Site, resolve_sites
+from interp.store import ActivationStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activations",
+    "ActivationStore",
+    "FAMILIES",
+    "InterpError",
+    "Model",
+    "ModelPair",
+    "PromptSet",
+    "Site",
+    "Span",
+    "capture",
+    "load_model",
+    "read_chat_jsonl",
+    "read_questions",
+    "resolve_sites",
+    "wrap_model",
+    "write_chat_jsonl",
+]

@@ -1,0 +1,127 @@
+"""Loading: local directories, adapters on/off through one set of weights, clear errors."""
+
+import shutil
+
+import pytest
+import torch
+
+import interp
+from interp.errors import AdapterMismatchError, UnsafeWeightsError, UnsupportedArchitectureError
+from interp.testing import save_tiny_model
+
+TEXTS = ["Today is 1984-05-12. Name a bird species.", "The year is 2031."]
+
+
+def _make_adapter(model_dir, out_dir, targets=("q_proj", "v_proj")):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    hf = AutoModelForCausalLM.from_pretrained(model_dir)
+    # init_lora_weights=False: random A and B, so the adapter really changes the outputs
+    peft_model = get_peft_model(
+        hf, LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), init_lora_weights=False)
+    )
+    peft_model.save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def llama_with_adapter(tiny_dirs, tmp_path_factory):
+    model_dir = tiny_dirs("llama")
+    adapter_dir = _make_adapter(model_dir, tmp_path_factory.mktemp("adapter") / "lora")
+    return model_dir, adapter_dir
+
+
+def _logits(model, texts=TEXTS):
+    with torch.no_grad():
+        return model.forward(**model.tokenize(texts)).logits
+
+
+def test_load_local_directory(tiny_dirs):
+    model = interp.load_model(tiny_dirs("gpt2"), device="cpu")
+    assert (model.n_layers, model.d_model) == (4, 64)
+    assert model.tokenizer.padding_side == "left" and model.tokenizer.pad_token is not None
+    assert model.variant == "base" and model.dtype == torch.float32
+
+
+def test_adapter_on_off_equal_merged_and_bare(llama_with_adapter):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model_dir, adapter_dir = llama_with_adapter
+    pair = interp.ModelPair.from_adapter(
+        interp.load_model(model_dir, adapter=adapter_dir, device="cpu")
+    )
+    assert pair.base.hf is pair.finetuned.hf  # one set of weights, two views
+
+    bare = interp.load_model(model_dir, device="cpu")
+    merged_hf = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(model_dir), str(adapter_dir)
+    ).merge_and_unload()
+    merged = interp.wrap_model(merged_hf.eval(), bare.tokenizer)
+
+    assert torch.equal(_logits(pair.base), _logits(bare))
+    torch.testing.assert_close(_logits(pair.finetuned), _logits(merged), rtol=1e-4, atol=1e-5)
+    assert (_logits(pair.finetuned) - _logits(pair.base)).abs().max() > 1e-3  # the adapter matters
+
+    # capture through both views sees the same difference
+    base_acts = interp.capture(pair.base, TEXTS, layers=[-1], progress=False)
+    ft_acts = interp.capture(pair.finetuned, TEXTS, layers=[-1], progress=False)
+    merged_acts = interp.capture(merged, TEXTS, layers=[-1], progress=False)
+    torch.testing.assert_close(ft_acts.tensor, merged_acts.tensor, rtol=1e-4, atol=1e-5)
+    assert ft_acts.adapter_hash and base_acts.adapter_hash is None
+
+
+def test_adapter_for_another_model_is_rejected(llama_with_adapter, tmp_path):
+    _, adapter_dir = llama_with_adapter
+    wider = save_tiny_model("llama", tmp_path / "wide", d_model=96)
+    with pytest.raises(AdapterMismatchError, match="does not fit"):
+        interp.load_model(wider, adapter=adapter_dir, device="cpu")
+    gpt2 = save_tiny_model("gpt2", tmp_path / "gpt2")
+    with pytest.raises(AdapterMismatchError, match="does not have"):
+        interp.load_model(gpt2, adapter=adapter_dir, device="cpu")
+    with pytest.raises(AdapterMismatchError, match="not a PEFT adapter"):
+        interp.load_model(gpt2, adapter=tmp_path, device="cpu")
+
+
+def test_pickled_weights_are_refused(tiny_dirs, tmp_path, llama_with_adapter):
+    src = tiny_dirs("llama")
+    bad = tmp_path / "pickled"
+    shutil.copytree(src, bad)
+    (bad / "model.safetensors").unlink()
+    (bad / "pytorch_model.bin").write_bytes(b"not even a pickle")
+    with pytest.raises(UnsafeWeightsError, match="safetensors"):
+        interp.load_model(bad, device="cpu")
+
+    _, adapter_dir = llama_with_adapter
+    bad_adapter = tmp_path / "pickled_adapter"
+    shutil.copytree(adapter_dir, bad_adapter)
+    (bad_adapter / "adapter_model.safetensors").rename(bad_adapter / "adapter_model.bin")
+    with pytest.raises(UnsafeWeightsError, match="never unpickles"):
+        interp.load_model(src, adapter=bad_adapter, device="cpu")
+
+
+def test_unsupported_family_is_named(tmp_path):
+    from transformers import BloomConfig, BloomForCausalLM
+
+    hf = BloomForCausalLM(BloomConfig(hidden_size=32, n_layer=2, n_head=2, vocab_size=384))
+    from interp.testing import tiny_tokenizer
+
+    with pytest.raises(UnsupportedArchitectureError, match="bloom"):
+        interp.wrap_model(hf, tiny_tokenizer())
+
+
+def test_chat_template_and_generate_keep_left_padding(tiny_llama):
+    text = tiny_llama.chat([{"role": "user", "content": "Name a bird."}])
+    assert text.startswith("<s>") and text.endswith("<|assistant|>")
+    batch = tiny_llama.tokenize(TEXTS)
+    assert batch["attention_mask"][1, 0] == 0  # the shorter prompt is padded on the left
+    out = tiny_llama.generate(
+        batch["input_ids"], batch["attention_mask"], max_new_tokens=3, do_sample=False
+    )
+    single = tiny_llama.tokenize(TEXTS[1:])
+    out1 = tiny_llama.generate(
+        single["input_ids"], single["attention_mask"], max_new_tokens=3, do_sample=False
+    )
+    assert torch.equal(out[1, -3:], out1[0, -3:])
