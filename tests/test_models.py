@@ -125,3 +125,21 @@ def test_chat_template_and_generate_keep_left_padding(tiny_llama):
         single["input_ids"], single["attention_mask"], max_new_tokens=3, do_sample=False
     )
     assert torch.equal(out[1, -3:], out1[0, -3:])
+
+
+def test_interop_with_adapter_matches_each_view(llama_with_adapter):
+    from interp.interop import to_nnsight, to_transformer_lens
+
+    model_dir, adapter_dir = llama_with_adapter
+    pair = interp.ModelPair.from_adapter(interp.load_model(model_dir, adapter=adapter_dir, device="cpu"))
+    ids = pair.base.tokenize(TEXTS[:1])["input_ids"]
+    for view in pair:
+        acts = interp.capture(view, TEXTS[:1], layers=[2], positions="all", progress=False)
+        with torch.no_grad():
+            _, cache = to_transformer_lens(view).run_with_cache(ids)
+        torch.testing.assert_close(cache["blocks.2.hook_resid_post"][0], acts.site(2), rtol=1e-4, atol=1e-5)
+        nn_model = to_nnsight(view)
+        with nn_model.trace(ids):
+            out = nn_model.model.layers[2].output.save()
+        out = out[0] if isinstance(out, tuple) else out
+        torch.testing.assert_close(out[0], acts.site(2), rtol=1e-4, atol=1e-5)
