@@ -110,3 +110,74 @@ def test_subspace_drops_dependent_vectors_and_roundtrips(tmp_path):
     s2 = Subspace.load(tmp_path / "sub")
     assert torch.equal(s2.basis, s.basis) and s2.site == s.site
     assert len(s.directions()) == 2
+
+
+# ---- difference of means ---------------------------------------------------------------
+def _year_acts(seed: int = 0, d: int = 24):
+    """Same questions and dates in 2024 and 2028; 2028 adds a planted offset."""
+    import pandas as pd
+
+    from interp.activations import Activations
+
+    g = torch.Generator().manual_seed(seed)
+    offset = torch.randn(d, generator=g)
+    q_vecs = 4 * torch.randn(30, d, generator=g)  # big per-question variation
+    rows, xs = [], []
+    for year in (2024, 2028):
+        for q in range(30):
+            for date in ("05-12", "11-03"):
+                rows.append({"year": year, "question_id": q, "date": date})
+                x = q_vecs[q] + 0.1 * torch.randn(d, generator=g)
+                xs.append(x + (offset if year == 2028 else 0))
+    meta = pd.DataFrame(rows)
+    meta.insert(0, "prompt", range(len(meta)))
+    meta.insert(1, "position", 7)
+    acts = Activations(torch.stack(xs)[:, None], ["blocks.2.hook_resid_post"], meta, "m", "abc")
+    return acts, offset
+
+
+def test_paired_diff_of_means_recovers_offset():
+    from interp.diffmeans import diff_of_means, pair_keys
+
+    acts, offset = _year_acts()
+    a, b = acts.where(year=2028), acts.where(year=2024)
+    assert pair_keys(a.meta, b.meta) == ["question_id", "date"]
+    d = diff_of_means(a, b, paired=True)
+    assert d.cosine(offset) > 0.999
+    assert d.scale == pytest.approx(float(offset.norm()), rel=0.02)
+    assert d.site == "blocks.2.hook_resid_post" and d.layer == 2
+    assert d.provenance["n_pairs"] == 60 and d.provenance["adapter_hash"] == "abc"
+    # unbalanced sides: dropping half the 2024 questions breaks the unpaired estimate,
+    # the paired one only loses the unmatched pairs
+    b_half = b.where(question_id=list(range(15)))
+    assert diff_of_means(a, b_half, paired=True).cosine(offset) > 0.999
+    assert diff_of_means(a, b_half).cosine(offset) < 0.9
+
+
+def test_paired_tensors_and_errors():
+    from interp.diffmeans import diff_of_means
+
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(50, 8, generator=g)
+    shift = torch.randn(8, generator=g)
+    d = diff_of_means(base + shift, base, paired=True)
+    assert d.cosine(shift) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(InterpError):
+        diff_of_means(base[:10], base, paired=True)
+    with pytest.raises(InterpError):
+        diff_of_means(base, base)
+
+
+def test_paired_pca_is_sign_aligned_with_the_mean():
+    from interp.diffmeans import paired_pca
+
+    g = torch.Generator().manual_seed(2)
+    offset = torch.randn(16, generator=g)
+    base = 3 * torch.randn(40, 16, generator=g)
+    strength = 0.5 + torch.rand(40, 1, generator=g)  # the pairs differ in how strongly
+    a = base + strength * offset + 0.05 * torch.randn(40, 16, generator=g)
+    pc = paired_pca(a, base)
+    assert pc.cosine(offset) > 0.99
+    flipped = paired_pca(base, a)
+    assert flipped.cosine(offset) < -0.99
+    assert 0.9 < pc.provenance["explained"] <= 1.0
