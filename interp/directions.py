@@ -242,8 +242,8 @@ class Direction:
 
 def cosine(a: Direction | Tensor, b: Direction | Tensor) -> float:
     """Cosine similarity of two directions or vectors ``[d_model]``."""
-    va = a.vector if isinstance(a, Direction) else torch.as_tensor(a)
-    vb = b.vector if isinstance(b, Direction) else torch.as_tensor(b)
+    va = a.vector if isinstance(a, Direction) else torch.as_tensor(a).detach()
+    vb = b.vector if isinstance(b, Direction) else torch.as_tensor(b).detach()
     va, vb = va.double().flatten(), vb.double().flatten().to(va.device)
     if va.shape != vb.shape:
         raise InterpError(f"cosine of vectors of different sizes: {va.shape[0]} and {vb.shape[0]}")

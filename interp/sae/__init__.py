@@ -1,0 +1,57 @@
+"""Sparse autoencoders: one file per architecture, training, and loaders.
+
+========================  =================================================
+``relu.ReluSAE``          ``f = relu(pre)``; trained with an L1 penalty
+``topk.TopKSAE``          keep each row's ``k`` largest pre-activations
+``batchtopk.BatchTopKSAE``  batch top-k in training; one global threshold after
+``jumprelu.JumpReLUSAE``  per-latent thresholds (loaded, not trained here)
+``train``                 :func:`train_sae`, :func:`evaluate_sae`
+``loaders``               :func:`load_sae` (sae-lens and dictionary_learning layouts)
+========================  =================================================
+
+:data:`ARCHITECTURES` maps the ``architecture`` name of a config to its module class;
+``make_sae("topk", d_in=64, d_sae=256, k=8)`` builds one from keyword arguments.
+"""
+
+from __future__ import annotations
+
+from interp.sae.base import SAE, SAEConfig
+from interp.sae.batchtopk import BatchTopKSAE, BatchTopKSAEConfig
+from interp.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
+from interp.sae.loaders import ARCHITECTURES, load_dictionary_learning, load_sae, load_sae_lens
+from interp.sae.relu import ReluSAE, ReluSAEConfig
+from interp.sae.topk import TopKSAE, TopKSAEConfig
+from interp.sae.train import SAETrainConfig, evaluate_sae, train_sae
+
+__all__ = [
+    "ARCHITECTURES",
+    "SAE",
+    "SAEConfig",
+    "ReluSAE",
+    "ReluSAEConfig",
+    "TopKSAE",
+    "TopKSAEConfig",
+    "BatchTopKSAE",
+    "BatchTopKSAEConfig",
+    "JumpReLUSAE",
+    "JumpReLUSAEConfig",
+    "SAETrainConfig",
+    "make_sae",
+    "train_sae",
+    "evaluate_sae",
+    "load_sae",
+    "load_sae_lens",
+    "load_dictionary_learning",
+]
+
+
+def make_sae(architecture: str, *, seed: int | None = 0, **config) -> SAE:
+    """An untrained SAE of ``architecture`` with config fields ``config``."""
+    from interp.errors import InterpError
+
+    if architecture not in ARCHITECTURES:
+        raise InterpError(
+            f"unknown SAE architecture {architecture!r} (known: {sorted(ARCHITECTURES)})"
+        )
+    cls = ARCHITECTURES[architecture]
+    return cls(cls.config_cls(**config), seed=seed)

@@ -1,0 +1,191 @@
+"""The SAE base: config + module shared by every architecture, and the on-disk format.
+
+An SAE maps ``x`` ``[..., d_in]`` to latents ``f`` ``[..., d_sae]`` and back::
+
+    pre  = (x - b_dec * apply_b_dec_to_input) @ W_enc + b_enc     # [..., d_sae]
+    f    = activation(pre)                                         # per architecture
+    xhat = f @ W_dec + b_dec                                       # [..., d_in]
+
+Parameter names and shapes follow sae-lens (``W_enc`` ``[d_in, d_sae]``, ``W_dec``
+``[d_sae, d_in]``), and :meth:`SAE.save` writes the sae-lens layout (``cfg.json`` +
+``sae_weights.safetensors``), so a saved interp SAE is also a sae-lens directory.
+Subclasses set ``architecture``, ``config_cls`` and :meth:`SAE.activation`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from interp.directions import Direction
+
+__all__ = ["SAEConfig", "SAE", "CFG_FILENAME", "WEIGHTS_FILENAME"]
+
+CFG_FILENAME = "cfg.json"
+WEIGHTS_FILENAME = "sae_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """What every SAE needs: sizes, whether ``b_dec`` is subtracted first, and its site."""
+
+    d_in: int
+    d_sae: int
+    apply_b_dec_to_input: bool = True
+    site: str | None = None
+    model_name: str | None = None
+
+    architecture: ClassVar[str] = "base"
+
+    def to_dict(self) -> dict:
+        return {"architecture": self.architecture, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SAEConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class SAE(nn.Module):
+    """Base sparse autoencoder (inference). See the module docstring for the maths."""
+
+    architecture: ClassVar[str] = "base"
+    config_cls: ClassVar[type[SAEConfig]] = SAEConfig
+
+    def __init__(self, cfg: SAEConfig, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        w = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
+        w = w / w.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(w)  # [d_sae, d_in]
+        self.W_enc = nn.Parameter(w.T.clone())  # [d_in, d_sae]
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+
+    # ---- the forward pass --------------------------------------------------------------
+    def pre_acts(self, x: Tensor) -> Tensor:
+        """``[..., d_in]`` -> pre-activations ``[..., d_sae]``."""
+        x = x.to(self.W_enc.dtype)
+        if self.cfg.apply_b_dec_to_input:
+            x = x - self.b_dec
+        return x @ self.W_enc + self.b_enc
+
+    def activation(self, pre: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Latent activations ``[..., d_sae]`` of ``x`` ``[..., d_in]``."""
+        return self.activation(self.pre_acts(x))
+
+    def decode(self, f: Tensor) -> Tensor:
+        """Reconstruction ``[..., d_in]`` from latents ``[..., d_sae]``."""
+        return f @ self.W_dec + self.b_dec
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+    # ---- directions --------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def d_sae(self) -> int:
+        return self.cfg.d_sae
+
+    def decoder_directions(self) -> Tensor:
+        """Unit decoder rows ``[d_sae, d_in]`` (what each latent writes)."""
+        w = self.W_dec.detach()
+        return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def direction(self, latent: int, *, name: str | None = None) -> Direction:
+        """The decoder direction of one latent as a :class:`Direction`."""
+        return Direction(
+            self.W_dec.detach()[latent].float().cpu(),
+            site=self.cfg.site,
+            name=name or f"{self.architecture}-sae:{latent}",
+            provenance={
+                "method": "sae_decoder",
+                "latent": int(latent),
+                "architecture": self.architecture,
+                "model_name": self.cfg.model_name,
+                "d_sae": self.d_sae,
+            },
+        )
+
+    def extra_state(self) -> dict[str, Tensor]:
+        """Tensors besides the four weight matrices that the file must keep."""
+        return {}
+
+    # ---- files -------------------------------------------------------------------------
+    def sae_lens_cfg(self) -> dict:
+        """``cfg.json`` in the sae-lens v6 schema (plus interp's own fields)."""
+        cfg = self.cfg.to_dict()
+        layer = None
+        if self.cfg.site is not None and self.cfg.site.startswith("blocks."):
+            layer = int(self.cfg.site.split(".")[1])
+        cfg.update(
+            {
+                "architecture": self.architecture,
+                "dtype": str(self.W_enc.dtype).removeprefix("torch."),
+                "device": "cpu",
+                "normalize_activations": "none",
+                "reshape_activations": "none",
+                "metadata": {
+                    "hook_name": self.cfg.site,
+                    "hook_layer": layer,
+                    "model_name": self.cfg.model_name,
+                },
+            }
+        )
+        return cfg
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/cfg.json`` and ``path/sae_weights.safetensors`` (sae-lens layout)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            "W_enc": self.W_enc,
+            "b_enc": self.b_enc,
+            "W_dec": self.W_dec,
+            "b_dec": self.b_dec,
+            **self.extra_state(),
+        }
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+            str(path / WEIGHTS_FILENAME),
+        )
+        (path / CFG_FILENAME).write_text(json.dumps(self.sae_lens_cfg(), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> SAE:
+        """Load any SAE directory interp knows (see :func:`interp.sae.load_sae`)."""
+        from interp.sae.loaders import load_sae
+
+        return load_sae(path)
+
+    def load_tensors(self, tensors: dict[str, Tensor]) -> SAE:
+        """Copy ``W_enc``, ``b_enc``, ``W_dec``, ``b_dec`` (+ extra state) in; returns self."""
+        with torch.no_grad():
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+                param = getattr(self, name)
+                value = tensors[name]
+                if tuple(value.shape) != tuple(param.shape):
+                    raise ValueError(
+                        f"{name} has shape {tuple(value.shape)}, expected {tuple(param.shape)}"
+                    )
+                param.data = value.detach().clone().to(param.dtype)
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(d_in={self.d_in}, d_sae={self.d_sae}, site={self.cfg.site!r})"
+        )

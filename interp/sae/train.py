@@ -1,0 +1,165 @@
+"""Train a small SAE on captured activations, and measure any SAE on activations.
+
+This is a compact trainer (Adam, unit-norm decoder rows with the parallel gradient
+component removed, ``b_dec`` started at the data mean), not sae-lens: sae-lens trains
+from a TransformerLens model and its own activation store, while interp already holds
+the activations as a tensor. The losses follow the usual recipes:
+
+* ReLU: ``|x - xhat|^2 + l1_coefficient * sum_i f_i |W_dec_i|``
+* TopK: ``|x - xhat|^2``
+* BatchTopK: ``|x - xhat|^2`` with batch top-k; the inference threshold is the running
+  mean (over the last half of training) of the smallest non-zero activation per batch.
+
+:func:`evaluate_sae` reports reconstruction MSE, explained variance, L0 and the number
+of dead latents (never active on the evaluation rows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.errors import InterpError
+from interp.sae.base import SAE
+from interp.sae.batchtopk import BatchTopKSAE
+from interp.sae.relu import ReluSAE
+
+__all__ = ["SAETrainConfig", "train_sae", "evaluate_sae"]
+
+
+@dataclass(frozen=True)
+class SAETrainConfig:
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    l1_coefficient: float = 1e-3
+    seed: int = 0
+    log_every: int = 100
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SAETrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@torch.no_grad()
+def evaluate_sae(sae: SAE, x: Tensor, *, batch_size: int = 4096) -> dict[str, float]:
+    """Reconstruction metrics of ``sae`` on ``x`` ``[n, d_in]``.
+
+    ``mse``: mean squared error per element; ``explained_variance``: ``1 - SSE / SST``
+    (SST around the mean of ``x``); ``l0``: mean active latents per row; ``dead``:
+    latents never active on ``x``; ``dead_fraction`` = ``dead / d_sae``.
+    """
+    x = x.to(sae.W_enc.dtype)
+    sse, l0, n = 0.0, 0.0, x.shape[0]
+    fired = torch.zeros(sae.d_sae, dtype=torch.bool)
+    for i in range(0, n, batch_size):
+        xb = x[i : i + batch_size]
+        f = sae.encode(xb)
+        sse += float(((sae.decode(f) - xb) ** 2).sum())
+        active = f != 0
+        l0 += float(active.sum())
+        fired |= active.any(0).cpu()
+    sst = float(((x - x.mean(0)) ** 2).sum())
+    dead = int((~fired).sum())
+    return {
+        "mse": sse / x.numel(),
+        "explained_variance": 1.0 - sse / max(sst, 1e-30),
+        "l0": l0 / n,
+        "dead": dead,
+        "dead_fraction": dead / sae.d_sae,
+    }
+
+
+def _loss(sae: SAE, x: Tensor, cfg: SAETrainConfig) -> tuple[Tensor, Tensor]:
+    pre = sae.pre_acts(x)
+    f = sae.batch_topk(pre) if isinstance(sae, BatchTopKSAE) else sae.activation(pre)
+    xhat = sae.decode(f)
+    loss = ((xhat - x) ** 2).sum(-1).mean()
+    if isinstance(sae, ReluSAE):
+        loss = loss + cfg.l1_coefficient * (f * sae.W_dec.norm(dim=1)).sum(-1).mean()
+    return loss, f
+
+
+@contextlib.contextmanager
+def _threads_for(work: int):
+    """One intra-op thread for tiny steps (thread hand-offs cost more than they save)."""
+    before = torch.get_num_threads()
+    if work < 50_000_000:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_sae(
+    sae: SAE,
+    x: Tensor,
+    config: SAETrainConfig | None = None,
+    *,
+    progress: bool = True,
+) -> tuple[SAE, dict]:
+    """Train ``sae`` in place on rows ``x`` ``[n, d_in]``; returns it and a report.
+
+    The report holds the config, the metrics of :func:`evaluate_sae` before and after
+    training (on ``x``) and the loss history every ``log_every`` steps.
+    """
+    cfg = config or SAETrainConfig()
+    if x.ndim != 2 or x.shape[1] != sae.d_in:
+        raise InterpError(f"expected x [n, {sae.d_in}]; got {tuple(x.shape)}")
+    x = x.to(sae.W_enc.dtype)
+    g = torch.Generator().manual_seed(cfg.seed)
+    before = evaluate_sae(sae, x)
+    with torch.no_grad():
+        sae.b_dec.data = x.mean(0).clone()
+        sae.W_dec.data /= sae.W_dec.norm(dim=1, keepdim=True)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    history: list[dict] = []
+    thresholds: list[float] = []
+    sae.train()
+    with _threads_for(cfg.batch_size * sae.d_in * sae.d_sae):
+        _loop(sae, x, cfg, opt, g, history, thresholds, progress)
+    sae.eval()
+    if isinstance(sae, BatchTopKSAE) and thresholds:
+        sae.threshold.fill_(sum(thresholds) / len(thresholds))
+    after = evaluate_sae(sae, x)
+    report = {
+        "architecture": sae.architecture,
+        "config": cfg.to_dict(),
+        "sae_config": sae.cfg.to_dict(),
+        "before": before,
+        **after,
+        "history": history,
+    }
+    return sae, report
+
+
+def _loop(sae, x, cfg, opt, g, history, thresholds, progress) -> None:
+    for step in tqdm(range(cfg.steps), desc="train sae", disable=not progress):
+        idx = torch.randint(0, x.shape[0], (cfg.batch_size,), generator=g)
+        loss, f = _loss(sae, x[idx], cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            # keep decoder rows unit-norm: drop the gradient component along each row
+            w, gw = sae.W_dec, sae.W_dec.grad
+            if gw is not None:
+                unit = w / w.norm(dim=1, keepdim=True)
+                gw -= (gw * unit).sum(1, keepdim=True) * unit
+        opt.step()
+        with torch.no_grad():
+            sae.W_dec.data /= sae.W_dec.norm(dim=1, keepdim=True)
+        if isinstance(sae, BatchTopKSAE) and step >= cfg.steps // 2:
+            active = f.detach()[f.detach() > 0]
+            if active.numel():
+                thresholds.append(float(active.min()))
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            history.append({"step": step, "loss": float(loss.detach())})
