@@ -1,0 +1,486 @@
+"""Activation patching: one engine, exact and attribution modes, one result type.
+
+``patch(model, clean, corrupt, sites=..., positions=..., metric=...)`` runs the corrupted
+prompts with one activation (site x position) taken from the clean run and records the
+metric, for every site and position asked for. The metric is a plain callable::
+
+    metric(logits: Tensor[n, vocab]) -> Tensor[n] | scalar
+
+that receives the *last-position* logits of the ``n`` patched prompts (in prompt order)
+and returns a value per prompt (averaged into :attr:`PatchResult.values`, kept in
+:attr:`PatchResult.per_prompt`) or one scalar.
+
+Exact mode (``mode="exact"``) never pays one forward per (layer, position):
+
+- the corrupted run is recorded once: the residual entering every block, the keyword
+  arguments the model passes to each block (masks, rotary tables) and each block's keys
+  and values;
+- a patched run at layer ``l`` starts at block ``l`` from the recorded corrupted residual
+  (layers below are reused, not recomputed); all patched runs of a chunk of positions go
+  in one batch that grows as deeper layers join;
+- positions before the patched one are unchanged by causality, so a chunk only computes
+  the suffix from its first position on, attending to the recorded keys and values of the
+  prefix (``reuse_prefix``);
+- the final norm and unembedding run at the last position only.
+
+Attribution mode (``mode="attribution"``) is the first-order estimate
+``metric(corrupt) + grad . (clean - corrupt)`` from one forward of the clean+corrupt batch
+and one backward to the activations (no weight gradients).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from interp.errors import InterpError
+from interp.hooks import hooks
+from interp.models import Model
+from interp.sites import Site, resolve_sites
+
+__all__ = ["Metric", "PatchResult", "patch"]
+
+Metric = Callable[[Tensor], Tensor]  # last-position logits [n, vocab] -> [n] or scalar
+
+_CACHE_NAMES = ("cache", "layer_past", "past_key_values")
+_KNOWN_KWARGS = {"attention_mask", "position_ids", "position_embeddings", "cache_position"}
+
+
+@dataclass
+class PatchResult:
+    """Metric after patching each (site, position); rows follow ``sites``, columns ``positions``."""
+
+    values: Tensor  # [n_sites, n_positions]
+    sites: list[str]
+    positions: list[int]
+    tokens: list[str]  # label of each position (token of the first clean prompt)
+    clean_value: float
+    corrupt_value: float
+    mode: str
+    per_prompt: Tensor | None = None  # [n_sites, n_positions, n_prompts]
+    config: dict = field(default_factory=dict)
+
+    def normalized(self) -> Tensor:
+        """``(value - corrupt) / (clean - corrupt)``: 0 = no effect, 1 = full recovery."""
+        return (self.values - self.corrupt_value) / (self.clean_value - self.corrupt_value)
+
+    def grid(self, kind: str) -> tuple[list[int], Tensor]:
+        """Layers and the ``[n_layers, n_positions]`` block of one site kind."""
+        rows = [i for i, s in enumerate(self.sites) if s.endswith(f"hook_{kind}")]
+        if not rows:
+            raise InterpError(f"no {kind!r} sites in this result (sites: {self.sites})")
+        layers = [int(self.sites[i].split(".")[1]) for i in rows]
+        return layers, self.values[rows]
+
+    def to_frame(self):
+        """Long table: one row per (site, position) with layer, kind, token and value."""
+        import pandas as pd
+
+        norm = self.normalized()
+        rows = []
+        for i, site in enumerate(self.sites):
+            _, layer, kind = site.split(".")
+            for j, pos in enumerate(self.positions):
+                rows.append(
+                    dict(
+                        site=site,
+                        layer=int(layer),
+                        kind=kind.removeprefix("hook_"),
+                        position=pos,
+                        token=self.tokens[j],
+                        value=float(self.values[i, j]),
+                        normalized=float(norm[i, j]),
+                    )
+                )
+        return pd.DataFrame(rows)
+
+    def save(self, directory: str | Path, config: dict | None = None) -> Path:
+        """Write ``patching.csv`` and ``patching.json`` (result summary plus config)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.to_frame().to_csv(directory / "patching.csv", index=False)
+        meta = dict(
+            mode=self.mode,
+            clean_value=self.clean_value,
+            corrupt_value=self.corrupt_value,
+            sites=self.sites,
+            positions=self.positions,
+            tokens=self.tokens,
+            config={**self.config, **(config or {})},
+        )
+        (directory / "patching.json").write_text(json.dumps(meta, indent=2, default=str))
+        return directory
+
+
+# ---- inputs --------------------------------------------------------------------------
+def _batches(model: Model, clean, corrupt) -> tuple[dict, dict]:
+    if isinstance(clean, str) or isinstance(corrupt, str):
+        clean, corrupt = [clean] if isinstance(clean, str) else clean, corrupt
+        corrupt = [corrupt] if isinstance(corrupt, str) else corrupt
+    if not isinstance(clean, dict):
+        clean, corrupt = list(clean), list(corrupt)
+        if len(clean) != len(corrupt) or not clean:
+            raise InterpError("clean and corrupt need the same, non-zero number of prompts")
+        enc = model.tokenize(clean + corrupt)
+        n = len(clean)
+        clean = {k: v[:n] for k, v in enc.items()}
+        corrupt = {k: v[n:] for k, v in enc.items()}
+    if clean["input_ids"].shape != corrupt["input_ids"].shape or not torch.equal(
+        clean["attention_mask"], corrupt["attention_mask"]
+    ):
+        raise InterpError(
+            "clean and corrupt prompts must tokenize to the same length, pairwise, so that "
+            f"positions line up (got {tuple(clean['input_ids'].shape)} and "
+            f"{tuple(corrupt['input_ids'].shape)} or differing padding)"
+        )
+    return clean, corrupt
+
+
+def _positions(positions, seq_len: int) -> list[int]:
+    if positions is None or positions == "all":
+        return list(range(seq_len))
+    items = [positions] if isinstance(positions, int) else list(positions)
+    out = []
+    for p in items:
+        if not -seq_len <= p < seq_len:
+            raise InterpError(f"position {p} is out of range for {seq_len} tokens")
+        out.append(p % seq_len)
+    return sorted(set(out))
+
+
+def _reduce(value: Tensor, n: int) -> tuple[float, Tensor | None]:
+    value = torch.as_tensor(value).detach().float().cpu()
+    if value.ndim == 0:
+        return float(value), None
+    if value.shape != (n,):
+        raise InterpError(
+            f"the metric must return a scalar or a [{n}] tensor, got {tuple(value.shape)}"
+        )
+    return float(value.mean()), value
+
+
+def _last_logits(model: Model, batch: dict) -> Tensor:
+    out = model.forward(batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
+    return out.logits[:, -1]
+
+
+# ---- recording the corrupted run -----------------------------------------------------
+class _KVRecorder:
+    """Stands in for a HF cache during the recorded run: keeps keys/values, changes nothing."""
+
+    def __init__(self):
+        self.kv: tuple[Tensor, Tensor] | None = None
+
+    def update(self, key: Tensor, value: Tensor, *args, **kwargs):
+        self.kv = (key.detach(), value.detach())
+        return key, value
+
+
+class _PrefixKV:
+    """Stands in for a HF cache during a suffix run: prepends the recorded prefix."""
+
+    def __init__(self, key: Tensor, value: Tensor):
+        self.key, self.value = key, value
+
+    def update(self, key: Tensor, value: Tensor, *args, **kwargs):
+        return torch.cat([self.key, key], dim=-2), torch.cat([self.value, value], dim=-2)
+
+
+@dataclass
+class _Record:
+    inputs: list[Tensor]  # residual entering each block [n, S, d]
+    final: Tensor  # output of the last block [n, S, d]
+    kwargs: list[dict]  # bound keyword arguments of each block call (without hidden states)
+    kv: list[tuple[Tensor, Tensor] | None]
+    cache_name: str | None
+
+
+@contextmanager
+def _record(model: Model, want_kv: bool) -> Iterator[_Record]:
+    blocks = model.blocks
+    sig = inspect.signature(blocks[0].forward)
+    params = list(sig.parameters)
+    cache_name = next((c for c in _CACHE_NAMES if c in params), None) if want_kv else None
+    rec = _Record(
+        [None] * len(blocks), None, [None] * len(blocks), [None] * len(blocks), cache_name
+    )
+    recorders = [_KVRecorder() for _ in blocks]
+    handles = []
+
+    def make_pre(j):
+        def pre(module, args, kwargs):
+            bound = sig.bind(*args, **kwargs)
+            arguments = dict(bound.arguments)
+            extra = arguments.pop(params[0])
+            rec.inputs[j] = extra.detach()
+            var_kw = [p for p, v in sig.parameters.items() if v.kind is v.VAR_KEYWORD]
+            for name in var_kw:
+                arguments.update(arguments.pop(name, {}))
+            rec.kwargs[j] = arguments
+            if cache_name is not None:
+                new = dict(kwargs)
+                if cache_name in kwargs or len(args) <= params.index(cache_name):
+                    new[cache_name] = recorders[j]
+                    return args, new
+                args = list(args)
+                args[params.index(cache_name)] = recorders[j]
+                return tuple(args), kwargs
+            return None
+
+        return pre
+
+    def post(module, args, kwargs, output):
+        rec.final = (output if isinstance(output, Tensor) else output[0]).detach()
+
+    try:
+        for j, block in enumerate(blocks):
+            handles.append(block.register_forward_pre_hook(make_pre(j), with_kwargs=True))
+        handles.append(blocks[-1].register_forward_hook(post, with_kwargs=True))
+        yield rec
+    finally:
+        for h in handles:
+            h.remove()
+        rec.kv = [r.kv for r in recorders]
+
+
+def _fit(value, name: str, n: int, k: int, s0: int):
+    """A recorded block argument cut to the suffix from ``s0`` and repeated ``k`` times."""
+    if isinstance(value, tuple):
+        return tuple(_fit(v, name, n, k, s0) for v in value)
+    if not isinstance(value, Tensor):
+        return value
+    if s0:
+        if name == "attention_mask":
+            value = value[..., s0:, :]
+        elif name == "cache_position":
+            return value[s0:]
+        else:  # position_ids [b, S], position_embeddings [b, S, h]
+            value = value[:, s0:] if value.ndim >= 2 else value
+    if name != "cache_position" and value.ndim >= 1 and value.shape[0] == n and k > 1:
+        value = value.repeat(k, *([1] * (value.ndim - 1)))
+    return value
+
+
+def _can_reuse_prefix(model: Model, rec: _Record) -> bool:
+    if rec.cache_name is None or any(kv is None for kv in rec.kv):
+        return False
+    if model.config._attn_implementation not in ("eager", "sdpa"):
+        return False
+    for kw in rec.kwargs:
+        for name, v in kw.items():
+            if name == rec.cache_name:
+                continue
+            leaves = v if isinstance(v, tuple) else (v,)
+            if any(isinstance(t, Tensor) for t in leaves) and name not in _KNOWN_KWARGS:
+                return False
+    return True
+
+
+def _run_block(model: Model, rec: _Record, j: int, x: Tensor, n: int, s0: int) -> Tensor:
+    k = x.shape[0] // n
+    kwargs = {name: _fit(v, name, n, k, s0) for name, v in rec.kwargs[j].items()}
+    if rec.cache_name is not None:
+        kwargs[rec.cache_name] = None
+        if s0:
+            key, value = rec.kv[j]
+            rep = (k, 1, 1, 1)
+            kwargs[rec.cache_name] = _PrefixKV(
+                key[..., :s0, :].repeat(rep), value[..., :s0, :].repeat(rep)
+            )
+            if kwargs.get("attention_mask", 0) is None:  # sdpa without padding: make it explicit
+                seq = s0 + x.shape[1]
+                full = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
+                kwargs["attention_mask"] = full[None, None, s0:, :]
+    out = model.blocks[j](x, **kwargs)
+    return out if isinstance(out, Tensor) else out[0]
+
+
+def _unembed(model: Model, h: Tensor) -> Tensor:
+    """Final norm and unembedding of ``h`` ``[rows, d]`` -> logits ``[rows, vocab]``."""
+    hf = model.base_hf
+    logits = hf.get_output_embeddings()(hf.get_submodule(model.family.final_norm)(h))
+    cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+# ---- exact ---------------------------------------------------------------------------
+def _start_block(site: Site) -> int:
+    return site.layer + 1 if site.kind == "resid_post" else site.layer
+
+
+@torch.no_grad()
+def _exact(model, clean, corrupt, sites, positions, metric, chunk, reuse_prefix):
+    n = clean["input_ids"].shape[0]
+    clean_acts: dict[Site, Tensor] = {}
+
+    def keep(act, site):
+        clean_acts[site] = act.detach()
+
+    with hooks(model, {s: keep for s in sites}):
+        clean_logits = _last_logits(model, clean)
+    with _record(model, want_kv=reuse_prefix) as rec:
+        corrupt_logits = _last_logits(model, corrupt)
+    reuse = reuse_prefix and _can_reuse_prefix(model, rec)
+
+    values: dict[tuple[Site, int], Tensor] = {}
+    for c0 in range(0, len(positions), chunk):
+        pos = positions[c0 : c0 + chunk]
+        logits, offsets = _run_chunk(model, rec, sites, clean_acts, pos, n, pos[0] if reuse else 0)
+        for site in sites:
+            for i, p in enumerate(pos):
+                off = offsets[site] + i * n
+                values[site, p] = metric(logits[off : off + n])
+    return clean_logits, corrupt_logits, values
+
+
+def _run_chunk(model, rec, sites, clean_acts, pos, n, s0) -> tuple[Tensor, dict[Site, int]]:
+    """Last-position logits of every patched run for positions ``pos`` (suffix from ``s0``).
+
+    Rows of one site are ordered [position][prompt]; ``offsets`` says where each site's rows
+    start. Sites join the batch at the block where their patch takes effect.
+    """
+    n_layers = model.n_layers
+    row_pos = torch.tensor(pos).repeat_interleave(n) - s0  # [len(pos) * n]
+    row_prompt = torch.arange(n).repeat(len(pos))
+    offsets: dict[Site, int] = {}
+
+    def patched(site: Site, base: Tensor) -> Tensor:
+        src = clean_acts[site][row_prompt, row_pos + s0].to(base.dtype)
+        out = base.clone()
+        out[torch.arange(len(row_pos)), row_pos] = src
+        return out
+
+    def sublayer_hook(act: Tensor, site: Site) -> Tensor:
+        rows = slice(offsets[site], offsets[site] + len(row_pos))
+        out = act.clone()
+        out[rows] = patched(site, act[rows])
+        return out
+
+    active: Tensor | None = None
+    sub = {s: sublayer_hook for s in sites if s.kind in ("attn_out", "mlp_out")}
+    with model._adapter_mode(), hooks(model, sub):
+        for j in range(n_layers + 1):
+            base = (rec.inputs[j] if j < n_layers else rec.final)[:, s0:]
+            joined = [] if active is None else [active]
+            for site in sites:
+                if _start_block(site) != j:
+                    continue
+                offsets[site] = sum(t.shape[0] for t in joined)
+                x = base.repeat(len(pos), 1, 1)
+                joined.append(x if site.kind in ("attn_out", "mlp_out") else patched(site, x))
+            if joined:
+                active = torch.cat(joined) if len(joined) > 1 else joined[0]
+            if j < n_layers and active is not None:
+                active = _run_block(model, rec, j, active, n, s0)
+        return _unembed(model, active[:, -1]), offsets
+
+
+# ---- attribution ---------------------------------------------------------------------
+def _attribution(model, clean, corrupt, sites, positions, metric):
+    n = clean["input_ids"].shape[0]
+    batch = {k: torch.cat([clean[k], corrupt[k]]) for k in ("input_ids", "attention_mask")}
+    acts: dict[Site, Tensor] = {}
+
+    def keep(act, site):
+        acts[site] = act
+
+    def leaf(module, args, output):
+        return output.detach().requires_grad_(True)
+
+    embed = model.base_hf.get_submodule(model.family.embed)
+    handle = embed.register_forward_hook(leaf)
+    try:
+        with torch.enable_grad(), hooks(model, {s: keep for s in sites}):
+            logits = model.forward(
+                batch["input_ids"], batch["attention_mask"], logits_to_keep=1
+            ).logits[:, -1]
+            corrupt_metric = metric(logits[n:])
+            total = torch.as_tensor(corrupt_metric).sum()
+            grads = torch.autograd.grad(total, [acts[s] for s in sites], allow_unused=True)
+    finally:
+        handle.remove()
+    pos = torch.tensor(positions)
+    values = {}
+    per_prompt = torch.as_tensor(corrupt_metric).detach().ndim == 1
+    for site, g in zip(sites, grads, strict=True):
+        a = acts[site].detach()
+        delta = (a[:n] - a[n:])[:, pos]  # [n, P, d]
+        g = torch.zeros_like(delta) if g is None else g[n:, pos]
+        lin = (g * delta).sum(-1)  # [n, P]
+        for i, p in enumerate(positions):
+            values[site, p] = corrupt_metric.detach() + (
+                lin[:, i] if per_prompt else lin[:, i].sum()
+            )
+    return logits[:n].detach(), logits[n:].detach(), values
+
+
+# ---- entry point ---------------------------------------------------------------------
+def patch(
+    model: Model,
+    clean: Sequence[str] | dict,
+    corrupt: Sequence[str] | dict,
+    *,
+    metric: Metric,
+    sites: str | Sequence[str] = "resid_pre",
+    layers: int | Sequence[int] | None = None,
+    positions: int | Sequence[int] | str | None = None,
+    mode: str = "exact",
+    chunk: int = 8,
+    reuse_prefix: bool = True,
+) -> PatchResult:
+    """Patch each clean activation into the corrupted run; one metric value per site x position.
+
+    ``clean`` / ``corrupt``: prompts (tokenized together, left padded) or batches from
+    :meth:`Model.tokenize`; pairs must have the same token length. ``sites``: kinds
+    (``resid_pre``, ``attn_out``, ``mlp_out``, ``resid_post``) with ``layers`` (default
+    all) or full names. ``positions``: indices into the padded sequence (default all).
+    ``chunk``: positions per batched exact run (larger uses more memory, fewer calls).
+    """
+    if mode not in ("exact", "attribution"):
+        raise InterpError(f"mode must be 'exact' or 'attribution', got {mode!r}")
+    clean_b, corrupt_b = _batches(model, clean, corrupt)
+    n, seq_len = clean_b["input_ids"].shape
+    site_list = resolve_sites(sites, model.n_layers, layers)
+    pos_list = _positions(positions, seq_len)
+    if mode == "exact":
+        clean_logits, corrupt_logits, raw = _exact(
+            model, clean_b, corrupt_b, site_list, pos_list, metric, max(1, chunk), reuse_prefix
+        )
+    else:
+        clean_logits, corrupt_logits, raw = _attribution(
+            model, clean_b, corrupt_b, site_list, pos_list, metric
+        )
+    clean_value, _ = _reduce(metric(clean_logits), n)
+    corrupt_value, _ = _reduce(metric(corrupt_logits), n)
+    table = torch.zeros(len(site_list), len(pos_list))
+    per = torch.zeros(len(site_list), len(pos_list), n)
+    has_per = True
+    for i, site in enumerate(site_list):
+        for j, p in enumerate(pos_list):
+            table[i, j], vec = _reduce(raw[site, p], n)
+            if vec is None:
+                has_per = False
+            else:
+                per[i, j] = vec
+    ids = clean_b["input_ids"][0].tolist()
+    tokens = [f"{p}:{model.tokenizer.convert_ids_to_tokens(ids[p])}" for p in pos_list]
+    return PatchResult(
+        values=table,
+        sites=[s.name for s in site_list],
+        positions=pos_list,
+        tokens=tokens,
+        clean_value=clean_value,
+        corrupt_value=corrupt_value,
+        mode=mode,
+        per_prompt=per if has_per else None,
+        config=dict(model=model.name, variant=model.variant, n_prompts=n, mode=mode),
+    )

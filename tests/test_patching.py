@@ -1,0 +1,214 @@
+"""Activation patching: the fast exact engine equals one-forward-per-cell patching and
+TransformerLens; attribution tracks exact where the signal is known."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.errors import InterpError
+from interp.hooks import hook_count, hooks
+from interp.patching import PatchResult, patch
+from interp.sites import resolve_sites
+from interp.testing import tiny_model
+
+CLEAN = ["The year is 1984 and the bird", "Hello world"]
+CORRUPT = ["The year is 2031 and the bird", "Hello there"]
+KINDS = ["resid_pre", "attn_out", "mlp_out", "resid_post"]
+A, B = 5, 9
+
+
+def logit_diff(last_logits):  # [n, vocab] -> [n]
+    return last_logits[:, A] - last_logits[:, B]
+
+
+def naive_patch(model, clean, corrupt, kinds, metric):
+    """Reference: one full corrupted forward per (site, position), via the hook engine."""
+    enc = model.tokenize(clean + corrupt)
+    n = len(clean)
+    cb = {k: v[:n] for k, v in enc.items()}
+    xb = {k: v[n:] for k, v in enc.items()}
+    sites = resolve_sites(kinds, model.n_layers)
+    acts = {}
+    with torch.no_grad(), hooks(model, {s: lambda a, s: acts.__setitem__(s, a) for s in sites}):
+        model.forward(cb["input_ids"], cb["attention_mask"])
+    seq = cb["input_ids"].shape[1]
+    out = torch.zeros(len(sites), seq, n)
+    for i, site in enumerate(sites):
+        for p in range(seq):
+
+            def put(a, s, p=p, site=site):
+                a = a.clone()
+                a[:, p] = acts[site][:, p]
+                return a
+
+            with torch.no_grad(), hooks(model, {site: put}):
+                logits = model.forward(xb["input_ids"], xb["attention_mask"]).logits[:, -1]
+            out[i, p] = metric(logits)
+    return [s.name for s in sites], out
+
+
+@pytest.mark.parametrize(
+    "family,kinds",
+    [
+        ("llama", KINDS),
+        ("gpt2", ["resid_pre", "attn_out"]),
+        ("gemma2", ["mlp_out", "resid_post"]),
+        ("gpt_neox", ["resid_pre", "mlp_out"]),
+    ],
+)
+def test_exact_equals_one_forward_per_cell(family, kinds):
+    model = tiny_model(family, seed=3, n_layers=3)
+    names, ref = naive_patch(model, CLEAN, CORRUPT, kinds, logit_diff)
+    for chunk, reuse in ((1, True), (3, True), (100, False)):
+        res = patch(
+            model, CLEAN, CORRUPT, metric=logit_diff, sites=kinds, chunk=chunk, reuse_prefix=reuse
+        )
+        assert res.sites == names
+        torch.testing.assert_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(res.values, ref.mean(-1), atol=1e-5, rtol=1e-5)
+    assert hook_count(model.hf) == 0
+
+
+def test_last_layer_last_position_reproduces_clean(tiny_llama):
+    model = tiny_llama
+    last = model.n_layers - 1
+    res = patch(model, CLEAN, CORRUPT, metric=logit_diff, sites=KINDS, layers=last, positions=-1)
+    assert res.clean_value != pytest.approx(res.corrupt_value, abs=1e-4)
+    layers, grid = res.grid("resid_post")
+    assert layers == [last]
+    assert float(grid[0, 0]) == pytest.approx(res.clean_value, abs=1e-5)
+    torch.testing.assert_close(
+        res.normalized()[res.sites.index(f"blocks.{last}.hook_resid_post")], torch.ones(1)
+    )
+    # with a single differing token, patching it at the embedding recovers the clean run
+    ids = model.tokenize(CLEAN[:1])["input_ids"]
+    other = ids.clone()
+    other[0, 3] = (ids[0, 3] + 7) % 300 + 4
+    mask = torch.ones_like(ids)
+    one = patch(
+        model,
+        {"input_ids": ids, "attention_mask": mask},
+        {"input_ids": other, "attention_mask": mask},
+        metric=logit_diff,
+        sites="resid_pre",
+        layers=0,
+    )
+    assert float(one.values[0, 3]) == pytest.approx(one.clean_value, abs=1e-5)
+    others = torch.cat([one.values[0, :3], one.values[0, 4:]])
+    torch.testing.assert_close(
+        others, torch.full_like(others, one.corrupt_value), atol=1e-5, rtol=0
+    )
+
+
+def test_exact_matches_transformer_lens():
+    from transformer_lens import patching as tl_patching
+
+    from interp.interop import to_transformer_lens
+
+    model = tiny_model("gpt2", seed=4)
+    ids = model.tokenize(["The year is 1984 and the bird", "The year is 2031 and the bird"])
+    clean = {"input_ids": ids["input_ids"][:1], "attention_mask": ids["attention_mask"][:1]}
+    corrupt = {"input_ids": ids["input_ids"][1:], "attention_mask": ids["attention_mask"][1:]}
+    ours = patch(model, clean, corrupt, metric=logit_diff, sites="resid_pre")
+
+    bridge = to_transformer_lens(model)
+    bridge.eval()
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(clean["input_ids"])
+        theirs = tl_patching.get_act_patch_resid_pre(
+            bridge, corrupt["input_ids"], cache, lambda logits: logit_diff(logits[:, -1]).mean()
+        )
+    assert theirs.shape == ours.values.shape == (model.n_layers, clean["input_ids"].shape[1])
+    assert (ours.values - theirs.cpu()).abs().max() < 1e-4
+    assert theirs.abs().max() > 1e-3  # a real map, not all zeros
+
+
+def _planted_model():
+    """GPT-2 whose token 40 writes a strong logit-difference direction into the residual."""
+    model = tiny_model("gpt2", seed=5)
+    wte = model.hf.transformer.wte.weight
+    with torch.no_grad():
+        u = wte[A] - wte[B]
+        wte[40] += u / u.norm() * wte.norm(dim=-1).mean()
+    return model
+
+
+@pytest.mark.parametrize("planted_at", [5, 2])
+def test_attribution_tracks_exact_on_planted_signal(planted_at):
+    """Token 40 at ``planted_at`` carries the signal; at 2 it must travel by attention."""
+    model = _planted_model()
+    ids = torch.tensor([[10, 11, 12, 13, 14, 15]])
+    ids[0, planted_at] = 40
+    other = ids.clone()
+    other[0, planted_at] = 41
+    mask = torch.ones_like(ids)
+    clean = {"input_ids": ids, "attention_mask": mask}
+    corrupt = {"input_ids": other, "attention_mask": mask}
+    sites = ["resid_pre", "resid_post"]
+    exact = patch(model, clean, corrupt, metric=logit_diff, sites=sites)
+    attr = patch(model, clean, corrupt, metric=logit_diff, sites=sites, mode="attribution")
+    assert attr.clean_value == pytest.approx(exact.clean_value, abs=1e-5)
+    assert attr.corrupt_value == pytest.approx(exact.corrupt_value, abs=1e-5)
+    e = exact.values.flatten() - exact.corrupt_value
+    a = attr.values.flatten() - attr.corrupt_value
+    assert e.abs().max() > 1e-2  # patching moves the metric: there is a signal to find
+    assert torch.corrcoef(torch.stack([a, e]))[0, 1] > 0.8
+    assert e.abs()[a.abs().argmax()] > e.abs().max() - 1e-5  # attribution's top cell is exact's
+    assert all(p.grad is None for p in model.hf.parameters())  # no weight gradients
+
+
+def test_scalar_metric_and_batches_and_errors(tiny_llama):
+    model = tiny_llama
+    res = patch(
+        model,
+        CLEAN,
+        CORRUPT,
+        metric=lambda lg: logit_diff(lg).mean(),
+        sites="resid_post",
+        layers=[0, 2],
+    )
+    per = patch(model, CLEAN, CORRUPT, metric=logit_diff, sites="resid_post", layers=[0, 2])
+    assert res.per_prompt is None and per.per_prompt.shape == (2, res.values.shape[1], 2)
+    torch.testing.assert_close(res.values, per.values, atol=1e-5, rtol=0)
+    enc = model.tokenize(CLEAN + CORRUPT)
+    batch = patch(
+        model,
+        {k: v[:2] for k, v in enc.items()},
+        {k: v[2:] for k, v in enc.items()},
+        metric=logit_diff,
+        sites="resid_post",
+        layers=[0, 2],
+    )
+    torch.testing.assert_close(batch.values, per.values, atol=1e-6, rtol=0)
+    with pytest.raises(InterpError, match="same length"):
+        patch(model, ["a b c d e f"], ["a"], metric=logit_diff)
+    with pytest.raises(InterpError, match="mode"):
+        patch(model, CLEAN, CORRUPT, metric=logit_diff, mode="fast")
+    with pytest.raises(InterpError, match="out of range"):
+        patch(model, CLEAN, CORRUPT, metric=logit_diff, positions=[99])
+
+
+def test_result_table_and_save(tiny_llama, tmp_path):
+    import json
+
+    import pandas as pd
+
+    res = patch(
+        tiny_llama,
+        CLEAN,
+        CORRUPT,
+        metric=logit_diff,
+        sites=["resid_pre", "mlp_out"],
+        layers=[1],
+        positions=[-2, -1],
+    )
+    assert isinstance(res, PatchResult)
+    frame = res.to_frame()
+    assert len(frame) == 4 and set(frame["kind"]) == {"resid_pre", "mlp_out"}
+    assert frame["token"].str.match(r"^\d+:").all()
+    out = res.save(tmp_path / "run", config={"seed": 0})
+    back = pd.read_csv(out / "patching.csv")
+    assert back["value"].tolist() == pytest.approx(frame["value"].tolist())
+    meta = json.loads((out / "patching.json").read_text())
+    assert meta["config"]["seed"] == 0 and meta["mode"] == "exact"
