@@ -126,6 +126,13 @@ class Direction:
         object.__setattr__(self, "provenance", dict(provenance or {}))
         object.__setattr__(self, "scale", float(norm if scale is None else scale))
 
+    def __getstate__(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict) -> None:  # copy / deepcopy / pickle
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
     def __setattr__(self, key, value):
         raise AttributeError("Direction is immutable; use .replace(...)")
 
@@ -295,6 +302,13 @@ class Subspace:
         object.__setattr__(self, "site", site)
         object.__setattr__(self, "name", str(name))
         object.__setattr__(self, "provenance", dict(provenance or {}))
+
+    def __getstate__(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict) -> None:  # copy / deepcopy / pickle
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
 
     def __setattr__(self, key, value):
         raise AttributeError("Subspace is immutable")

@@ -181,3 +181,13 @@ def test_paired_pca_is_sign_aligned_with_the_mean():
     flipped = paired_pca(base, a)
     assert flipped.cosine(offset) < -0.99
     assert 0.9 < pc.provenance["explained"] <= 1.0
+
+
+def test_copy_and_deepcopy_keep_values():
+    import copy
+
+    a = Direction(_vec(20), layer=2, name="c", provenance={"x": [1]})
+    for b in (copy.copy(a), copy.deepcopy(a)):
+        assert torch.equal(b.vector, a.vector) and b.name == "c" and b.provenance == {"x": [1]}
+    s = Subspace.from_directions([a, Direction(_vec(21), layer=2)])
+    assert torch.equal(copy.deepcopy(s).basis, s.basis)

@@ -1,0 +1,16 @@
+"""Figures from results. Every function takes tables or tensors and returns a
+:class:`matplotlib.figure.Figure`; none of them runs a model.
+
+- :mod:`interp.plots.directions`: probe accuracy by layer, projection by slot value,
+  ranked SAE latents.
+"""
+
+from __future__ import annotations
+
+from interp.plots.directions import (
+    plot_probe_accuracy,
+    plot_projection_by_slot,
+    plot_ranked_latents,
+)
+
+__all__ = ["plot_probe_accuracy", "plot_projection_by_slot", "plot_ranked_latents"]
