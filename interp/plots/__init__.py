@@ -3,14 +3,24 @@
 
 - :mod:`interp.plots.directions`: probe accuracy by layer, projection by slot value,
   ranked SAE latents.
+- :mod:`interp.plots.causal`: patching heatmap, dose-response curve with the random band,
+  before/after-ablation bars.
 """
 
 from __future__ import annotations
 
+from interp.plots.causal import plot_ablation_bars, plot_dose_response, plot_patching
 from interp.plots.directions import (
     plot_probe_accuracy,
     plot_projection_by_slot,
     plot_ranked_latents,
 )
 
-__all__ = ["plot_probe_accuracy", "plot_projection_by_slot", "plot_ranked_latents"]
+__all__ = [
+    "plot_ablation_bars",
+    "plot_dose_response",
+    "plot_patching",
+    "plot_probe_accuracy",
+    "plot_projection_by_slot",
+    "plot_ranked_latents",
+]

@@ -1,0 +1,289 @@
+"""Sampled behaviour: generate k completions per prompt, score them, report a rate with CI.
+
+- :func:`sample` draws ``k`` completions per prompt, seeded (the global RNG is restored
+  afterwards), batched and left padded; it runs inside any intervention context, so the
+  same call measures the steered or ablated model.
+- Scorers: matchers (:func:`exact_match`, :func:`regex_match`, :func:`prefix_match`) are
+  plain ``str -> bool`` callables; a :class:`Judge` scores ``(prompt, completion)``.
+  :class:`OpenAIJudge` calls any OpenAI-compatible ``/chat/completions`` endpoint named in
+  the environment, with the standard library only; :class:`FakeJudge` is a local stand-in.
+- :func:`sampled_rate` = sample + score: a :class:`RateResult` with the overall rate and
+  per-prompt rates as 95% Wilson intervals, and the table of every scored completion.
+- :func:`write_results` writes a table as CSV plus a JSON of the config beside it.
+
+Samples of one prompt are not independent draws of the behaviour across prompts; the
+overall interval treats every completion as one trial (report per-prompt rates too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from interp.errors import EmptyPromptsError, InterpError
+from interp.stats import Estimate, wilson
+
+__all__ = [
+    "Matcher",
+    "Judge",
+    "OpenAIJudge",
+    "FakeJudge",
+    "Samples",
+    "RateResult",
+    "exact_match",
+    "regex_match",
+    "prefix_match",
+    "sample",
+    "score",
+    "sampled_rate",
+    "write_results",
+]
+
+Matcher = Callable[[str], bool]
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().strip(".,;:!?\"'").strip()).casefold()
+
+
+def exact_match(answers: str | Sequence[str], *, normalize: bool = True) -> Matcher:
+    """True when the completion's first line equals one of ``answers`` (case, space and
+    surrounding punctuation ignored unless ``normalize=False``)."""
+    items = [answers] if isinstance(answers, str) else list(answers)
+    f = _norm if normalize else (lambda s: s)
+    wanted = {f(a) for a in items}
+
+    def match(completion: str) -> bool:
+        lines = completion.strip().splitlines() or [""]
+        return f(lines[0]) in wanted
+
+    return match
+
+
+def regex_match(pattern: str, flags: int = re.IGNORECASE) -> Matcher:
+    """True when ``pattern`` is found anywhere in the completion (``re.search``)."""
+    rx = re.compile(pattern, flags)
+    return lambda completion: rx.search(completion) is not None
+
+
+def prefix_match(prefixes: str | Sequence[str], *, normalize: bool = True) -> Matcher:
+    """True when the completion starts with one of ``prefixes`` (leading space ignored)."""
+    items = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+    if normalize:
+        items = [p.strip().casefold() for p in items]
+    return lambda c: (c.lstrip().casefold() if normalize else c).startswith(tuple(items))
+
+
+# ---- judges -------------------------------------------------------------------------
+class Judge(ABC):
+    """Scores one completion of one prompt: ``judge(prompt, completion) -> bool``."""
+
+    @abstractmethod
+    def __call__(self, prompt: str, completion: str) -> bool: ...
+
+
+_DEFAULT_QUESTION = (
+    "You grade one answer of an AI assistant.\n\nQuestion:\n{prompt}\n\nAnswer:\n{completion}"
+    "\n\n{criterion}\nReply with exactly one word: YES or NO."
+)
+
+
+@dataclass
+class OpenAIJudge(Judge):
+    """A judge behind any OpenAI-compatible chat-completions endpoint.
+
+    ``criterion`` is the yes/no question about the answer. ``model``, ``base_url`` and
+    ``api_key`` default to ``INTERP_JUDGE_MODEL``, ``INTERP_JUDGE_BASE_URL`` (else
+    ``OPENAI_BASE_URL``, else the OpenAI API) and ``INTERP_JUDGE_API_KEY`` (else
+    ``OPENAI_API_KEY``). Temperature 0; the reply counts as True when it starts with "yes".
+    """
+
+    criterion: str
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    template: str = _DEFAULT_QUESTION
+    timeout: float = 60.0
+    max_tokens: int = 4
+    replies: list[str] = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        env = os.environ.get
+        self.model = self.model or env("INTERP_JUDGE_MODEL")
+        self.base_url = (
+            self.base_url
+            or env("INTERP_JUDGE_BASE_URL")
+            or env("OPENAI_BASE_URL")
+            or "https://api.openai.com/v1"
+        ).rstrip("/")
+        self.api_key = self.api_key or env("INTERP_JUDGE_API_KEY") or env("OPENAI_API_KEY")
+        if not self.model:
+            raise InterpError("OpenAIJudge needs model= or INTERP_JUDGE_MODEL in the environment")
+
+    def __call__(self, prompt: str, completion: str) -> bool:
+        text = self.template.format(prompt=prompt, completion=completion, criterion=self.criterion)
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": text}],
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+        }
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers=headers,
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            reply = json.loads(resp.read().decode())["choices"][0]["message"]["content"] or ""
+        self.replies.append(reply)
+        return reply.strip().casefold().startswith("yes")
+
+
+@dataclass
+class FakeJudge(Judge):
+    """A local judge for tests and dry runs: ``fn(prompt, completion) -> bool``, logged."""
+
+    fn: Callable[[str, str], bool]
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def __call__(self, prompt: str, completion: str) -> bool:
+        self.calls.append((prompt, completion))
+        return bool(self.fn(prompt, completion))
+
+
+# ---- sampling -----------------------------------------------------------------------
+@dataclass
+class Samples:
+    """``completions[i][j]``: sample ``j`` of prompt ``i``; ``config`` says how they were drawn."""
+
+    prompts: list[str]
+    completions: list[list[str]]
+    config: dict
+
+
+def _render(model, prompts) -> list[str]:
+    out = []
+    for p in prompts:
+        out.append(p if isinstance(p, str) else model.chat(p))
+    return out
+
+
+def sample(
+    model,
+    prompts: Sequence[str] | Sequence[Sequence[dict]],
+    *,
+    k: int = 8,
+    max_new_tokens: int = 32,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> Samples:
+    """``k`` completions per prompt (strings, or chat message lists rendered with the
+    template). ``temperature=0`` is greedy. Same arguments, same samples."""
+    texts = _render(model, prompts)
+    if not texts:
+        raise EmptyPromptsError("sample() needs at least one prompt")
+    rows = [t for t in texts for _ in range(k)]  # prompt-major: [n * k]
+    gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=temperature > 0)
+    if temperature > 0:
+        gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+    out: list[str] = []
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for s in range(0, len(rows), batch_size):
+            batch = model.tokenize(rows[s : s + batch_size])
+            with torch.no_grad():
+                ids = model.generate(batch["input_ids"], batch["attention_mask"], **gen_kwargs)
+            new = ids[:, batch["input_ids"].shape[1] :].cpu()
+            out.extend(model.tokenizer.batch_decode(new, skip_special_tokens=True))
+    completions = [out[i * k : (i + 1) * k] for i in range(len(texts))]
+    config = dict(
+        model=model.name,
+        variant=model.variant,
+        k=k,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+    )
+    return Samples(texts, completions, config)
+
+
+# ---- scoring ------------------------------------------------------------------------
+@dataclass
+class RateResult:
+    """Share of completions scored True, overall and per prompt (95% Wilson intervals)."""
+
+    rate: Estimate
+    per_prompt: list[Estimate]
+    rows: list[dict]  # prompt_index, sample_index, prompt, completion, score
+    config: dict
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def save(
+        self, directory: str | Path, config: dict | None = None, name: str = "samples"
+    ) -> Path:
+        summary = {
+            "rate": self.rate.to_dict(),
+            "per_prompt": [e.to_dict() for e in self.per_prompt],
+        }
+        return write_results(
+            self.to_frame(),
+            directory,
+            name,
+            config={**self.config, **(config or {})},
+            summary=summary,
+        )
+
+
+def score(samples: Samples, scorer: Matcher | Judge, *, level: float = 0.95) -> RateResult:
+    """Score every completion with a matcher (``completion``) or a :class:`Judge`."""
+    judge = isinstance(scorer, Judge)
+    rows, per = [], []
+    for i, (prompt, comps) in enumerate(zip(samples.prompts, samples.completions, strict=True)):
+        hits = 0
+        for j, c in enumerate(comps):
+            ok = bool(scorer(prompt, c) if judge else scorer(c))
+            hits += ok
+            rows.append(dict(prompt_index=i, sample_index=j, prompt=prompt, completion=c, score=ok))
+        per.append(wilson(hits, len(comps), level))
+    total = sum(r["score"] for r in rows)
+    name = type(scorer).__name__ if judge else getattr(scorer, "__name__", "matcher")
+    return RateResult(
+        wilson(total, len(rows), level), per, rows, {**samples.config, "scorer": name}
+    )
+
+
+def sampled_rate(model, prompts, scorer: Matcher | Judge, **sample_kwargs) -> RateResult:
+    """:func:`sample` then :func:`score`: the rate of the behaviour with a Wilson interval."""
+    return score(sample(model, prompts, **sample_kwargs), scorer)
+
+
+def write_results(
+    frame, directory: str | Path, name: str, *, config: dict, summary: dict | None = None
+) -> Path:
+    """Write ``{name}.csv`` and, beside it, ``{name}.json`` with the config (and a summary)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(directory / f"{name}.csv", index=False)
+    meta = {"config": config, **({"summary": summary} if summary is not None else {})}
+    (directory / f"{name}.json").write_text(json.dumps(meta, indent=2, default=str))
+    return directory

@@ -1,0 +1,155 @@
+"""Figures for the causal stage: patching heatmaps, dose-response curves, ablation bars.
+
+Each function takes what :func:`interp.patching.patch`, :func:`interp.dose.dose_response`
+or :func:`interp.dose.ablation_effect` returned (or the same as a table), draws on a new
+figure (or on ``ax``) and returns the :class:`~matplotlib.figure.Figure`. Nothing here
+runs a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from interp.errors import InterpError
+
+__all__ = ["plot_patching", "plot_dose_response", "plot_ablation_bars"]
+
+
+def _axes(ax, figsize) -> tuple[Figure, plt.Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return fig, ax
+
+
+def plot_patching(
+    result,
+    *,
+    kind: str | None = None,
+    normalized: bool = True,
+    title: str | None = None,
+    ax=None,
+) -> Figure:
+    """Heatmap of a :class:`~interp.patching.PatchResult`: layer x position, token labels.
+
+    ``kind``: which site kind to draw (default: the first in the result).
+    ``normalized``: show ``(value - corrupt) / (clean - corrupt)`` instead of raw values.
+    """
+    kinds = list(dict.fromkeys(s.split(".hook_")[-1] for s in result.sites))
+    kind = kind or kinds[0]
+    if kind not in kinds:
+        raise InterpError(f"no {kind!r} sites in this result (kinds: {kinds})")
+    rows = [i for i, s in enumerate(result.sites) if s.endswith(f"hook_{kind}")]
+    layers = [int(result.sites[i].split(".")[1]) for i in rows]
+    data = (result.normalized() if normalized else result.values)[rows].numpy()
+    n_pos = data.shape[1]
+    fig, ax = _axes(ax, (max(4.0, 0.35 * n_pos + 2.0), max(2.5, 0.3 * len(layers) + 1.5)))
+    lim = float(np.nanmax(np.abs(data))) or 1.0
+    im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
+    ax.set_xticks(range(n_pos), labels=result.tokens, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(layers)), labels=[str(x) for x in layers])
+    ax.set_xlabel("position")
+    ax.set_ylabel("layer")
+    fig.colorbar(im, ax=ax, label="recovered (normalized)" if normalized else "metric")
+    ax.set_title(title or f"{result.mode} patching, {kind}")
+    return fig
+
+
+def plot_dose_response(
+    result,
+    *,
+    coherence: bool = True,
+    metric_label: str = "metric",
+    title: str | None = None,
+    ax=None,
+) -> Figure:
+    """The metric against alpha for the direction (with its intervals) over the band of
+    random directions (min..max), and the coherence guard on a twin axis when present."""
+    curve = sorted(result.curve(), key=lambda p: p.alpha)
+    if not curve:
+        raise InterpError("the dose-response result has no points for the direction")
+    fig, ax = _axes(ax, (6.4, 3.8))
+    band = result.band()
+    if band:
+        a = list(band)
+        ax.fill_between(
+            a,
+            [band[x][0] for x in a],
+            [band[x][2] for x in a],
+            color="grey",
+            alpha=0.3,
+            label=f"random directions (n={_n_random(result)})",
+        )
+        ax.plot(a, [band[x][1] for x in a], color="grey", lw=1, ls="--")
+    x = [p.alpha for p in curve]
+    y = np.array([p.value for p in curve])
+    err = np.array([[p.value - p.lo for p in curve], [p.hi - p.value for p in curve]])
+    ax.errorbar(
+        x,
+        y,
+        yerr=err,
+        marker="o",
+        capsize=3,
+        label=getattr(result, "config", {}).get("direction", "direction"),
+    )
+    ax.set_xlabel("alpha")
+    ax.set_ylabel(metric_label)
+    if coherence and any(p.coherence is not None for p in curve):
+        ax2 = ax.twinx()
+        ax2.plot(
+            x, [p.coherence for p in curve], color="tab:red", ls=":", marker="x", label="coherence"
+        )
+        ax2.set_ylabel("coherence guard", color="tab:red")
+        lines = ax.get_legend_handles_labels()
+        lines2 = ax2.get_legend_handles_labels()
+        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8)
+    else:
+        ax.legend(fontsize=8)
+    ax.set_title(title or "dose-response")
+    return fig
+
+
+def _n_random(result) -> int:
+    return len({p.seed for p in result.points if p.kind == "random"})
+
+
+def plot_ablation_bars(
+    rows: Sequence,
+    *,
+    metric_label: str = "metric",
+    title: str | None = None,
+    ax=None,
+) -> Figure:
+    """Bars with 95% intervals for each condition of :func:`~interp.dose.ablation_effect`
+    (``none``, ``ablated``, then the random controls pooled as one bar of their mean with
+    their min..max as the whisker). ``rows``: EffectRows or dicts with the same fields."""
+    items = [r if isinstance(r, dict) else r.__dict__ for r in rows]
+    if not items:
+        raise InterpError("no rows to plot")
+    names, vals, lo, hi = [], [], [], []
+    for r in items:
+        if r["condition"] == "random":
+            continue
+        names.append("before" if r["condition"] == "none" else r["condition"])
+        vals.append(r["value"])
+        lo.append(r["value"] - r["lo"])
+        hi.append(r["hi"] - r["value"])
+    rand = [r["value"] for r in items if r["condition"] == "random"]
+    if rand:
+        m = float(np.mean(rand))
+        names.append(f"random (n={len(rand)})")
+        vals.append(m)
+        lo.append(m - min(rand))
+        hi.append(max(rand) - m)
+    fig, ax = _axes(ax, (1.2 * len(names) + 2.0, 3.6))
+    colors = [{"before": "tab:blue", "ablated": "tab:orange"}.get(n, "grey") for n in names]
+    ax.bar(range(len(names)), vals, yerr=[lo, hi], capsize=4, color=colors)
+    ax.set_xticks(range(len(names)), labels=names)
+    ax.set_ylabel(metric_label)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_title(title or "ablation")
+    return fig
