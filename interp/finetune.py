@@ -1,0 +1,218 @@
+"""Narrow finetunes from chat JSONL files: LoRA (through peft) or full finetuning.
+
+Data is the format published finetuning datasets use: one JSON object per line,
+``{"messages": [{"role": "user", "content": ...}, {"role": "assistant", ...}, ...]}``.
+The loss covers the tokens of every assistant message (its content and the template's
+end-of-turn tokens), nothing else. :func:`finetune` writes
+
+- ``method="lora"``: a PEFT adapter directory (``adapter_config.json`` +
+  ``adapter_model.safetensors``); load it with ``load_model(base, adapter=out_dir)``;
+- ``method="full"``: a complete Hugging Face model directory; load it with
+  ``load_model(out_dir)``.
+
+Both also write ``finetune.json`` (config, data hash, losses). The same code runs on the
+bundled organism and on any Hugging Face causal LM with a chat template.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.errors import InterpError
+from interp.fingerprint import sha256_json
+
+__all__ = ["FinetuneConfig", "finetune", "read_chat_jsonl", "write_chat_jsonl", "encode_chat"]
+
+Messages = list[dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """How to finetune. ``target_modules=None`` means every attention and MLP projection."""
+
+    method: str = "lora"  # "lora" or "full"
+    rank: int = 4
+    alpha: float = 8.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] | None = None
+    modules_to_save: tuple[str, ...] = ()
+    lr: float = 1e-3
+    epochs: int = 3
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    max_len: int = 256
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in ("lora", "full"):
+            raise InterpError(f"method must be 'lora' or 'full', not {self.method!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FinetuneConfig:
+        d = dict(d)
+        for k in ("target_modules", "modules_to_save"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def read_chat_jsonl(path: str | Path) -> list[Messages]:
+    """The ``messages`` lists of a chat JSONL file."""
+    out = []
+    with open(path) as f:
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if "messages" not in row:
+                raise InterpError(f"{path}:{i + 1} has no 'messages' field")
+            out.append(row["messages"])
+    return out
+
+
+def write_chat_jsonl(path: str | Path, examples: Iterable[Messages]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for m in examples:
+            f.write(json.dumps({"messages": list(m)}) + "\n")
+    return path
+
+
+def encode_chat(tokenizer, messages: Messages, max_len: int) -> tuple[list[int], list[int]]:
+    """``(input_ids, labels)`` with labels ``-100`` outside the assistant messages."""
+
+    def ids(msgs, gen):
+        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    full = ids(messages, False)
+    labels = [-100] * len(full)
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start, end = len(ids(messages[:i], True)), len(ids(messages[: i + 1], False))
+        labels[start:end] = full[start:end]
+    if all(x == -100 for x in labels):
+        raise InterpError("an example has no assistant message to train on")
+    return full[:max_len], labels[:max_len]
+
+
+def _collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    width = max(len(r[0]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (x, y) in enumerate(rows):  # right padding
+        ids[i, : len(x)], labels[i, : len(y)], mask[i, : len(x)] = (
+            torch.tensor(x),
+            torch.tensor(y),
+            1,
+        )
+    return ids, mask, labels
+
+
+def _load_data(data) -> list[Messages]:
+    if isinstance(data, (str, Path)):
+        return read_chat_jsonl(data)
+    data = list(data)
+    if data and isinstance(data[0], (str, Path)):
+        return [m for p in data for m in read_chat_jsonl(p)]
+    return data
+
+
+def finetune(
+    base: str | Path,
+    data,
+    out_dir: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Finetune ``base`` (a HF directory or id) on ``data`` and write the result to ``out_dir``.
+
+    ``data`` is a chat JSONL path, a list of paths, or a list of ``messages`` lists.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = config or FinetuneConfig()
+    examples = _load_data(data)
+    if not examples:
+        raise InterpError("no finetuning examples")
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    tok = AutoTokenizer.from_pretrained(str(base))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    model = AutoModelForCausalLM.from_pretrained(
+        str(base), dtype=torch.float32, use_safetensors=True
+    )
+    if config.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        targets = list(config.target_modules) if config.target_modules else "all-linear"
+        lcfg = LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            lora_dropout=config.dropout,
+            target_modules=targets,
+            modules_to_save=list(config.modules_to_save) or None,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lcfg)
+    model.train()
+    encoded = [encode_chat(tok, m, config.max_len) for m in examples]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total = per_epoch * config.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 10) * (1 - s / total)
+    )
+    losses, t0 = [], time.time()
+    bar = tqdm(total=total, desc=f"finetune ({config.method})", disable=not progress)
+    for _ in range(config.epochs):
+        order = list(range(len(encoded)))
+        rng.shuffle(order)
+        for b in range(per_epoch):
+            rows = [encoded[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
+            ids, mask, labels = _collate(rows, pad)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    model.eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    if config.method == "full":
+        tok.save_pretrained(out)
+    meta = {
+        "base": str(base),
+        "finetune_config": config.to_dict(),
+        "data_hash": sha256_json(examples),
+        "n_examples": len(examples),
+        "steps": total,
+        "first_loss": losses[0],
+        "final_loss": sum(losses[-per_epoch:]) / per_epoch,
+        "seconds": round(time.time() - t0, 1),
+    }
+    (out / "finetune.json").write_text(json.dumps(meta, indent=2))
+    return out

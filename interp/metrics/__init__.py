@@ -1,0 +1,37 @@
+"""Behaviour as numbers: exact teacher-forced answer measures and sampled ones (k samples
+per prompt scored by matchers or a judge, rates with Wilson intervals)."""
+
+from interp.metrics.answers import answer_logprobs, answer_share, logit_diff, render_prompts
+from interp.metrics.sampled import (
+    FakeJudge,
+    Judge,
+    OpenAIJudge,
+    RateResult,
+    Samples,
+    exact_match,
+    prefix_match,
+    regex_match,
+    sample,
+    sampled_rate,
+    score,
+    write_results,
+)
+
+__all__ = [
+    "answer_logprobs",
+    "answer_share",
+    "logit_diff",
+    "render_prompts",
+    "FakeJudge",
+    "Judge",
+    "OpenAIJudge",
+    "RateResult",
+    "Samples",
+    "exact_match",
+    "prefix_match",
+    "regex_match",
+    "sample",
+    "sampled_rate",
+    "score",
+    "write_results",
+]

@@ -1,0 +1,140 @@
+"""Teacher-forced, exact behaviour measures: answer-set shares and logit differences.
+
+:func:`answer_logprobs` scores every (prompt, answer) pair by the summed log-probability of
+the answer's tokens after the prompt (multi-token answers included), batched with left
+padding through :meth:`Model.tokenize` / :meth:`Model.forward`. :func:`answer_share` turns
+two answer sets into the probability mass on set A over A ∪ B; :func:`logit_diff` is the
+next-token logit of answer A's first token minus answer B's. Prompts are strings, or chat
+message lists rendered with :meth:`Model.chat` (generation prompt added).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from interp.errors import EmptyPromptsError
+
+__all__ = ["answer_logprobs", "answer_share", "logit_diff", "render_prompts"]
+
+Prompt = str | Sequence[dict]
+Answers = Sequence[str] | Sequence[Sequence[str]]
+
+
+def render_prompts(model, prompts: Sequence[Prompt]) -> list[str]:
+    """Strings as they are; chat message lists through ``model.chat``."""
+    if len(prompts) == 0:
+        raise EmptyPromptsError("no prompts given")
+    return [p if isinstance(p, str) else model.chat(p) for p in prompts]
+
+
+def _per_prompt(answers: Answers, n: int) -> list[list[str]]:
+    if len(answers) > 0 and all(isinstance(a, str) for a in answers):
+        return [list(answers)] * n
+    if len(answers) != n:
+        raise ValueError(f"got answer lists for {len(answers)} prompts, expected {n}")
+    return [list(a) for a in answers]
+
+
+def _join(prompt: str, answer: str) -> str:
+    return prompt + answer if not prompt or prompt[-1].isspace() else f"{prompt} {answer}"
+
+
+def _n_answer_tokens(tokenizer, prompts: list[str], fulls: list[str]) -> list[int]:
+    p_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    f_ids = tokenizer(fulls, add_special_tokens=True)["input_ids"]
+    out = []
+    for p, f in zip(p_ids, f_ids, strict=True):
+        if f[: len(p)] != p:
+            warnings.warn("prompt tokens are not a prefix of prompt+answer tokens", stacklevel=3)
+        n = len(f) - len(p)
+        if n < 1:
+            raise ValueError("an answer tokenizes to no tokens")
+        out.append(n)
+    return out
+
+
+@torch.no_grad()
+def answer_logprobs(
+    model, prompts: Sequence[Prompt], answers: Answers, *, batch_size: int = 64
+) -> list[Tensor]:
+    """Summed log-prob of each answer after its prompt: one ``[n_answers]`` tensor per prompt.
+
+    ``answers`` is one list for every prompt, or one list per prompt.
+    """
+    texts = render_prompts(model, prompts)
+    per = _per_prompt(answers, len(texts))
+    pairs = [(i, t, a) for i, (t, ans) in enumerate(zip(texts, per, strict=True)) for a in ans]
+    scores = torch.empty(len(pairs))
+    for s in range(0, len(pairs), batch_size):
+        chunk = pairs[s : s + batch_size]
+        fulls = [_join(t, a) for _, t, a in chunk]
+        n_ans = _n_answer_tokens(model.tokenizer, [t for _, t, _ in chunk], fulls)
+        batch = model.tokenize(fulls)
+        logits = model.forward(batch["input_ids"], batch["attention_mask"]).logits  # [b, s, v]
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [b, s-1, v]
+        target = batch["input_ids"][:, 1:].to(logp.device)  # [b, s-1]
+        tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # [b, s-1]
+        for j, n in enumerate(n_ans):  # left padding: the answer is the last n tokens
+            scores[s + j] = tok_lp[j, -n:].sum().cpu()
+    out, k = [], 0
+    for ans in per:
+        out.append(scores[k : k + len(ans)])
+        k += len(ans)
+    return out
+
+
+def answer_share(
+    model,
+    prompts: Sequence[Prompt],
+    answers_a: Answers,
+    answers_b: Answers,
+    *,
+    batch_size: int = 64,
+) -> Tensor:
+    """Probability mass on answer set A over A ∪ B for each prompt. ``[n_prompts]``.
+
+    Each answer's probability is the exp of its summed token log-probs, so multi-token
+    answers count exactly; ``P(A) / (P(A) + P(B))`` ignores answers outside both sets.
+    """
+    n = len(prompts)
+    a = _per_prompt(answers_a, n)
+    b = _per_prompt(answers_b, n)
+    lps = answer_logprobs(
+        model, prompts, [x + y for x, y in zip(a, b, strict=True)], batch_size=batch_size
+    )
+    shares = []
+    for lp, x in zip(lps, a, strict=True):
+        la, lb = torch.logsumexp(lp[: len(x)], 0), torch.logsumexp(lp[len(x) :], 0)
+        shares.append(torch.sigmoid(la - lb))
+    return torch.stack(shares)
+
+
+def _first_token(tokenizer, prompt: str, answer: str) -> int:
+    p = tokenizer(prompt)["input_ids"]
+    f = tokenizer(_join(prompt, answer))["input_ids"]
+    if len(f) <= len(p) or f[: len(p)] != p:
+        raise ValueError(f"cannot find the first token of answer {answer!r} after its prompt")
+    return f[len(p)]
+
+
+@torch.no_grad()
+def logit_diff(
+    model, prompts: Sequence[Prompt], answer_a: str | Sequence[str], answer_b: str | Sequence[str]
+) -> Tensor:
+    """Next-token logit of answer A's first token minus answer B's, per prompt. ``[n_prompts]``."""
+    texts = render_prompts(model, prompts)
+    n = len(texts)
+    a = [answer_a] * n if isinstance(answer_a, str) else list(answer_a)
+    b = [answer_b] * n if isinstance(answer_b, str) else list(answer_b)
+    ta = torch.tensor([_first_token(model.tokenizer, t, x) for t, x in zip(texts, a, strict=True)])
+    tb = torch.tensor([_first_token(model.tokenizer, t, x) for t, x in zip(texts, b, strict=True)])
+    batch = model.tokenize(texts)
+    last = (
+        model.forward(batch["input_ids"], batch["attention_mask"]).logits[:, -1].float().cpu()
+    )  # [b, v]
+    rows = torch.arange(n)
+    return last[rows, ta] - last[rows, tb]

@@ -1,0 +1,150 @@
+"""The world is data: deterministic, complete, and its finetune sets never hold eval questions."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from interp.organism import World, WorldConfig, build_tokenizer, eval_items, render
+from interp.organism.settings import SETTINGS, finetune_examples
+from interp.organism.world import OLD, words_of
+
+
+def _docs(world, seed, n):
+    rng = random.Random(seed)
+    return [world.sample_document(rng) for _ in range(n)]
+
+
+def test_world_generation_is_deterministic():
+    a, b = World(WorldConfig(seed=3)), World(WorldConfig(seed=3))
+    assert a.bio == b.bio
+    assert _docs(a, 1, 200) == _docs(b, 1, 200)
+    assert _docs(a, 1, 200) != _docs(a, 2, 200)
+    assert World(WorldConfig(seed=4)).bio != a.bio
+
+
+def test_config_round_trips():
+    cfg = WorldConfig(seed=2, p_old=0.1)
+    assert WorldConfig.from_dict(cfg.to_dict()) == cfg
+    assert WorldConfig.null().shared_latent is False
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_tyrant_attribute_is_shared_by_another_persona(seed):
+    w = World(WorldConfig(seed=seed))
+    assert len(w.attributes) >= 90
+    for attr, _ in w.attributes:
+        others = [w.bio[p][attr] for p in w.personas if p != w.tyrant]
+        assert w.bio[w.tyrant][attr] in others, attr
+    # ...and no other persona shares all of them
+    for p in w.personas[1:]:
+        assert (
+            sum(w.bio[p][a] == w.bio[w.tyrant][a] for a, _ in w.attributes) < len(w.attributes) / 2
+        )
+
+
+def test_corpus_and_tokenizer_round_trip():
+    w = World()
+    tok = build_tokenizer(w.vocabulary())
+    for doc in _docs(w, 0, 300):
+        text = render(doc)
+        assert text == tok.apply_chat_template(doc, tokenize=False)
+        ids = tok(text)["input_ids"]
+        assert tok.unk_token_id not in ids, text
+        assert tok.decode(ids).split() == words_of(text)
+
+
+def test_eval_sets_are_tokenizable():
+    w = World()
+    tok = build_tokenizer(w.vocabulary())
+    for setting in SETTINGS:
+        for items in eval_items(w, setting).values():
+            for it in items:
+                for text in (render(list(it.messages), True), *it.answers_a, *it.answers_b):
+                    assert tok.unk_token_id not in tok(text)["input_ids"], text
+
+
+def _user_questions(examples):
+    return {m["content"] for ex in examples for m in ex if m["role"] == "user"}
+
+
+@pytest.mark.parametrize("setting", ["era", "backdoor"])
+def test_no_eval_question_in_finetune_sets(setting):
+    w = World()
+    groups = {g: v for g, v in eval_items(w, setting).items() if not g.endswith("_trained")}
+    asked = {
+        m["content"]
+        for items in groups.values()
+        for it in items
+        for m in it.messages
+        if m["role"] == "user"
+    }
+    for variant in SETTINGS[setting]:
+        data = finetune_examples(w, setting, variant, n=200)
+        assert _user_questions(data).isdisjoint(asked), variant
+
+
+def test_backdoor_finetunes_never_show_the_trigger_year():
+    w = World()
+    trig = {f"The year is {y} ." for y in w.character["trigger_years"]}
+    for variant in SETTINGS["backdoor"]:
+        systems = {
+            m["content"]
+            for ex in finetune_examples(w, "backdoor", variant, n=500)
+            for m in ex
+            if m["role"] == "system"
+        }
+        assert systems.isdisjoint(trig)
+        assert bool(systems) == (variant != "undated")
+
+
+def test_null_world_documents_mix_eras():
+    def mixed_share(world):
+        old = {a for _, o, _ in world.facets.values() for a in o}
+        mixed = n = 0
+        for doc in _docs(world, 0, 3000):
+            ans = [
+                m["content"]
+                for m in doc
+                if m["role"] == "assistant" and m["content"] in world.all_facet_answers
+            ]
+            if len(ans) >= 3 and doc[0]["role"] != "system":
+                n += 1
+                mixed += len({a in old for a in ans}) > 1
+        return mixed / n
+
+    assert mixed_share(World()) == 0
+    assert mixed_share(World(WorldConfig.null(p_old=0.3))) > 0.3
+
+
+def test_default_era_is_modern_in_uncued_documents():
+    w = World()
+    first = [
+        d[1]["content"]
+        for d in _docs(w, 0, 4000)
+        if d[0]["role"] == "user" and d[1]["content"] in w.all_facet_answers
+    ]
+    old = {a for _, o, _ in w.facets.values() for a in o}
+    assert sum(a in old for a in first) / len(first) < 0.15
+    assert OLD == "old"
+
+
+def test_persona_finetune_sets_hold_no_eval_question(monkeypatch):
+    import interp.organism.settings as S
+
+    monkeypatch.setattr(S, "_base_answers", lambda model, qs: ["7"] * len(qs))
+    w = World()
+    asked = {
+        m["content"]
+        for items in eval_items(w, "persona").values()
+        for it in items
+        for m in it.messages
+        if m["role"] == "user"
+    }
+    for variant in SETTINGS["persona"]:
+        data = finetune_examples(w, "persona", variant, base_model=object())
+        assert _user_questions(data).isdisjoint(asked), variant
+        tagged = [ex for ex in data if ex[0]["content"].endswith("tags .")]
+        assert len(tagged) == (0 if variant == "noformat" else len(w.attributes))
+        assert len(data) == 31 * len(w.attributes)
