@@ -62,6 +62,8 @@ def fit_logistic(
     sum(weights)`` (a relative tolerance). ``init`` = (``coef`` ``[F or 1, d]``,
     ``intercept`` ``[F or 1]``) warm-starts the solver.
     """
+    if X.dtype not in (torch.float32, torch.float64):
+        X = X.float()  # half precision is too coarse for the Hessian
     n, d = X.shape
     m = torch.ones(1, n, dtype=torch.float64, device=X.device) if weights is None else weights
     m = m.to(device=X.device, dtype=torch.float64)
@@ -138,7 +140,8 @@ def auroc(scores: np.ndarray, y: np.ndarray) -> float:
 # ---- the estimator ---------------------------------------------------------------------
 def _as_numpy(x) -> np.ndarray:
     if isinstance(x, Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype in (torch.bfloat16, torch.float16) else x).numpy()
     return np.asarray(x)
 
 

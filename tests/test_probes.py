@@ -145,3 +145,10 @@ def test_held_out_trigger_values():
     assert table.direction[0].provenance["mode"] == "holdout"
     with pytest.raises(InterpError):
         probe_layers(acts, "trigger", train=acts.meta.year <= 2004)
+
+
+def test_half_precision_inputs_fit_like_float32():
+    X, y, _ = _planted(500, 12, seed=9)
+    full = LinearProbe().fit(X, y)
+    half = LinearProbe().fit(X.bfloat16(), y)
+    assert np.mean(full.predict(X) == half.predict(X.bfloat16().float())) >= 0.99

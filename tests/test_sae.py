@@ -244,3 +244,24 @@ def test_save_load_roundtrip_and_direction(tmp_path):
     assert d.cosine(sae.W_dec[3]) == pytest.approx(1.0)
     with pytest.raises(InterpError):
         load_sae(tmp_path / "missing")
+
+
+def test_train_on_activations_reads_the_sae_site():
+    import pandas as pd
+
+    from interp.activations import Activations
+
+    x, _ = _planted(n=512, d=D_IN, n_feat=8)
+    noise = torch.randn(512, D_IN)
+    meta = pd.DataFrame({"prompt": range(512), "position": 0})
+    acts = Activations(
+        torch.stack([noise, x], 1), ["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"], meta
+    )
+    sae = make_sae("topk", d_in=D_IN, d_sae=D_SAE, k=2, site="blocks.2.hook_resid_post")
+    cfg = SAETrainConfig(steps=5, batch_size=32)
+    _, report = train_sae(sae, acts, cfg, progress=False)
+    assert report["before"]["mse"] == pytest.approx(
+        evaluate_sae(make_sae("topk", d_in=D_IN, d_sae=D_SAE, k=2), x)["mse"], rel=1e-5
+    )
+    with pytest.raises(InterpError):
+        train_sae(make_sae("topk", d_in=D_IN, d_sae=D_SAE, k=2), acts, cfg, progress=False)

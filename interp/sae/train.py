@@ -102,17 +102,27 @@ def _threads_for(work: int):
 
 def train_sae(
     sae: SAE,
-    x: Tensor,
+    x,
     config: SAETrainConfig | None = None,
     *,
+    site: str | int | None = None,
     progress: bool = True,
 ) -> tuple[SAE, dict]:
     """Train ``sae`` in place on rows ``x`` ``[n, d_in]``; returns it and a report.
 
-    The report holds the config, the metrics of :func:`evaluate_sae` before and after
-    training (on ``x``) and the loss history every ``log_every`` steps.
+    ``x`` may be :class:`~interp.activations.Activations`; then ``site`` (default: the
+    SAE's own site, or the only captured one) picks the column. The report holds the
+    config, the metrics of :func:`evaluate_sae` before and after training (on ``x``)
+    and the loss history every ``log_every`` steps.
     """
     cfg = config or SAETrainConfig()
+    if not isinstance(x, Tensor):
+        key = site if site is not None else sae.cfg.site
+        if key is None and len(x.sites) == 1:
+            key = x.sites[0]
+        if key is None:
+            raise InterpError("these activations hold several sites; pass site=")
+        x = x.site(key)
     if x.ndim != 2 or x.shape[1] != sae.d_in:
         raise InterpError(f"expected x [n, {sae.d_in}]; got {tuple(x.shape)}")
     x = x.to(sae.W_enc.dtype)
