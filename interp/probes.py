@@ -42,6 +42,52 @@ def _objective(X: Tensor, y: Tensor, m: Tensor, w: Tensor, b: Tensor, C: float) 
     return 0.5 * (w * w).sum(1) + C * loss.sum(1)
 
 
+def _primal_newton_step(Xa: Tensor, s: Tensor, g: Tensor, reg: Tensor) -> Tensor:
+    """Solve ``(diag(reg) + Xa^T diag(s) Xa) step = g`` per problem: ``[A, da]``.
+
+    The Hessians are built in ``Xa``'s precision (the gradient stays float64, so an
+    inexact Hessian only slows convergence, it never moves the optimum).
+    """
+    H = torch.stack([Xa.T @ (Xa * s[a, :, None]) for a in range(len(s))])  # [A, da, da]
+    H.diagonal(dim1=1, dim2=2).add_(reg.to(H.dtype))
+    L, info = torch.linalg.cholesky_ex(H)
+    if bool((info != 0).any()):  # ill-conditioned in low precision: redo in float64
+        H = H.double()
+        H.diagonal(dim1=1, dim2=2).add_(1e-10 * H.diagonal(dim1=1, dim2=2).abs().amax())
+        L = torch.linalg.cholesky(H)
+    return torch.cholesky_solve(g[:, :, None].to(L.dtype), L)[..., 0].to(torch.float64)
+
+
+def _woodbury(X: Tensor, dg: Tensor, L: Tensor, v: Tensor) -> Tensor:
+    """``A^-1 v`` ``[d, k]`` for ``A = I + X^T D^2 X`` given ``L = chol(I + D X X^T D)``."""
+    u = torch.cholesky_solve(dg[:, None] * (X @ v), L)  # [n, k]
+    return v - X.T @ (dg[:, None] * u)
+
+
+def _dual_newton_step(X: Tensor, K: Tensor, s: Tensor, g: Tensor, fit_intercept: bool) -> Tensor:
+    """The same Newton step for ``d > n`` via Woodbury on ``A = I + X^T S X``.
+
+    ``A^-1 v = v - X^T D (I + D K D)^-1 D X v`` with ``D = sqrt(S)``, ``K = X X^T``
+    ``[n, n]``; the unpenalized intercept is eliminated by its Schur complement.
+    """
+    out = []
+    d = X.shape[1]
+    eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+    for a in range(len(s)):
+        dg = s[a].sqrt()  # [n]
+        L = torch.linalg.cholesky(eye + dg[:, None] * K * dg[None, :])
+
+        if not fit_intercept:
+            out.append(_woodbury(X, dg, L, g[a, :, None])[:, 0])
+            continue
+        bvec = X.T @ s[a]  # [d] = X^T S 1
+        sol = _woodbury(X, dg, L, torch.stack([g[a, :d], bvec], 1))  # [d, 2]
+        schur = s[a].sum() - bvec @ sol[:, 1]
+        step_b = (g[a, d] - bvec @ sol[:, 0]) / schur.clamp_min(1e-300)
+        out.append(torch.cat([sol[:, 0] - step_b * sol[:, 1], step_b[None]]))
+    return torch.stack(out)
+
+
 def fit_logistic(
     X: Tensor,
     y: Tensor,
@@ -82,6 +128,9 @@ def fit_logistic(
         b = b + (init[1].to(b) if fit_intercept else 0.0)
     n_iter = torch.zeros(F, dtype=torch.long)
     active = torch.ones(F, dtype=torch.bool)
+    # more features than rows: solve each Newton system through the n x n kernel instead
+    dual = d > n
+    K = X64 @ X64.T if dual else None  # [n, n]
     scale = 1.0 + C * m.sum(1)
     f_old = _objective(X64, yf, m, w, b, C)
     for _ in range(max_iter):
@@ -95,17 +144,11 @@ def fit_logistic(
         idx = active.nonzero().flatten().tolist()
         if not idx:
             break
-        s = (C * m * p * (1 - p)).to(X.dtype)  # [F, n] Hessian weights
-        # Hessians of the active problems in X's precision (the gradient stays float64,
-        # so an inexact Hessian only slows convergence, it never moves the optimum)
-        H = torch.stack([Xa.T @ (Xa * s[f, :, None]) for f in idx])  # [A, da, da]
-        H.diagonal(dim1=1, dim2=2).add_(reg.to(H.dtype))
-        L, info = torch.linalg.cholesky_ex(H)
-        if bool((info != 0).any()):  # ill-conditioned in low precision: redo in float64
-            H = H.double()
-            H.diagonal(dim1=1, dim2=2).add_(1e-10 * H.diagonal(dim1=1, dim2=2).abs().amax())
-            L = torch.linalg.cholesky(H)
-        sol = torch.cholesky_solve(g[idx, :, None].to(L.dtype), L)[..., 0]  # [A, da]
+        s = C * m * p * (1 - p)  # [F, n] Hessian weights
+        if dual:
+            sol = _dual_newton_step(X64, K, s[idx], g[idx], fit_intercept)
+        else:
+            sol = _primal_newton_step(Xa, s[idx].to(X.dtype), g[idx], reg)
         step = torch.zeros_like(g)
         step[idx] = sol.to(torch.float64)
         n_iter[idx] += 1

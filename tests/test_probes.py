@@ -152,3 +152,23 @@ def test_half_precision_inputs_fit_like_float32():
     full = LinearProbe().fit(X, y)
     half = LinearProbe().fit(X.bfloat16(), y)
     assert np.mean(full.predict(X) == half.predict(X.bfloat16().float())) >= 0.99
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_more_features_than_rows_uses_the_dual_step_and_still_matches_sklearn(fit_intercept):
+    g = torch.Generator().manual_seed(10)
+    n, d = 80, 200
+    X = torch.randn(n, d, generator=g) + 0.5
+    y = ((X[:, :5].sum(1) + torch.randn(n, generator=g)) > 2.5).numpy().astype(int)
+    ref = LogisticRegression(C=0.3, fit_intercept=fit_intercept, max_iter=10000, tol=1e-10)
+    ref.fit(X.double().numpy(), y)  # float64, so the reference is exact
+    probe = LinearProbe(C=0.3, fit_intercept=fit_intercept, tol=1e-9).fit(X, y)
+    assert np.allclose(probe.coef_, ref.coef_, atol=1e-4 * np.abs(ref.coef_).max())
+    assert np.allclose(probe.intercept_, ref.intercept_, atol=1e-4)
+    W = torch.ones(2, n, dtype=torch.float64)
+    W[1, :40] = 0  # fold masks go through the dual step too
+    w, b, _ = fit_logistic(X, torch.from_numpy(y), W, C=0.3, fit_intercept=fit_intercept, tol=1e-9)
+    alone, b1, _ = fit_logistic(
+        X[40:], torch.from_numpy(y[40:]), C=0.3, fit_intercept=fit_intercept, tol=1e-9
+    )
+    assert torch.allclose(w[1], alone[0], atol=1e-5) and torch.allclose(b[1], b1[0], atol=1e-5)
