@@ -232,6 +232,16 @@ def test_dictionary_learning_loader_refuses_pickled_code(tmp_path):
         load_dictionary_learning(tmp_path)
 
 
+def test_dictionary_learning_loader_refuses_state_it_cannot_interpret(tmp_path):
+    state = {**_dl_state("AutoEncoderTopK"), "act_mean": torch.zeros(D_IN)}  # whitening
+    torch.save(state, tmp_path / "ae.pt")
+    (tmp_path / "config.json").write_text(
+        json.dumps({"trainer": {"dict_class": "AutoEncoderTopK"}})
+    )
+    with pytest.raises(InterpError, match="act_mean"):
+        load_sae(tmp_path)
+
+
 def test_save_load_roundtrip_and_direction(tmp_path):
     sae = make_sae("batchtopk", d_in=D_IN, d_sae=D_SAE, k=2, site="blocks.1.hook_resid_post")
     sae.threshold.fill_(0.25)

@@ -178,7 +178,25 @@ def load_dictionary_learning(
         sae = JumpReLUSAE(JumpReLUSAEConfig(d_in, d_sae, apply_b_dec_to_input=False, **common))
     else:
         raise InterpError(f"{path}: dictionary_learning class {dict_class!r} is not supported")
+    extra = sorted(set(state) - _KNOWN_KEYS)
+    if extra:  # e.g. input normalization or whitening buffers: ignoring them would be wrong
+        raise InterpError(f"{path}: ae.pt holds {extra}, which interp does not interpret")
     return _finish(sae.load_tensors(tensors), dtype, device)
+
+
+_KNOWN_KEYS = {
+    "encoder.weight",
+    "encoder.bias",
+    "decoder.weight",
+    "decoder.bias",
+    "bias",
+    "b_dec",
+    "k",
+    "threshold",
+    "W_enc",
+    "b_enc",
+    "W_dec",
+}
 
 
 def _linear(state: dict[str, torch.Tensor], *, b_dec: str) -> dict[str, torch.Tensor]:
