@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from interp.probes import probe_layers
+from interp.probes import cv_folds, fit_logistic, probe_layers
 
 
 def make_data(n: int, d: int, layers: int, seed: int = 0):
@@ -47,8 +47,6 @@ def sklearn_loop(X: torch.Tensor, y: np.ndarray, folds: list[np.ndarray], C: flo
 
 def interp_preds(X, y, folds, table) -> list[np.ndarray]:
     """Held-out predictions of interp's fold models (refit-free: recompute from the sweep)."""
-    from interp.probes import fit_logistic
-
     preds = []
     n = len(y)
     for layer in range(X.shape[1]):
@@ -73,9 +71,7 @@ def main() -> None:
     args = ap.parse_args()
 
     X, y = make_data(args.n, args.d, args.layers)
-    from interp.probes import _folds
-
-    folds = _folds(y.astype(float), None, args.cv, seed=0)
+    folds = cv_folds(y.astype(float), None, args.cv, seed=0)
 
     t0 = time.perf_counter()
     table = probe_layers(X, y, cv=args.cv, C=args.C, seed=0)
