@@ -31,6 +31,7 @@ from interp.stats import Estimate, mean_ci
 __all__ = [
     "DosePoint",
     "DoseResult",
+    "EffectResult",
     "EffectRow",
     "as_estimate",
     "dose_response",
@@ -179,6 +180,33 @@ class EffectRow:
     coherence: float | None = None
 
 
+@dataclass
+class EffectResult:
+    """The :class:`EffectRow` of each condition (iterable, indexable) and the config."""
+
+    rows: list[EffectRow]
+    config: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __getitem__(self, i: int) -> EffectRow:
+        return self.rows[i]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([asdict(r) for r in self.rows])
+
+    def save(self, directory: str | Path, config: dict | None = None) -> Path:
+        return write_results(
+            self.to_frame(), directory, "ablation", config={**self.config, **(config or {})}
+        )
+
+
 def ablation_effect(
     model: Model,
     target,
@@ -188,9 +216,10 @@ def ablation_effect(
     seed: int = 0,
     coherence: ModelMetric | None = None,
     **ablate_kwargs,
-) -> list[EffectRow]:
+) -> EffectResult:
     """``metric`` without the ablation, with it, and with ``n_random`` random controls of
-    the same kind and rank (:func:`interp.interventions.random_like`)."""
+    the same kind and rank (:func:`interp.interventions.random_like`); ``ablate_kwargs``
+    go to :func:`interp.ablate` (``layers``, ``site``, ``positions``, ``mode``, ...)."""
     rows = []
     est, coh = _measure(model, metric, coherence)
     rows.append(EffectRow("none", None, est.value, est.lo, est.hi, est.n, coh and coh.value))
@@ -200,7 +229,18 @@ def ablation_effect(
         with ablate(model, t, **ablate_kwargs):
             est, coh = _measure(model, metric, coherence)
         rows.append(EffectRow(name, s, est.value, est.lo, est.hi, est.n, coh and coh.value))
-    return rows
+    config = dict(
+        model=model.name,
+        variant=model.variant,
+        target=getattr(target, "name", type(target).__name__),
+        n_random=n_random,
+        seed=seed,
+        **{
+            k: v if isinstance(v, (int, str, float, type(None))) else str(v)
+            for k, v in ablate_kwargs.items()
+        },
+    )
+    return EffectResult(rows, config)
 
 
 def reference_logprob(texts: Sequence[str], *, batch_size: int = 16) -> ModelMetric:

@@ -241,7 +241,11 @@ def _record(model: Model, want_kv: bool) -> Iterator[_Record]:
 
     try:
         for j, block in enumerate(blocks):
-            handles.append(block.register_forward_pre_hook(make_pre(j), with_kwargs=True))
+            # prepend: record what the block is given, before any intervention's pre-hook
+            # edits it (those run again when the block is replayed)
+            handles.append(
+                block.register_forward_pre_hook(make_pre(j), with_kwargs=True, prepend=True)
+            )
         handles.append(blocks[-1].register_forward_hook(post, with_kwargs=True))
         yield rec
     finally:
@@ -349,14 +353,16 @@ def _run_chunk(model, rec, sites, clean_acts, pos, n, s0) -> tuple[Tensor, dict[
     start. Sites join the batch at the block where their patch takes effect.
     """
     n_layers = model.n_layers
-    row_pos = torch.tensor(pos).repeat_interleave(n) - s0  # [len(pos) * n]
-    row_prompt = torch.arange(n).repeat(len(pos))
+    dev = model.device
+    row_pos = torch.tensor(pos, device=dev).repeat_interleave(n) - s0  # [len(pos) * n]
+    row_prompt = torch.arange(n, device=dev).repeat(len(pos))
+    rows_all = torch.arange(len(row_pos), device=dev)
     offsets: dict[Site, int] = {}
 
     def patched(site: Site, base: Tensor) -> Tensor:
         src = clean_acts[site][row_prompt, row_pos + s0].to(base.dtype)
         out = base.clone()
-        out[torch.arange(len(row_pos)), row_pos] = src
+        out[rows_all, row_pos] = src
         return out
 
     def sublayer_hook(act: Tensor, site: Site) -> Tensor:
@@ -408,7 +414,7 @@ def _attribution(model, clean, corrupt, sites, positions, metric):
             grads = torch.autograd.grad(total, [acts[s] for s in sites], allow_unused=True)
     finally:
         handle.remove()
-    pos = torch.tensor(positions)
+    pos = torch.tensor(positions, device=model.device)
     values = {}
     per_prompt = torch.as_tensor(corrupt_metric).detach().ndim == 1
     for site, g in zip(sites, grads, strict=True):

@@ -71,9 +71,12 @@ def test_dose_response_curve_band_and_guard(setup, tmp_path):
     assert (out / "dose_response.csv").exists()
 
 
-def test_ablation_effect_beats_random_controls(setup):
+def test_ablation_effect_beats_random_controls(setup, tmp_path):
     model, u, metric = setup
     rows = ablation_effect(model, u, metric, n_random=4, seed=0)
+    out = rows.save(tmp_path / "ablation", config={"note": "x"})
+    assert json.loads((out / "ablation.json").read_text())["config"]["n_random"] == 4
+    assert len(rows.to_frame()) == 6 == len(rows)
     assert [r.condition for r in rows] == ["none", "ablated"] + ["random"] * 4
     none = rows[0].value
     change = abs(rows[1].value - none)

@@ -176,6 +176,22 @@ def test_sae_latent_ablation_keeps_error_term(model, batch):
         )
 
 
+def test_sae_latent_ablation_with_interp_sae(model, batch):
+    from interp.sae import make_sae
+
+    sae = make_sae("topk", d_in=model.d_model, d_sae=48, k=6, seed=1)
+    site = "blocks.1.hook_resid_post"
+    before = _acts(model, batch, [site])[site]
+    with torch.no_grad():
+        z = sae.encode(before)
+        latent = int(z.reshape(-1, 48).abs().sum(0).argmax())
+        with ablate(model, SAELatents(sae, latent), layers=1):
+            after = _acts(model, batch, [site])[site]
+        expected = before - z[..., [latent]] @ sae.W_dec[[latent]]
+    assert z[..., latent].abs().max() > 0
+    torch.testing.assert_close(after, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_steer_alpha_zero_is_exact_noop_and_alpha_adds(model, batch):
     v = Direction(_unit(model.d_model, 7) * 5.0, layer=1, site="blocks.1.hook_resid_pre")
     clean = _logits(model, batch)

@@ -70,6 +70,17 @@ def test_exact_equals_one_forward_per_cell(family, kinds):
     assert hook_count(model.hf) == 0
 
 
+@pytest.mark.parametrize("n_prompts", [1, 2])
+def test_exact_with_sdpa_attention(n_prompts):
+    """sdpa passes no mask when nothing is padded; the suffix runs must build one."""
+    model = tiny_model("llama", seed=3, n_layers=3)
+    model.hf.set_attn_implementation("sdpa")
+    clean, corrupt = CLEAN[:n_prompts], CORRUPT[:n_prompts]
+    _, ref = naive_patch(model, clean, corrupt, ["resid_pre", "attn_out"], logit_diff)
+    res = patch(model, clean, corrupt, metric=logit_diff, sites=["resid_pre", "attn_out"], chunk=2)
+    torch.testing.assert_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
+
+
 def test_last_layer_last_position_reproduces_clean(tiny_llama):
     model = tiny_llama
     last = model.n_layers - 1
@@ -212,3 +223,30 @@ def test_result_table_and_save(tiny_llama, tmp_path):
     assert back["value"].tolist() == pytest.approx(frame["value"].tolist())
     meta = json.loads((out / "patching.json").read_text())
     assert meta["config"]["seed"] == 0 and meta["mode"] == "exact"
+
+
+def test_exact_on_adapter_views_and_under_an_intervention():
+    from peft import LoraConfig, get_peft_model
+
+    from interp.interventions import random_directions, steer
+    from interp.models import Model
+
+    base = tiny_model("llama", seed=8, n_layers=3)
+    lora = LoraConfig(r=2, target_modules=["q_proj", "down_proj"], init_lora_weights=False)
+    peft = get_peft_model(base.hf, lora)
+    ft = Model(hf=peft, tokenizer=base.tokenizer, name="ft", family=base.family, adapter_path="x")
+    kinds = ["resid_pre", "mlp_out"]
+    results = []
+    for view in (ft, ft.as_base()):
+        _, ref = naive_patch(view, CLEAN, CORRUPT, kinds, logit_diff)
+        res = patch(view, CLEAN, CORRUPT, metric=logit_diff, sites=kinds, chunk=3)
+        torch.testing.assert_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
+        results.append(res.values)
+    assert not torch.allclose(results[0], results[1])  # the adapter matters
+    v = random_directions(ft.d_model, 1, seed=0)[0]
+    with steer(ft, v, alpha=3.0, layers=1, site="resid_pre"), steer(ft, v, alpha=2.0, layers=0):
+        _, ref = naive_patch(ft, CLEAN, CORRUPT, kinds, logit_diff)
+        res = patch(ft, CLEAN, CORRUPT, metric=logit_diff, sites=kinds, layers=[0, 2], chunk=3)
+    keep = [i for i, s in enumerate(resolve_sites(kinds, 3)) if s.layer in (0, 2)]
+    torch.testing.assert_close(res.per_prompt, ref[keep], atol=1e-5, rtol=1e-5)
+    assert hook_count(ft.hf) == 0
