@@ -172,3 +172,36 @@ def test_more_features_than_rows_uses_the_dual_step_and_still_matches_sklearn(fi
         X[40:], torch.from_numpy(y[40:]), C=0.3, fit_intercept=fit_intercept, tol=1e-9
     )
     assert torch.allclose(w[1], alone[0], atol=1e-5) and torch.allclose(b[1], b1[0], atol=1e-5)
+
+
+def test_pipeline_on_captured_activations(tmp_path):
+    """capture -> probe_layers / diff_of_means / project -> figures, on a tiny model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from interp.capture import capture
+    from interp.diffmeans import diff_of_means
+    from interp.plots import plot_probe_accuracy, plot_projection_by_slot
+    from interp.prompts import PromptSet
+    from interp.ranking import project
+    from interp.testing import tiny_model
+
+    model = tiny_model("llama", d_model=32, n_layers=3)
+    grid = PromptSet.grid(
+        "The year is {year}. {question}",
+        chat=False,
+        year=[1850, 1860, 2020, 2030],
+        question=["Name a bird.", "Who are you?", "What is new?", "Say hi.", "Any news?"],
+    )
+    acts = capture(model, grid, progress=False)
+    assert acts.layers == [0, 1, 2]
+    era = (acts.meta.year < 1900).astype(int)
+    table = probe_layers(acts, era, cv=5, groups="question")
+    assert list(table.site) == [f"blocks.{i}.hook_resid_post" for i in range(3)]
+    assert table.accuracy.between(0, 1).all() and table.n_folds.eq(5).all()
+    d = diff_of_means(acts.where(year=[1850, 1860]), acts.where(year=[2020, 2030]), site=2)
+    assert d.site == "blocks.2.hook_resid_post" and d.provenance["model_name"] == "tiny-llama"
+    proj = project(acts, [d, table.direction[2]])
+    assert len(proj) == len(grid) and d.name in proj.columns
+    plot_probe_accuracy(table).savefig(tmp_path / "probe.png")
+    plot_projection_by_slot(proj, slot="year", target=[1850, 1860]).savefig(tmp_path / "proj.png")
