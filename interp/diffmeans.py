@@ -101,9 +101,8 @@ def paired_differences(
         codes = meta[keys].astype(str).agg("\x1f".join, axis=1)
         uniq, inverse = np.unique(codes.to_numpy(), return_inverse=True)
         idx = torch.from_numpy(inverse)
-        sums = torch.zeros(len(uniq), x.shape[1], dtype=torch.float64).index_add_(
-            0, idx, x.double()
-        )
+        sums = torch.zeros(len(uniq), x.shape[1], dtype=torch.float64)
+        sums.index_add_(0, idx, x.detach().double().cpu())
         counts = torch.bincount(idx, minlength=len(uniq)).double()[:, None]
         first = meta.groupby(codes.to_numpy(), sort=True)[keys].first().reset_index(drop=True)
         return sums / counts, first.assign(_code=uniq)

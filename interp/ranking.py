@@ -41,7 +41,8 @@ _SORT = {"cosine": "cosine", "act_diff": "act_diff", "abs_cosine": "abs_cosine"}
 
 
 def _vec(diff: Tensor | Direction) -> Tensor:
-    return (diff.raw if isinstance(diff, Direction) else torch.as_tensor(diff)).double().flatten()
+    v = diff.raw if isinstance(diff, Direction) else torch.as_tensor(diff)
+    return v.detach().double().flatten().cpu()
 
 
 @torch.no_grad()
@@ -329,5 +330,5 @@ def project(
                     f"direction {name!r} (site {direction.site!r}) was not captured; pass site="
                 )
             x = acts.site(key)
-        out[name] = (x.double() @ direction.vector.double().cpu()).numpy()
+        out[name] = (x.double() @ direction.vector.double().to(x.device)).cpu().numpy()
     return out

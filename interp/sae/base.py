@@ -72,7 +72,7 @@ class SAE(nn.Module):
     # ---- the forward pass --------------------------------------------------------------
     def pre_acts(self, x: Tensor) -> Tensor:
         """``[..., d_in]`` -> pre-activations ``[..., d_sae]``."""
-        x = x.to(self.W_enc.dtype)
+        x = x.to(device=self.W_enc.device, dtype=self.W_enc.dtype)
         if self.cfg.apply_b_dec_to_input:
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc

@@ -57,7 +57,7 @@ def evaluate_sae(sae: SAE, x: Tensor, *, batch_size: int = 4096) -> dict[str, fl
     (SST around the mean of ``x``); ``l0``: mean active latents per row; ``dead``:
     latents never active on ``x``; ``dead_fraction`` = ``dead / d_sae``.
     """
-    x = x.to(sae.W_enc.dtype)
+    x = x.to(device=sae.W_enc.device, dtype=sae.W_enc.dtype)
     sse, l0, n = 0.0, 0.0, x.shape[0]
     fired = torch.zeros(sae.d_sae, dtype=torch.bool)
     for i in range(0, n, batch_size):
@@ -125,7 +125,7 @@ def train_sae(
         x = x.site(key)
     if x.ndim != 2 or x.shape[1] != sae.d_in:
         raise InterpError(f"expected x [n, {sae.d_in}]; got {tuple(x.shape)}")
-    x = x.to(sae.W_enc.dtype)
+    x = x.to(device=sae.W_enc.device, dtype=sae.W_enc.dtype)
     g = torch.Generator().manual_seed(cfg.seed)
     before = evaluate_sae(sae, x)
     with torch.no_grad():
@@ -154,7 +154,7 @@ def train_sae(
 
 def _loop(sae, x, cfg, opt, g, history, thresholds, progress) -> None:
     for step in tqdm(range(cfg.steps), desc="train sae", disable=not progress):
-        idx = torch.randint(0, x.shape[0], (cfg.batch_size,), generator=g)
+        idx = torch.randint(0, x.shape[0], (cfg.batch_size,), generator=g).to(x.device)
         loss, f = _loss(sae, x[idx], cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
