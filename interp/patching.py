@@ -24,8 +24,8 @@ Exact mode (``mode="exact"``) never pays one forward per (layer, position):
 - the final norm and unembedding run at the last position only.
 
 Attribution mode (``mode="attribution"``) is the first-order estimate
-``metric(corrupt) + grad . (clean - corrupt)`` from one forward of the clean+corrupt batch
-and one backward to the activations (no weight gradients).
+``metric(corrupt) + grad . (clean - corrupt)`` from one forward of each prompt set (the
+clean one without a graph) and one backward to the activations (no weight gradients).
 """
 
 from __future__ import annotations
@@ -392,41 +392,42 @@ def _run_chunk(model, rec, sites, clean_acts, pos, n, s0) -> tuple[Tensor, dict[
 
 # ---- attribution ---------------------------------------------------------------------
 def _attribution(model, clean, corrupt, sites, positions, metric):
-    n = clean["input_ids"].shape[0]
-    batch = {k: torch.cat([clean[k], corrupt[k]]) for k in ("input_ids", "attention_mask")}
+    clean_acts: dict[Site, Tensor] = {}
     acts: dict[Site, Tensor] = {}
+
+    def keep_clean(act, site):
+        clean_acts[site] = act.detach()
 
     def keep(act, site):
         acts[site] = act
 
-    def leaf(module, args, output):
+    def leaf(module, args, output):  # gradients start here, whatever requires_grad says
         return output.detach().requires_grad_(True)
 
+    with torch.no_grad(), hooks(model, {s: keep_clean for s in sites}):
+        clean_logits = _last_logits(model, clean)
     embed = model.base_hf.get_submodule(model.family.embed)
     handle = embed.register_forward_hook(leaf)
     try:
         with torch.enable_grad(), hooks(model, {s: keep for s in sites}):
-            logits = model.forward(
-                batch["input_ids"], batch["attention_mask"], logits_to_keep=1
-            ).logits[:, -1]
-            corrupt_metric = metric(logits[n:])
+            logits = _last_logits(model, corrupt)
+            corrupt_metric = metric(logits)
             total = torch.as_tensor(corrupt_metric).sum()
+            # gradients with respect to the activations only: no weight gradient is computed
             grads = torch.autograd.grad(total, [acts[s] for s in sites], allow_unused=True)
     finally:
         handle.remove()
     pos = torch.tensor(positions, device=model.device)
+    corrupt_metric = torch.as_tensor(corrupt_metric).detach()
     values = {}
-    per_prompt = torch.as_tensor(corrupt_metric).detach().ndim == 1
     for site, g in zip(sites, grads, strict=True):
-        a = acts[site].detach()
-        delta = (a[:n] - a[n:])[:, pos]  # [n, P, d]
-        g = torch.zeros_like(delta) if g is None else g[n:, pos]
+        delta = (clean_acts[site] - acts[site].detach())[:, pos]  # [n, P, d]
+        g = torch.zeros_like(delta) if g is None else g[:, pos]
         lin = (g * delta).sum(-1)  # [n, P]
         for i, p in enumerate(positions):
-            values[site, p] = corrupt_metric.detach() + (
-                lin[:, i] if per_prompt else lin[:, i].sum()
-            )
-    return logits[:n].detach(), logits[n:].detach(), values
+            step = lin[:, i] if corrupt_metric.ndim == 1 else lin[:, i].sum()
+            values[site, p] = corrupt_metric + step
+    return clean_logits, logits.detach(), values
 
 
 # ---- entry point ---------------------------------------------------------------------

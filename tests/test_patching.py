@@ -250,3 +250,21 @@ def test_exact_on_adapter_views_and_under_an_intervention():
     keep = [i for i, s in enumerate(resolve_sites(kinds, 3)) if s.layer in (0, 2)]
     torch.testing.assert_close(res.per_prompt, ref[keep], atol=1e-5, rtol=1e-5)
     assert hook_count(ft.hf) == 0
+
+
+def test_attribution_batched_equals_one_prompt_at_a_time(tiny_llama):
+    both = patch(tiny_llama, CLEAN, CORRUPT, metric=logit_diff, sites=KINDS, mode="attribution")
+    for i in range(2):
+        one = patch(
+            tiny_llama,
+            CLEAN[i : i + 1],
+            CORRUPT[i : i + 1],
+            metric=logit_diff,
+            sites=KINDS,
+            mode="attribution",
+        )
+        # prompt i is left padded in the batch: align its positions from the right
+        width = one.values.shape[1]
+        torch.testing.assert_close(
+            both.per_prompt[:, -width:, i], one.per_prompt[..., 0], atol=1e-5, rtol=1e-4
+        )
