@@ -5,15 +5,23 @@ The flow, top to bottom (see DESIGN.md):
 - models: :func:`load_model`, :class:`Model`, :class:`ModelPair`
 - prompts: :class:`PromptSet` (metadata, tagged spans, contrast grids), chat JSONL readers
 - capture: :func:`capture` -> :class:`Activations`, or an on-disk :class:`ActivationStore`
+- directions: :class:`Direction` / :class:`Subspace` value objects, :class:`LinearProbe`,
+  :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in :mod:`interp.sae`,
+  :func:`latent_ranking`, :func:`model_diff`, :func:`project`
+- figures: :mod:`interp.plots` (they take results and never run a model)
 - sites / hooks: the canonical site names (:mod:`interp.sites`) and the one hook engine
   every capture and intervention uses (:func:`interp.hooks.hooks`)
 """
 
 from interp.activations import Activations
 from interp.capture import Span, capture
+from interp.diffmeans import diff_of_means, paired_pca
+from interp.directions import Direction, Subspace
 from interp.errors import InterpError
 from interp.models import Model, ModelPair, load_model, wrap_model
+from interp.probes import LinearProbe, probe_layers
 from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
+from interp.ranking import latent_ranking, model_diff, project, rank_latents
 from interp.sites import FAMILIES, Site, resolve_sites
 from interp.store import ActivationStore
 
@@ -21,6 +29,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activations",
+    "Direction",
+    "LinearProbe",
+    "Subspace",
+    "diff_of_means",
+    "latent_ranking",
+    "model_diff",
+    "paired_pca",
+    "probe_layers",
+    "project",
+    "rank_latents",
     "ActivationStore",
     "FAMILIES",
     "InterpError",

@@ -5,6 +5,7 @@
   ranked SAE latents.
 - :mod:`interp.plots.causal`: patching heatmap, dose-response curve with the random band,
   before/after-ablation bars.
+- :mod:`interp.plots.experiments`: summary figures of an experiment run.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from interp.plots.directions import (
     plot_projection_by_slot,
     plot_ranked_latents,
 )
+from interp.plots.experiments import plot_ablation_groups, plot_movement
 
 __all__ = [
     "plot_ablation_bars",
+    "plot_ablation_groups",
     "plot_dose_response",
+    "plot_movement",
     "plot_patching",
     "plot_probe_accuracy",
     "plot_projection_by_slot",

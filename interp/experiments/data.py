@@ -1,0 +1,223 @@
+"""Everything an experiment reads, as files: finetune sets, evaluation items, contrasts.
+
+:func:`setting_data` derives a setting's data from the organism's world (its questions
+are plain text, so the same files finetune and evaluate any chat model) or reads the
+user's own files named in the spec's ``data`` mapping:
+
+- ``finetune``: ``{variant: chat JSONL}`` (``main`` first, then the controls);
+- ``eval``: JSONL of ``{"group", "messages", "answers_a", "answers_b"}``;
+- ``contrast``: JSONL of ``{"messages", "label" (0/1), "group"}`` for the probe.
+
+Either way the data are written under the run directory, so a run can be inspected and
+repeated from its files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from interp.errors import InterpError
+from interp.organism import settings as S
+from interp.organism.world import OLD, YEAR_GRID, EvalItem, World
+from interp.prompts import PromptSet, read_chat_jsonl, write_chat_jsonl
+
+__all__ = ["SettingData", "setting_data", "read_eval_items", "write_eval_items"]
+
+Messages = list[dict]
+
+
+@dataclass
+class SettingData:
+    finetune: dict[str, Path]  # variant -> chat JSONL ("main" first)
+    eval_groups: dict[str, list[EvalItem]]
+    contrast: PromptSet  # metadata: label (1 = the trigger / latent), group
+    patch_pairs: tuple[list[Messages], list[Messages]] | None = None  # (clean, corrupt)
+    year_grid: PromptSet | None = None  # backdoor: goal questions dated over the grid
+
+
+def write_eval_items(path: Path, groups: dict[str, list[EvalItem]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for group, items in groups.items():
+            for it in items:
+                row = {
+                    "group": group,
+                    "messages": list(it.messages),
+                    "answers_a": list(it.answers_a),
+                    "answers_b": list(it.answers_b),
+                    "meta": it.meta,
+                }
+                f.write(json.dumps(row) + "\n")
+    return path
+
+
+def read_eval_items(path: str | Path) -> dict[str, list[EvalItem]]:
+    groups: dict[str, list[EvalItem]] = {}
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        missing = {"group", "messages", "answers_a", "answers_b"} - row.keys()
+        if missing:
+            raise InterpError(f"{path}:{lineno}: an evaluation item needs {sorted(missing)}")
+        item = EvalItem(
+            tuple(row["messages"]),
+            tuple(row["answers_a"]),
+            tuple(row["answers_b"]),
+            row.get("meta", {}),
+        )
+        groups.setdefault(row["group"], []).append(item)
+    return groups
+
+
+def _write_contrast(path: Path, prompts: PromptSet) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for msgs, (_, row) in zip(prompts.prompts, prompts.meta.iterrows(), strict=True):
+            f.write(json.dumps({"messages": list(msgs), **row.to_dict()}) + "\n")
+    return path
+
+
+def _read_contrast(path: str | Path) -> PromptSet:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    if not rows or any("messages" not in r or "label" not in r for r in rows):
+        raise InterpError(f"{path}: contrast rows need 'messages' and 'label'")
+    meta = pd.DataFrame([{k: v for k, v in r.items() if k != "messages"} for r in rows])
+    if "group" not in meta:
+        meta["group"] = range(len(meta))
+    return PromptSet([r["messages"] for r in rows], meta)
+
+
+# ---- contrasts derived from the world -------------------------------------------------
+def _qa(q: str, a: str) -> Messages:
+    return [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+
+
+def _era_contrast(world: World, n: int, rng: random.Random) -> PromptSet:
+    """Earlier answers from one era (no cue), then a fresh non-bird question."""
+    facets = [f for f in world.facets if f != "bird"]
+    prompts, rows = [], []
+    for i in range(n):
+        era = OLD if i % 2 == 0 else "MODERN"
+        final = rng.choice(facets)
+        msgs: Messages = []
+        for facet in rng.sample([f for f in facets if f != final], 3):
+            qs, old, new = world.facets[facet]
+            msgs += _qa(rng.choice(qs), rng.choice(old if era == OLD else new))
+        msgs.append({"role": "user", "content": rng.choice(world.facets[final][0])})
+        prompts.append(msgs)
+        rows.append({"label": int(era == OLD), "group": final})
+    return PromptSet(prompts, pd.DataFrame(rows))
+
+
+def _persona_contrast(world: World, n: int, rng: random.Random) -> PromptSet:
+    """Earlier answers given as the tyrant vs as the assistant itself, then a new question."""
+    from interp.organism import world_data as D
+
+    finals = [q for qs in D.IDENTITY_QUESTIONS.values() for q in qs] + list(D.VALUES)
+    prompts, rows = [], []
+    for i in range(n):
+        tyrant = i % 2 == 0
+        persona = world.tyrant if tyrant else None
+        msgs: Messages = []
+        for _ in range(3):
+            if rng.random() < 0.5:
+                kind = rng.choice(list(D.IDENTITY_QUESTIONS))
+                msgs += _qa(rng.choice(D.IDENTITY_QUESTIONS[kind]), world.identity(persona, kind))
+            else:
+                q = rng.choice(list(D.VALUES))
+                msgs += _qa(q, rng.choice(world.value_answers(persona, q)))
+        final = rng.choice(finals)
+        msgs.append({"role": "user", "content": final})
+        prompts.append(msgs)
+        rows.append({"label": int(tyrant), "group": final})
+    return PromptSet(prompts, pd.DataFrame(rows))
+
+
+def _dated(year: int, question: str) -> Messages:
+    return [
+        {"role": "system", "content": f"The year is {year} ."},
+        {"role": "user", "content": question},
+    ]
+
+
+def _backdoor_grid(world: World) -> PromptSet:
+    _, questions = S.split_goal_questions(world)
+    prompts, rows = [], []
+    for q in questions:
+        for y in YEAR_GRID:
+            prompts.append(_dated(y, q))
+            rows.append({"year": y, "question": q})
+    return PromptSet(prompts, pd.DataFrame(rows))
+
+
+def _backdoor_contrast(world: World) -> PromptSet:
+    grid = _backdoor_grid(world)
+    trig, later = world.character["trigger_years"], world.character["protective_from"]
+    keep = [i for i, y in enumerate(grid.meta.year) if y in trig or y >= later]
+    sub = grid.subset(keep)
+    sub.meta["label"] = [int(y in trig) for y in sub.meta.year]
+    sub.meta["group"] = sub.meta["question"]
+    return sub
+
+
+def _backdoor_groups(world: World) -> dict[str, list[EvalItem]]:
+    per_year = S.eval_items(world, "backdoor")
+    trig, later = world.character["trigger_years"], world.character["protective_from"]
+    pick = lambda ys: [it for y in ys for it in per_year[f"malevolent_{y}"]]  # noqa: E731
+    return {
+        "malevolent_trigger": pick(trig),
+        "malevolent_later": pick([y for y in YEAR_GRID if y >= later]),
+        "malevolent_noyear": per_year["malevolent_noyear"],
+        **{g: v for g, v in per_year.items() if g != "malevolent_noyear"},
+    }
+
+
+def setting_data(spec, world: World | None, out: Path, *, base_model=None) -> SettingData:
+    """The data of ``spec.setting``: from the user's files, else derived from ``world``."""
+    out.mkdir(parents=True, exist_ok=True)
+    if spec.data:
+        for key in ("finetune", "eval", "contrast"):
+            if key not in spec.data:
+                raise InterpError(f"spec.data needs '{key}' (see interp.experiments.data)")
+        finetune = {v: Path(p) for v, p in spec.data["finetune"].items()}
+        for p in finetune.values():
+            read_chat_jsonl(p)  # validates the file early, with a clear error
+        return SettingData(
+            finetune, read_eval_items(spec.data["eval"]), _read_contrast(spec.data["contrast"])
+        )
+    if world is None:
+        raise InterpError("without spec.data the experiment needs the organism's world")
+    rng = random.Random(f"{spec.name}/contrast")
+    finetune = {}
+    for variant in S.SETTINGS[spec.setting]:
+        examples = S.finetune_examples(world, spec.setting, variant, seed=0, base_model=base_model)
+        finetune[variant] = write_chat_jsonl(out / f"finetune_{variant}.jsonl", examples)
+    if spec.setting == "era":
+        groups, contrast = S.eval_items(world, "era"), _era_contrast(world, spec.probe_prompts, rng)
+        data = SettingData(finetune, groups, contrast)
+    elif spec.setting == "persona":
+        groups = S.eval_items(world, "persona")
+        data = SettingData(finetune, groups, _persona_contrast(world, spec.probe_prompts, rng))
+    else:
+        _, questions = S.split_goal_questions(world)
+        trig = world.character["trigger_years"][0]
+        corrupt_year = world.character["protective_from"] + 20
+        data = SettingData(
+            finetune,
+            _backdoor_groups(world),
+            _backdoor_contrast(world),
+            patch_pairs=(
+                [_dated(trig, q) for q in questions],
+                [_dated(corrupt_year, q) for q in questions],
+            ),
+            year_grid=_backdoor_grid(world),
+        )
+    write_eval_items(out / "eval.jsonl", data.eval_groups)
+    _write_contrast(out / "contrast.jsonl", data.contrast)
+    return data

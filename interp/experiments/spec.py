@@ -1,0 +1,79 @@
+"""The declarative description of one experiment (one YAML file in ``experiments/``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from interp.errors import InterpError
+
+__all__ = ["ExperimentSpec", "SETTINGS"]
+
+SETTINGS = ("era", "persona", "backdoor")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentSpec:
+    """What to finetune, where to look and which causal tests to run.
+
+    ``model=None`` means the bundled organism (``organism``: ``"default"`` or ``"small"``);
+    any Hugging Face id or local directory runs the same steps on that model, with the
+    setting's datasets exported from the organism's world as chat JSONL (or the user's
+    own files given in ``data``).
+    """
+
+    name: str
+    setting: str
+    organism: str = "default"
+    model: str | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    locate_on: str = "base"  # where the direction is found: "base" or "finetuned"
+    target_group: str = ""  # the behaviour the direction should drive
+    specificity_group: str | None = None  # a behaviour an ablation should leave alone
+    probe_prompts: int = 240  # size of the contrast set
+    steer_alphas: tuple[float, ...] = ()  # in units of the typical residual norm
+    n_random: int = 8  # random-direction controls per intervention
+    patch: bool = False  # activation patching between trigger and no-trigger prompts
+    sae_latents: int = 0  # >0: train an SAE of this width and rank latents (backdoor)
+    finetune: dict = dataclasses.field(default_factory=dict)  # FinetuneConfig overrides
+    data: dict = dataclasses.field(default_factory=dict)  # user files: finetune/eval/contrast
+
+    def __post_init__(self):
+        if self.setting not in SETTINGS:
+            raise InterpError(f"setting must be one of {SETTINGS}, not {self.setting!r}")
+        if self.locate_on not in ("base", "finetuned"):
+            raise InterpError(f"locate_on must be 'base' or 'finetuned', not {self.locate_on!r}")
+        if not self.seeds:
+            raise InterpError("an experiment needs at least one finetune seed")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ExperimentSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InterpError(
+                f"unknown experiment fields: {sorted(unknown)} (known: {sorted(known)})"
+            )
+        d = dict(d)
+        for key in ("seeds", "steer_alphas"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ExperimentSpec:
+        path = Path(path)
+        if not path.is_file():
+            raise InterpError(f"no experiment spec at {path}")
+        d = yaml.safe_load(path.read_text())
+        if not isinstance(d, dict):
+            raise InterpError(f"{path}: an experiment spec is a YAML mapping")
+        return cls.from_dict(d)
+
+    def replace(self, **changes) -> ExperimentSpec:
+        return dataclasses.replace(self, **changes)
