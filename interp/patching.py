@@ -30,10 +30,8 @@ clean one without a graph) and one backward to the activations (no weight gradie
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,14 +41,12 @@ from torch import Tensor
 from interp.errors import InterpError
 from interp.hooks import hooks
 from interp.models import Model
+from interp.replay import can_reuse_prefix, record, run_block, unembed
 from interp.sites import Site, resolve_sites
 
 __all__ = ["Metric", "PatchResult", "patch"]
 
 Metric = Callable[[Tensor], Tensor]  # last-position logits [n, vocab] -> [n] or scalar
-
-_CACHE_NAMES = ("cache", "layer_past", "past_key_values")
-_KNOWN_KWARGS = {"attention_mask", "position_ids", "position_embeddings", "cache_position"}
 
 
 @dataclass
@@ -171,151 +167,6 @@ def _last_logits(model: Model, batch: dict) -> Tensor:
     return out.logits[:, -1]
 
 
-# ---- recording the corrupted run -----------------------------------------------------
-class _KVRecorder:
-    """Stands in for a HF cache during the recorded run: keeps keys/values, changes nothing."""
-
-    def __init__(self):
-        self.kv: tuple[Tensor, Tensor] | None = None
-
-    def update(self, key: Tensor, value: Tensor, *args, **kwargs):
-        self.kv = (key.detach(), value.detach())
-        return key, value
-
-
-class _PrefixKV:
-    """Stands in for a HF cache during a suffix run: prepends the recorded prefix."""
-
-    def __init__(self, key: Tensor, value: Tensor):
-        self.key, self.value = key, value
-
-    def update(self, key: Tensor, value: Tensor, *args, **kwargs):
-        return torch.cat([self.key, key], dim=-2), torch.cat([self.value, value], dim=-2)
-
-
-@dataclass
-class _Record:
-    inputs: list[Tensor]  # residual entering each block [n, S, d]
-    final: Tensor  # output of the last block [n, S, d]
-    kwargs: list[dict]  # bound keyword arguments of each block call (without hidden states)
-    kv: list[tuple[Tensor, Tensor] | None]
-    cache_name: str | None
-
-
-@contextmanager
-def _record(model: Model, want_kv: bool) -> Iterator[_Record]:
-    blocks = model.blocks
-    sig = inspect.signature(blocks[0].forward)
-    params = list(sig.parameters)
-    cache_name = next((c for c in _CACHE_NAMES if c in params), None) if want_kv else None
-    rec = _Record(
-        [None] * len(blocks), None, [None] * len(blocks), [None] * len(blocks), cache_name
-    )
-    recorders = [_KVRecorder() for _ in blocks]
-    handles = []
-
-    def make_pre(j):
-        def pre(module, args, kwargs):
-            bound = sig.bind(*args, **kwargs)
-            arguments = dict(bound.arguments)
-            extra = arguments.pop(params[0])
-            rec.inputs[j] = extra.detach()
-            var_kw = [p for p, v in sig.parameters.items() if v.kind is v.VAR_KEYWORD]
-            for name in var_kw:
-                arguments.update(arguments.pop(name, {}))
-            rec.kwargs[j] = arguments
-            if cache_name is not None:
-                new = dict(kwargs)
-                if cache_name in kwargs or len(args) <= params.index(cache_name):
-                    new[cache_name] = recorders[j]
-                    return args, new
-                args = list(args)
-                args[params.index(cache_name)] = recorders[j]
-                return tuple(args), kwargs
-            return None
-
-        return pre
-
-    def post(module, args, kwargs, output):
-        rec.final = (output if isinstance(output, Tensor) else output[0]).detach()
-
-    try:
-        for j, block in enumerate(blocks):
-            # prepend: record what the block is given, before any intervention's pre-hook
-            # edits it (those run again when the block is replayed)
-            handles.append(
-                block.register_forward_pre_hook(make_pre(j), with_kwargs=True, prepend=True)
-            )
-        handles.append(blocks[-1].register_forward_hook(post, with_kwargs=True))
-        yield rec
-    finally:
-        for h in handles:
-            h.remove()
-        rec.kv = [r.kv for r in recorders]
-
-
-def _fit(value, name: str, n: int, k: int, s0: int):
-    """A recorded block argument cut to the suffix from ``s0`` and repeated ``k`` times."""
-    if isinstance(value, tuple):
-        return tuple(_fit(v, name, n, k, s0) for v in value)
-    if not isinstance(value, Tensor):
-        return value
-    if s0:
-        if name == "attention_mask":
-            value = value[..., s0:, :]
-        elif name == "cache_position":
-            return value[s0:]
-        else:  # position_ids [b, S], position_embeddings [b, S, h]
-            value = value[:, s0:] if value.ndim >= 2 else value
-    if name != "cache_position" and value.ndim >= 1 and value.shape[0] == n and k > 1:
-        value = value.repeat(k, *([1] * (value.ndim - 1)))
-    return value
-
-
-def _can_reuse_prefix(model: Model, rec: _Record) -> bool:
-    if rec.cache_name is None or any(kv is None for kv in rec.kv):
-        return False
-    if model.config._attn_implementation not in ("eager", "sdpa"):
-        return False
-    for kw in rec.kwargs:
-        for name, v in kw.items():
-            if name == rec.cache_name:
-                continue
-            leaves = v if isinstance(v, tuple) else (v,)
-            if any(isinstance(t, Tensor) for t in leaves) and name not in _KNOWN_KWARGS:
-                return False
-    return True
-
-
-def _run_block(model: Model, rec: _Record, j: int, x: Tensor, n: int, s0: int) -> Tensor:
-    k = x.shape[0] // n
-    kwargs = {name: _fit(v, name, n, k, s0) for name, v in rec.kwargs[j].items()}
-    if rec.cache_name is not None:
-        kwargs[rec.cache_name] = None
-        if s0:
-            key, value = rec.kv[j]
-            rep = (k, 1, 1, 1)
-            kwargs[rec.cache_name] = _PrefixKV(
-                key[..., :s0, :].repeat(rep), value[..., :s0, :].repeat(rep)
-            )
-            if kwargs.get("attention_mask", 0) is None:  # sdpa without padding: make it explicit
-                seq = s0 + x.shape[1]
-                full = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
-                kwargs["attention_mask"] = full[None, None, s0:, :]
-    out = model.blocks[j](x, **kwargs)
-    return out if isinstance(out, Tensor) else out[0]
-
-
-def _unembed(model: Model, h: Tensor) -> Tensor:
-    """Final norm and unembedding of ``h`` ``[rows, d]`` -> logits ``[rows, vocab]``."""
-    hf = model.base_hf
-    logits = hf.get_output_embeddings()(hf.get_submodule(model.family.final_norm)(h))
-    cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
-    if cap is not None:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
-
-
 # ---- exact ---------------------------------------------------------------------------
 def _start_block(site: Site) -> int:
     return site.layer + 1 if site.kind == "resid_post" else site.layer
@@ -331,9 +182,9 @@ def _exact(model, clean, corrupt, sites, positions, metric, chunk, reuse_prefix)
 
     with hooks(model, {s: keep for s in sites}):
         clean_logits = _last_logits(model, clean)
-    with _record(model, want_kv=reuse_prefix) as rec:
+    with record(model, want_kv=reuse_prefix) as rec:
         corrupt_logits = _last_logits(model, corrupt)
-    reuse = reuse_prefix and _can_reuse_prefix(model, rec)
+    reuse = reuse_prefix and can_reuse_prefix(model, rec)
 
     values: dict[tuple[Site, int], Tensor] = {}
     for c0 in range(0, len(positions), chunk):
@@ -386,8 +237,8 @@ def _run_chunk(model, rec, sites, clean_acts, pos, n, s0) -> tuple[Tensor, dict[
             if joined:
                 active = torch.cat(joined) if len(joined) > 1 else joined[0]
             if j < n_layers and active is not None:
-                active = _run_block(model, rec, j, active, n, s0)
-        return _unembed(model, active[:, -1]), offsets
+                active = run_block(model, rec, j, active, n, s0)
+        return unembed(model, active[:, -1]), offsets
 
 
 # ---- attribution ---------------------------------------------------------------------
