@@ -159,8 +159,7 @@ def _locate(spec, pair: ModelPair, data: SettingData):
     direction = diff_of_means(
         acts.where(label=1), acts.where(label=0), site=site, name=f"{spec.setting} direction"
     )
-    contrast_proj = project(acts.sites_subset([site]), {"direction": direction})
-    return table, layer, direction, acts, contrast_proj
+    return table, layer, direction
 
 
 def _movement(pairs: dict[str, Model], prompts: list, direction, layer: int) -> pd.DataFrame:
@@ -214,8 +213,13 @@ def run_experiment(
     adapter: str | None = None,
     out: str | Path | None = None,
     figures: bool = True,
+    force: bool = False,
 ) -> ExperimentResult:
-    """Run ``spec`` (a spec or a YAML path) and write everything under ``out``."""
+    """Run ``spec`` (a spec or a YAML path) and write everything under ``out``.
+
+    A run whose directory already holds the results of the same config (spec, model,
+    adapters, data) is not repeated unless ``force``; its results are read back.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,6 +243,20 @@ def run_experiment(
         spec, base, data, out.parent / "finetunes" if spec.model else _cache() / "finetunes"
     )
 
+    config = {
+        "spec": spec.to_dict(),
+        "model": base,
+        "model_key": _model_key(base),
+        "adapters": {v: [str(p) for p in ps] for v, ps in adapters.items()},
+        "data": {k: sha256_file(p) for k, p in data.finetune.items()},
+        "seeds": list(spec.seeds),
+        "version": _VERSION,
+    }
+    cached = _cached_result(spec, out, config)
+    if cached is not None and not force:
+        _log(f"{spec.name}: unchanged since the last run, results reused from {out}")
+        return cached
+
     _log("behaviour")
     groups = data.eval_groups
     behaviour = _behaviour(base, adapters, groups)
@@ -246,7 +264,7 @@ def run_experiment(
 
     _log("locate")
     pair = ModelPair.from_adapter(load_model(base, adapter=adapters["main"][0], device="cpu"))
-    probe, layer, direction, _, contrast_proj = _locate(spec, pair, data)
+    probe, layer, direction = _locate(spec, pair, data)
     direction.save(out / "direction")
     _write(out, "probe", probe)
     target_prompts = [list(it.messages) for it in groups[spec.target_group]]
@@ -293,30 +311,28 @@ def run_experiment(
 
     summary = _summary(spec, behaviour, probe, layer, movement, ablation, dose, patching)
     summary["wall_s"] = round(time.time() - t0, 1)
-    config = {
-        "spec": spec.to_dict(),
-        "model": base,
-        "model_key": _model_key(base),
-        "adapters": {v: [str(p) for p in ps] for v, ps in adapters.items()},
-        "data": {k: sha256_file(p) for k, p in data.finetune.items()},
-        "seeds": list(spec.seeds),
-    }
+    if figures:
+        _figures(spec, out / "figures", plots, probe, movement, ablation_rows, dose, patching)
+    # results.json last: its presence (with an unchanged config) marks a finished run
     (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))
-    if figures:
-        _figures(
-            spec,
-            out / "figures",
-            plots,
-            probe,
-            contrast_proj,
-            movement,
-            ablation_rows,
-            dose,
-            patching,
-        )
     _log(f"{spec.name}: done in {summary['wall_s']}s -> {out}")
     return ExperimentResult(spec, out, behaviour, probe, summary)
+
+
+_VERSION = 1  # bump when the runner's steps change what a config produces
+
+
+def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:
+    try:
+        same = json.loads((out / "config.json").read_text()) == json.loads(json.dumps(config))
+        summary = json.loads((out / "results.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not same:
+        return None
+    behaviour = pd.read_csv(out / "behaviour.csv")
+    return ExperimentResult(spec, out, behaviour, pd.read_csv(out / "probe.csv"), summary)
 
 
 def _cache() -> Path:
@@ -365,7 +381,7 @@ def _summary(spec, behaviour, probe, layer, movement, ablation, dose, patching) 
     return out
 
 
-def _figures(spec, fig_dir, plots, probe, contrast_proj, movement, ablation_rows, dose, patching):
+def _figures(spec, fig_dir, plots, probe, movement, ablation_rows, dose, patching):
     import matplotlib.pyplot as plt
 
     def save(fig, name):
