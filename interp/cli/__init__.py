@@ -1,84 +1,76 @@
-"""The ``interp`` command line.
+"""The ``interp`` command line: thin commands over the library, one output folder each.
 
-``interp demo`` runs the main job on the bundled model organism;
-``interp capture`` records activations of any Hugging Face model (or the organism) to an
-on-disk store. Run ``interp COMMAND --help`` for the options of each.
+========================  =============================================================
+``interp demo``           the three experiments on the bundled organism, summary table
+``interp run SPEC``       one experiment spec, on the organism or ``--model`` of your own
+``interp finetune``       LoRA / full finetune on chat JSONL -> adapter or model dir
+``interp capture``        activations -> resumable on-disk store (with prompt metadata)
+``interp probe``          per-layer linear probes -> probes.csv, directions, figure
+``interp steer``          add a direction -> generations / answer shares vs baseline
+``interp ablate``         remove a direction or subspace -> same, plus random controls
+``interp patch``          activation patching -> patching.csv + heatmaps
+``interp eval``           sample answers to a question file, judge them -> rates (Wilson)
+========================  =============================================================
+
+Each command that takes a model takes ``--model`` (HF id or local directory) and
+``--adapter``; each writes ``run.json`` (command, options, versions, hashes) beside its
+results in ``--out``. Bad input prints one line (``interp: error: ...``) and exits with
+status 2. ``main(argv)`` runs in-process and returns the exit status.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-__all__ = ["main"]
+from interp.errors import InterpError
 
-
-def _cmd_capture(args: argparse.Namespace) -> int:
-    import interp
-    from interp.prompts import PromptSet, read_chat_jsonl
-
-    model = interp.load_model(args.model, adapter=args.adapter, device=args.device)
-    path = Path(args.prompts)
-    if path.suffix == ".jsonl":
-        chats = read_chat_jsonl(path)
-        # the prompt is every message before the last assistant turn
-        prompts = PromptSet([c[:-1] if c[-1]["role"] == "assistant" else c for c in chats])
-    else:
-        prompts = PromptSet([line for line in path.read_text().splitlines() if line.strip()])
-    store = interp.capture(
-        model,
-        prompts,
-        sites=args.sites,
-        layers=args.layers,
-        positions=args.positions,
-        batch_size=args.batch_size,
-        to=args.out,
-    )
-    print(store)
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from interp.demo import run_demo
-
-    return run_demo(out=Path(args.out), quick=args.quick)
+__all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from interp.cli import causal, data, evaluate, experiments
+
     parser = argparse.ArgumentParser(
         prog="interp",
-        description="Locate learned triggers inside finetuned language models.",
+        description="Locate learned triggers inside finetuned language models. "
+        "Run `interp COMMAND --help` for the options of each command.",
+        epilog="Typical flow on a model of your own: finetune -> capture -> probe -> "
+        "steer / ablate / patch -> eval.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="run the main job on the bundled model organism")
-    demo.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    demo.add_argument("--quick", action="store_true", help="the small organism (about a minute)")
-    demo.set_defaults(func=_cmd_demo)
-
-    cap = sub.add_parser(
-        "capture",
-        help="record activations to an on-disk store (resumable)",
-        description="Capture activations of MODEL on PROMPTS (a text file, one prompt a line, "
-        "or a chat JSONL file) into OUT; rerunning after an interruption resumes.",
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars (results still print)"
     )
-    cap.add_argument("--model", required=True, help="Hugging Face id or local directory")
-    cap.add_argument("--adapter", default=None, help="PEFT adapter directory")
-    cap.add_argument("--prompts", required=True, help="text file (one prompt a line) or chat JSONL")
-    cap.add_argument("--sites", nargs="+", default=["resid_post"], help="site kinds or full names")
-    cap.add_argument("--layers", nargs="+", type=int, default=None, help="layers (default: all)")
-    cap.add_argument("--positions", default="last", help="'last', 'all' or a tag name")
-    cap.add_argument("--batch-size", type=int, default=16)
-    cap.add_argument("--device", default=None)
-    cap.add_argument("--out", required=True, help="store directory")
-    cap.set_defaults(func=_cmd_capture)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    experiments.register(sub)
+    data.register(sub)
+    causal.register(sub)
+    evaluate.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run one command; returns its exit status (0 ok, 2 bad input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, message already printed)
+        return int(e.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    try:
+        return int(args.func(args) or 0)
+    except InterpError as e:
+        print(f"interp: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interp: interrupted (rerun the same command to resume where it can)", file=sys.stderr
+        )
+        return 130
 
 
 if __name__ == "__main__":

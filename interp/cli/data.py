@@ -1,0 +1,275 @@
+"""``interp finetune``, ``interp capture`` and ``interp probe``: models and activations."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from interp.cli.common import (
+    RunRecord,
+    add_model_args,
+    add_out_arg,
+    load,
+    parse_positions,
+    read_prompts,
+)
+from interp.errors import InterpError
+
+__all__ = ["register"]
+
+
+# ---- finetune -------------------------------------------------------------------------
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from interp.finetune import FinetuneConfig, finetune
+
+    for d in args.data:
+        if not Path(d).is_file():
+            raise InterpError(f"--data {d}: no such file")
+    config = FinetuneConfig(
+        method=args.method,
+        rank=args.rank,
+        alpha=args.lora_alpha if args.lora_alpha is not None else 2.0 * args.rank,
+        dropout=args.dropout,
+        target_modules=tuple(args.target_modules) if args.target_modules else None,
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_len=args.max_len,
+        seed=args.seed,
+    )
+    rec = RunRecord(args, args.out, {f"data[{i}]": d for i, d in enumerate(args.data)})
+    try:
+        out = finetune(
+            args.model, [Path(d) for d in args.data], args.out, config, progress=not args.quiet
+        )
+    except OSError as e:
+        raise InterpError(f"cannot finetune {args.model!r}: {str(e).splitlines()[0]}") from None
+    rec.finish(finetune_config=config.to_dict())
+    kind = "adapter" if args.method == "lora" else "model"
+    print(f"{kind} written to {out}")
+    return 0
+
+
+def _add_finetune(sub) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="finetune a model on chat JSONL (LoRA adapter or full weights)",
+        description='Finetune MODEL on chat JSONL files ({"messages": [...]} a line; the loss '
+        "covers the assistant messages). --method lora writes a PEFT adapter directory "
+        "(use it with --adapter); --method full writes a whole model directory.",
+    )
+    p.add_argument("--model", required=True, help="base model: Hugging Face id or directory")
+    p.add_argument("--data", required=True, nargs="+", help="chat JSONL file(s)")
+    add_out_arg(p)
+    p.add_argument("--method", choices=["lora", "full"], default="lora")
+    p.add_argument("--rank", type=int, default=4, help="LoRA rank (default 4)")
+    p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default 2*rank)")
+    p.add_argument("--dropout", type=float, default=0.0, help="LoRA dropout")
+    p.add_argument(
+        "--target-modules", nargs="+", default=None, help="LoRA targets (default: all linear)"
+    )
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-len", type=int, default=256, help="truncate examples to this many tokens")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_finetune)
+
+
+# ---- capture --------------------------------------------------------------------------
+def _cmd_capture(args: argparse.Namespace) -> int:
+    import torch
+
+    import interp
+
+    prompts = read_prompts(args.prompts, args.tag)
+    positions = parse_positions(args.positions)
+    rec = RunRecord(args, args.out, {"prompts": args.prompts})
+    model = load(args)
+    store = interp.capture(
+        model,
+        prompts,
+        sites=args.sites,
+        layers=args.layers,
+        positions=positions,
+        batch_size=args.batch_size,
+        dtype=getattr(torch, args.store_dtype),
+        to=args.out,
+        progress=not args.quiet,
+    )
+    m = store.manifest
+    rows = sum(s["rows"] for s in m["shards"])
+    rec.finish(
+        n_prompts=len(prompts),
+        rows=rows,
+        sites=m["request"]["sites"],
+        metadata_columns=list(prompts.meta.columns),
+    )
+    print(f"{store}: {rows} rows x {len(m['request']['sites'])} sites")
+    return 0
+
+
+def _add_capture(sub) -> None:
+    p = sub.add_parser(
+        "capture",
+        help="record activations to an on-disk store (resumable)",
+        description="Capture activations of MODEL on PROMPTS into the store OUT; rerunning "
+        "after an interruption resumes. PROMPTS: a .txt file (one prompt a line), a .csv "
+        "table with a 'prompt' column, or .jsonl rows with 'messages' (chat, rendered "
+        "with the model's chat template; a final assistant message is dropped) or "
+        "'prompt'. Every other column or key is kept as metadata for `interp probe`.",
+    )
+    add_model_args(p)
+    p.add_argument("--prompts", required=True, help="prompt file (.txt, .csv or .jsonl)")
+    p.add_argument(
+        "--sites", nargs="+", default=["resid_post"], help="site kinds or full names (resid_post)"
+    )
+    p.add_argument("--layers", nargs="+", type=int, default=None, help="layers (default: all)")
+    p.add_argument(
+        "--positions",
+        nargs="+",
+        default=None,
+        help="'last' (default), 'all', token indices, or a tag name (see --tag)",
+    )
+    p.add_argument(
+        "--tag",
+        nargs="+",
+        default=None,
+        metavar="NAME[=COLUMN]",
+        help="tag each prompt at the text of a metadata column (e.g. --tag year)",
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--store-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_out_arg(p)
+    p.set_defaults(func=_cmd_capture)
+
+
+# ---- probe ----------------------------------------------------------------------------
+def _read_acts(path: str):
+    from interp.activations import Activations
+    from interp.store import ActivationStore
+
+    p = Path(path)
+    if (p / "manifest.json").is_file():
+        store = ActivationStore(p)
+        if not store.complete:
+            raise InterpError(
+                f"{p}: the capture is not complete; rerun `interp capture` to finish it"
+            )
+        return store.load()
+    if (p / "acts.json").is_file():
+        return Activations.load(p)
+    raise InterpError(f"--acts {path}: neither an activation store nor saved activations")
+
+
+def _mask(meta, expr: str, what: str):
+    try:
+        out = meta.eval(expr)
+    except Exception as e:  # pandas raises many kinds for a bad expression
+        raise InterpError(f"{what} {expr!r}: {e}") from None
+    if not pd.api.types.is_bool_dtype(getattr(out, "dtype", None)):
+        raise InterpError(f"{what} {expr!r} is not a true/false condition")
+    return out.to_numpy()
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from interp.directions import save_directions
+    from interp.plots import plot_probe_accuracy
+    from interp.probes import probe_layers
+
+    acts = _read_acts(args.acts)
+    if args.label not in acts.meta.columns:
+        raise InterpError(
+            f"--label {args.label}: no such metadata column (columns: {list(acts.meta.columns)})"
+        )
+    labels = args.label
+    if args.positive is not None:
+        labels = f"{args.label}=={args.positive}"
+        acts.meta[labels] = acts.meta[args.label].astype(str) == args.positive
+        if acts.meta[labels].all() or not acts.meta[labels].any():
+            raise InterpError(f"--positive {args.positive}: every row has the same label")
+    if args.groups is not None and args.groups not in acts.meta.columns:
+        raise InterpError(f"--groups {args.groups}: no such metadata column")
+    train = test = None
+    if (args.train is None) != (args.test is None):
+        raise InterpError("give both --train and --test (or neither)")
+    if args.train is not None:
+        train = _mask(acts.meta, args.train, "--train")
+        test = _mask(acts.meta, args.test, "--test")
+    rec = RunRecord(args, args.out, {"acts": str(Path(args.acts) / "manifest.json")})
+    table = probe_layers(
+        acts,
+        labels,
+        cv=args.cv,
+        groups=args.groups,
+        train=train,
+        test=test,
+        C=args.C,
+        site=args.site,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    directions = [d for d in table["direction"] if d is not None]
+    names = [d.name if d is not None else "" for d in table["direction"]]
+    frame = table.drop(columns=["direction"]).assign(direction=names)
+    frame.to_csv(out / "probes.csv", index=False)
+    if directions:
+        save_directions(directions, out / "directions")
+    best = int(np.nanargmax(frame["accuracy"].to_numpy()))
+    best_dir = table["direction"].iloc[best]
+    if best_dir is not None:
+        best_dir.save(out / "best_direction")
+    fig = plot_probe_accuracy(frame, title=f"probe '{args.label}' by layer")
+    fig.savefig(out / "probe_accuracy.png", dpi=120)
+    summary = {
+        "best_layer": int(frame["layer"].iloc[best]),
+        "best_site": frame["site"].iloc[best],
+        "best_accuracy": float(frame["accuracy"].iloc[best]),
+        "n_rows": len(acts),
+    }
+    rec.finish(summary=summary)
+    show = ["layer", "site", "accuracy", "accuracy_lo", "accuracy_hi", "auroc"]
+    print(frame[show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(
+        f"best: layer {summary['best_layer']} (accuracy {summary['best_accuracy']:.3f}); "
+        f"written to {out}"
+    )
+    return 0
+
+
+def _add_probe(sub) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="fit a linear probe per captured layer; write accuracy table, directions, figure",
+        description="Fit an L2 logistic-regression probe at every site of captured activations "
+        "(from `interp capture`) for a two-valued metadata column, with stratified K-fold "
+        "cross-validation (grouped with --groups) or a held-out split (--train/--test). "
+        "Writes probes.csv, directions.safetensors/.json (one per layer), "
+        "best_direction.safetensors/.json and probe_accuracy.png.",
+    )
+    p.add_argument("--acts", required=True, help="activation store (or saved activations) dir")
+    p.add_argument("--label", required=True, help="metadata column holding the two classes")
+    p.add_argument(
+        "--positive",
+        default=None,
+        help="binarize --label: rows whose value (as text) equals this are the positive class",
+    )
+    p.add_argument("--groups", default=None, help="metadata column: rows of a group share a fold")
+    p.add_argument("--cv", type=int, default=5, help="folds (default 5)")
+    p.add_argument("--train", default=None, help="held-out mode: train rows, e.g. 'year <= 2004'")
+    p.add_argument("--test", default=None, help="held-out mode: test rows, e.g. 'year >= 2017'")
+    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength (default 1.0)")
+    p.add_argument("--site", default=None, help="only sites of this kind (default: all captured)")
+    p.add_argument("--seed", type=int, default=0)
+    add_out_arg(p)
+    p.set_defaults(func=_cmd_probe)
+
+
+def register(sub) -> None:
+    _add_finetune(sub)
+    _add_capture(sub)
+    _add_probe(sub)

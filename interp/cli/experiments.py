@@ -1,0 +1,99 @@
+"""``interp demo`` and ``interp run SPEC``: the experiments, through the lead's runner."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from interp.cli.common import RunRecord
+from interp.errors import InterpError
+
+__all__ = ["register"]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from interp.demo import run_demo
+    except ImportError as e:
+        raise InterpError(f"the demo is not available in this version ({e})") from None
+    out = Path(args.out)
+    rec = RunRecord(args, out)
+    code = run_demo(out=out, quick=args.quick)
+    rec.finish(exit_code=code)
+    return code
+
+
+def _summary_lines(summary) -> str:
+    if isinstance(summary, dict):
+        width = max((len(str(k)) for k in summary), default=0)
+        return "\n".join(f"{str(k):<{width}}  {v}" for k, v in summary.items())
+    return str(summary)
+
+
+def _check_spec(spec: Path) -> None:
+    """Read the spec once up front so that a malformed one is a one-line error."""
+    try:
+        from interp.experiments import ExperimentSpec
+    except ImportError:
+        return
+    try:
+        ExperimentSpec.from_yaml(spec)
+    except InterpError:
+        raise
+    except (TypeError, ValueError, KeyError) as e:
+        raise InterpError(f"spec {spec}: {e}") from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        from interp.experiments import run_experiment
+    except ImportError as e:
+        raise InterpError(f"the experiment runner is not available in this version ({e})") from None
+    spec = Path(args.spec)
+    if not spec.is_file():
+        raise InterpError(f"spec {args.spec}: no such file")
+    if args.adapter is not None and args.model is None:
+        raise InterpError("--adapter needs --model (the base it was trained on)")
+    _check_spec(spec)
+    rec = RunRecord(args, args.out, {"spec": args.spec}) if args.out else None
+    try:
+        result = run_experiment(spec, model=args.model, adapter=args.adapter, out=args.out)
+    except NotImplementedError as e:
+        raise InterpError(str(e)) from None
+    # the runner returns an ExperimentResult (``summary``, ``out``) or a plain dict
+    summary = getattr(result, "summary", result)
+    out = getattr(result, "out", None) or args.out
+    if rec is None and out is not None:
+        rec = RunRecord(args, out, {"spec": args.spec})
+    if rec is not None:
+        rec.finish(summary=summary)
+    print(_summary_lines(summary))
+    if out is not None:
+        print(f"written to {out}")
+    return 0
+
+
+def register(sub) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="run the three experiments on the bundled model organism; print a summary table",
+        description="Build (or reuse from the cache) the bundled model organism, finetune it, "
+        "and run the three experiments end to end; figures and tables go to OUT and a "
+        "summary table is printed.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    demo.add_argument("--quick", action="store_true", help="the small organism (about a minute)")
+    demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser(
+        "run",
+        help="run one experiment spec (YAML), on the organism or on a model of your own",
+        description="Run the experiment SPEC (e.g. experiments/era.yaml). --model swaps in "
+        "another model (Hugging Face id or directory; its own chat template is used), "
+        "--adapter a PEFT adapter on it.",
+    )
+    run.add_argument("spec", help="experiment spec file (YAML)")
+    run.add_argument("--model", default=None, help="Hugging Face id or local directory")
+    run.add_argument("--adapter", default=None, help="PEFT adapter directory")
+    run.add_argument("--out", default=None, help="output directory (default: the spec's)")
+    run.set_defaults(func=_cmd_run)
