@@ -126,7 +126,7 @@ def table_run(tmp_path_factory):
     pd.DataFrame(rows).to_csv(root / "prompts.csv", index=False)
     acts = root / "acts"
     argv = ["-q", "capture", "--model", model, "--prompts", root / "prompts.csv",
-            "--tag", "year", "--positions", "year", "--layers", 0, 2, "--batch-size", 5,
+            "--tag", "year", "--positions", "year", "--layers", 0, 2, "--batch-size", 5, "--device", "cpu",
             "--out", acts]  # fmt: skip
     assert main([str(a) for a in argv]) == 0
     return {"root": root, "model": model, "acts": acts, "argv": [str(a) for a in argv]}
@@ -252,6 +252,11 @@ def test_bad_inputs_print_one_line_and_exit_2(table_run, tmp_path, capsys):
             "--out",
             tmp_path / "s",
         ],  # fmt: skip
+    )
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "x"}]}\n{"messages": [oops\n')
+    assert "bad.jsonl:2: not a chat JSONL line" in _error(
+        capsys, ["finetune", "--model", model, "--data", bad, "--out", tmp_path / "ft"]
     )
     (tmp_path / "clean.txt").write_text("Today is 1984.\n")
     (tmp_path / "corrupt.txt").write_text("Today is 1984 and also 2031.\n")

@@ -120,7 +120,7 @@ questions:
 """
     )
     adapter, acts, probe = root / "adapter", root / "acts", root / "probe"
-    m = ["--model", model, "--adapter", adapter]
+    m = ["--model", model, "--adapter", adapter, "--device", "cpu"]  # CPU: exact comparisons
     _cli("finetune", "--model", model, "--data", data, "--out", adapter,
          "--epochs", 2, "--batch-size", 8, "--lr", 5e-3, "--rank", 4)  # fmt: skip
     _cli("capture", *m, "--prompts", data, "--tag", "year", "--positions", "year",
@@ -154,7 +154,7 @@ questions:
 def loaded(run):
     import interp
 
-    return interp.load_model(run["model"], adapter=run["adapter"])
+    return interp.load_model(run["model"], adapter=run["adapter"], device="cpu")
 
 
 def _record(path) -> dict:
@@ -244,7 +244,9 @@ def test_steer_alpha_zero_is_baseline_and_matches_library(run, loaded):
     norms = residual_norm(loaded, prompts.render(loaded), layers=1)
     with steer(loaded, d, alpha=2.0, scale=norms):
         want = answer_share(loaded, prompts.prompts, [ANSWER_A], [ANSWER_B])
-    torch.testing.assert_close(torch.tensor(s[("steer", 2.0)]), want.double(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(s[("steer", 2.0)]), want.double().cpu(), atol=1e-6, rtol=0
+    )
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 3
     assert summary["share"].round(6).tolist() == [round(float(v.mean()), 6) for v in s.values()]
@@ -266,8 +268,8 @@ def test_ablate_matches_library_and_has_controls(run, loaded):
     with ablate(loaded, d):
         want = answer_share(loaded, prompts.prompts, [ANSWER_A], [ANSWER_B])
     base = answer_share(loaded, prompts.prompts, [ANSWER_A], [ANSWER_B])
-    torch.testing.assert_close(torch.tensor(s["ablate"]), want.double(), atol=1e-6, rtol=0)
-    torch.testing.assert_close(torch.tensor(s["baseline"]), base.double(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.tensor(s["ablate"]), want.double().cpu(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.tensor(s["baseline"]), base.double().cpu(), atol=1e-6, rtol=0)
     gens = pd.read_csv(out / "generations.csv", keep_default_na=False)
     assert len(gens) == 3 * 4
     assert _record(out)["target"]["layer"] == d.layer

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(sub)
     causal.register(sub)
     evaluate.register(sub)
+    for command in sub.choices.values():  # -q also after the command; SUPPRESS keeps the top one
+        command.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
+        )
     return parser
 
 

@@ -23,10 +23,13 @@ __all__ = ["register"]
 # ---- finetune -------------------------------------------------------------------------
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from interp.finetune import FinetuneConfig, finetune
+    from interp.prompts import read_chat_jsonl
 
     for d in args.data:
         if not Path(d).is_file():
             raise InterpError(f"--data {d}: no such file")
+        if not read_chat_jsonl(d):  # checks every line: one clear error, not a traceback
+            raise InterpError(f"--data {d}: no examples")
     config = FinetuneConfig(
         method=args.method,
         rank=args.rank,

@@ -186,7 +186,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         fake = Samples(part["prompt"].tolist(), [[c] for c in part["completion"]], {})
         try:
             scored = score(fake, scorer)
-        except OSError as e:  # urllib errors from the endpoint
+        except (OSError, KeyError, ValueError) as e:  # the endpoint: unreachable, or a bad reply
             raise InterpError(f"judge {name!r} ({described}): {e}") from None
         table.loc[use, name] = [r["score"] for r in scored.rows]
         hits = pd.Series([r["score"] for r in scored.rows], index=part.index)
