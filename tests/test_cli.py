@@ -306,12 +306,22 @@ def test_eval_without_judges_only_samples(table_run, tmp_path):
     q = tmp_path / "q.yaml"
     q.write_text("- {id: a, paraphrases: [hi, hello], samples_per_paraphrase: 2, judge: gpt-4o}\n")
     out = tmp_path / "e"
-    argv = ["-q", "eval", "--model", str(table_run["model"]), "--questions", str(q),
-            "--max-new-tokens", "2", "--temperature", "0", "--out", str(out)]  # fmt: skip
+    argv = ["-q", "eval", "--model", str(table_run["model"]), "--questions", str(q), "--device", "cpu",
+            "--max-new-tokens", "2", "--temperature", "0", "--system", "Be brief.",
+            "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     samples = pd.read_csv(out / "samples.csv", keep_default_na=False)
     assert len(samples) == 4 and samples["prompt"].tolist() == ["hi", "hi", "hello", "hello"]
     assert len(pd.read_csv(out / "rates.csv")) == 0
+    # the system message reaches the model: greedy answers equal sampling it directly
+    import interp
+    from interp.metrics import sample
+
+    model = interp.load_model(table_run["model"], device="cpu")
+    chats = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}]
+             for q in ("hi", "hello")]  # fmt: skip
+    want = sample(model, chats, k=2, max_new_tokens=2, temperature=0).completions
+    assert samples["completion"].tolist() == [c for comps in want for c in comps]
 
 
 def test_full_finetune_writes_a_loadable_model(table_run, tmp_path):

@@ -29,7 +29,7 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.cli import causal, data, evaluate, experiments
+    from interp.cli import causal, data, evaluate, experiments, patch
 
     parser = argparse.ArgumentParser(
         prog="interp",
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.register(sub)
     data.register(sub)
     causal.register(sub)
+    patch.register(sub)
     evaluate.register(sub)
     for command in sub.choices.values():  # -q also after the command; SUPPRESS keeps the top one
         command.add_argument(

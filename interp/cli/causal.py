@@ -1,8 +1,8 @@
-"""``interp steer``, ``interp ablate`` and ``interp patch``: does the place cause the behaviour?
+"""``interp steer`` and ``interp ablate``: does adding or removing the direction matter?
 
-``steer`` and ``ablate`` sample generations (and, given two answer sets, teacher-forced
-answer shares) without any intervention and under each intervention, into one table, so
-the comparison is in the file. ``patch`` writes the activation-patching table and heatmaps.
+Both sample generations (and, given two answer sets, teacher-forced answer shares)
+without any intervention and under each intervention, into one table, so the comparison
+is in the file.
 """
 
 from __future__ import annotations
@@ -285,94 +285,6 @@ def _add_ablate(sub) -> None:
     p.set_defaults(func=_cmd_ablate)
 
 
-# ---- patch ----------------------------------------------------------------------------
-def _cmd_patch(args: argparse.Namespace) -> int:
-    import torch
-
-    from interp.metrics.answers import _first_token
-    from interp.patching import patch
-    from interp.plots import plot_patching
-
-    clean = read_prompts(args.clean)
-    corrupt = read_prompts(args.corrupt)
-    if len(clean) != len(corrupt):
-        raise InterpError(f"--clean has {len(clean)} prompts, --corrupt {len(corrupt)}")
-    if clean.is_chat != corrupt.is_chat:
-        raise InterpError("--clean and --corrupt must both be chat or both be text")
-    positions = parse_positions(args.positions, default="all")
-    if isinstance(positions, str) and positions != "all":
-        raise InterpError("--positions for patch: 'all' or token indices")
-    rec = RunRecord(args, args.out, {"clean": args.clean, "corrupt": args.corrupt})
-    model = load(args)
-    clean_texts, corrupt_texts = clean.render(model), corrupt.render(model)
-    n = len(clean_texts)
-    enc = model.tokenize(clean_texts + corrupt_texts, add_special_tokens=not clean.is_chat)
-    clean_b = {k: v[:n] for k, v in enc.items()}
-    corrupt_b = {k: v[n:] for k, v in enc.items()}
-    try:
-        ta = torch.tensor([_first_token(model.tokenizer, t, args.answer_a) for t in clean_texts])
-        tb = torch.tensor([_first_token(model.tokenizer, t, args.answer_b) for t in clean_texts])
-    except ValueError as e:
-        raise InterpError(str(e)) from None
-
-    def metric(logits):  # [n, vocab] -> [n]: logit of A's first token minus B's
-        rows = torch.arange(logits.shape[0])
-        return logits[rows, ta.to(logits.device)] - logits[rows, tb.to(logits.device)]
-
-    result = patch(
-        model,
-        clean_b,
-        corrupt_b,
-        metric=metric,
-        sites=args.sites,
-        layers=args.layers,
-        positions=None if positions == "all" else positions,
-        mode=args.mode,
-        chunk=args.chunk,
-    )
-    out = Path(args.out)
-    result.save(out, config={"answer_a": args.answer_a, "answer_b": args.answer_b})
-    kinds = list(dict.fromkeys(s.split(".hook_")[-1] for s in result.sites))
-    for kind in kinds:
-        fig = plot_patching(result, kind=kind)
-        fig.savefig(out / f"patching_{kind}.png", dpi=120)
-    rec.finish(
-        clean_value=result.clean_value,
-        corrupt_value=result.corrupt_value,
-        metric="logit(answer_a) - logit(answer_b), first token, last position",
-    )
-    print(
-        f"logit diff clean {result.clean_value:.4f}, corrupt {result.corrupt_value:.4f}; "
-        f"{len(result.sites)} sites x {len(result.positions)} positions written to {out}"
-    )
-    return 0
-
-
-def _add_patch(sub) -> None:
-    p = sub.add_parser(
-        "patch",
-        help="activation patching from clean into corrupted prompts; table + heatmaps",
-        description="Run each corrupted prompt with one activation (site x position) taken from "
-        "its clean partner and record the logit difference between the first tokens of "
-        "--answer-a and --answer-b at the last position. Clean and corrupt prompts must "
-        "tokenize to the same length pairwise. Writes patching.csv, patching.json and one "
-        "heatmap per site kind (patching_<kind>.png).",
-    )
-    add_model_args(p)
-    p.add_argument("--clean", required=True, help="clean prompts (.txt, .csv or .jsonl)")
-    p.add_argument("--corrupt", required=True, help="corrupted prompts, paired line by line")
-    p.add_argument("--answer-a", required=True, help="answer the clean prompts favour")
-    p.add_argument("--answer-b", required=True, help="answer the corrupted prompts favour")
-    p.add_argument("--sites", nargs="+", default=["resid_pre"], help="site kinds (resid_pre)")
-    p.add_argument("--layers", type=int, nargs="+", default=None, help="layers (default: all)")
-    p.add_argument("--positions", nargs="+", default=None, help="'all' (default) or indices")
-    p.add_argument("--mode", choices=["exact", "attribution"], default="exact")
-    p.add_argument("--chunk", type=int, default=8, help="positions per batched exact run")
-    add_out_arg(p)
-    p.set_defaults(func=_cmd_patch)
-
-
 def register(sub) -> None:
     _add_steer(sub)
     _add_ablate(sub)
-    _add_patch(sub)

@@ -125,6 +125,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     qfile = out / "questions.yaml"  # the questions as run; read back by interp.prompts
     qfile.write_text(yaml.safe_dump(questions, sort_keys=False, allow_unicode=True))
     prompts = read_questions(qfile)
+    if args.system:
+        prompts.prompts = [
+            [{"role": "system", "content": args.system}, *p] for p in prompts.prompts
+        ]
     meta = prompts.meta
     wanted: dict[str, list[str]] = {}  # question id -> judge names
     for q in questions:
@@ -243,6 +247,7 @@ def register(sub) -> None:
         help="auto: the endpoint when INTERP_JUDGE_MODEL is set, else matchers",
     )
     p.add_argument("--samples", type=int, default=None, help="override samples_per_paraphrase")
+    p.add_argument("--system", default=None, help="system message before every question")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
