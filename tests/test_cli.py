@@ -5,6 +5,7 @@ wiring of ``interp run`` / ``interp demo`` to the experiment runner."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 
@@ -52,6 +53,18 @@ def test_usage_errors_exit_2(capsys):
     assert main(["capture"]) == 2  # required options missing: argparse's own message
     assert "--model" in capsys.readouterr().err
     assert main(["no-such-command"]) == 2
+
+
+def test_console_entry_point_runs_as_a_process(tmp_path):
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "interp.cli", "probe", "--acts", str(tmp_path), "--label", "x",
+           "--out", str(tmp_path / "p")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("interp: error: --acts")
+    assert "Traceback" not in done.stderr
 
 
 # ---- prompt tables ----------------------------------------------------------------------
@@ -384,3 +397,18 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     assert calls["demo"] == (tmp_path / "d", True)
     assert "no such file" in _error(capsys, ["run", tmp_path / "missing.yaml"])
     assert "--adapter needs --model" in _error(capsys, ["run", spec, "--adapter", "a"])
+
+
+def test_probe_on_every_token_keeps_each_prompt_in_one_fold(table_run):
+    root = table_run["root"]
+    acts, out = root / "acts-all", root / "probe-all"
+    assert main(["-q", "capture", "--model", str(table_run["model"]), "--prompts",
+                 str(root / "prompts.csv"), "--positions", "all", "--layers", "1",
+                 "--device", "cpu", "--out", str(acts)]) == 0  # fmt: skip
+    assert main(["-q", "probe", "--acts", str(acts), "--label", "old", "--cv", "2",
+                 "--out", str(out)]) == 0  # fmt: skip
+    record = json.loads((out / "run.json").read_text())
+    assert record["groups"] == "prompt"
+    table = pd.read_csv(out / "probes.csv")
+    assert table["n_test"].tolist() == [record["summary"]["n_rows"]]
+    assert record["summary"]["n_rows"] > 16  # several tokens per prompt

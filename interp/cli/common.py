@@ -27,6 +27,8 @@ __all__ = [
     "read_target",
     "parse_positions",
     "RunRecord",
+    "save_figure",
+    "headless",
 ]
 
 RUN_FILE = "run.json"
@@ -228,6 +230,24 @@ def read_target(path: str | Path, layer: int | None = None):
             f"{path} holds {len(dirs)} directions (layers {have}); pick one with --layer"
         )
     return dirs[0]
+
+
+# ---- figures ------------------------------------------------------------------------
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG and close it (commands may run many times in one process)."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def headless() -> None:
+    """Draw off-screen (no display needed); call before the first figure."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg")
 
 
 # ---- the run record ------------------------------------------------------------------

@@ -180,7 +180,10 @@ def _mask(meta, expr: str, what: str):
 def _cmd_probe(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from interp.cli.common import headless, save_figure
     from interp.directions import save_directions
+
+    headless()
     from interp.plots import plot_probe_accuracy
     from interp.probes import probe_layers
 
@@ -195,8 +198,11 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         acts.meta[labels] = acts.meta[args.label].astype(str) == args.positive
         if acts.meta[labels].all() or not acts.meta[labels].any():
             raise InterpError(f"--positive {args.positive}: every row has the same label")
-    if args.groups is not None and args.groups not in acts.meta.columns:
-        raise InterpError(f"--groups {args.groups}: no such metadata column")
+    groups = args.groups
+    if groups is not None and groups not in acts.meta.columns:
+        raise InterpError(f"--groups {groups}: no such metadata column")
+    if groups is None and acts.meta["prompt"].duplicated().any():
+        groups = "prompt"  # several rows per prompt (e.g. --positions all): keep them together
     train = test = None
     if (args.train is None) != (args.test is None):
         raise InterpError("give both --train and --test (or neither)")
@@ -208,7 +214,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         acts,
         labels,
         cv=args.cv,
-        groups=args.groups,
+        groups=groups,
         train=train,
         test=test,
         C=args.C,
@@ -227,14 +233,14 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if best_dir is not None:
         best_dir.save(out / "best_direction")
     fig = plot_probe_accuracy(frame, title=f"probe '{args.label}' by layer")
-    fig.savefig(out / "probe_accuracy.png", dpi=120)
+    save_figure(fig, out / "probe_accuracy.png")
     summary = {
         "best_layer": int(frame["layer"].iloc[best]),
         "best_site": frame["site"].iloc[best],
         "best_accuracy": float(frame["accuracy"].iloc[best]),
         "n_rows": len(acts),
     }
-    rec.finish(summary=summary)
+    rec.finish(summary=summary, groups=groups)
     show = ["layer", "site", "accuracy", "accuracy_lo", "accuracy_hi", "auroc"]
     print(frame[show].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print(
@@ -261,7 +267,12 @@ def _add_probe(sub) -> None:
         default=None,
         help="binarize --label: rows whose value (as text) equals this are the positive class",
     )
-    p.add_argument("--groups", default=None, help="metadata column: rows of a group share a fold")
+    p.add_argument(
+        "--groups",
+        default=None,
+        help="metadata column: rows of a group share a fold (default: the prompt, when "
+        "a prompt has several rows)",
+    )
     p.add_argument("--cv", type=int, default=5, help="folds (default 5)")
     p.add_argument("--train", default=None, help="held-out mode: train rows, e.g. 'year <= 2004'")
     p.add_argument("--test", default=None, help="held-out mode: test rows, e.g. 'year >= 2017'")

@@ -21,8 +21,11 @@ __all__ = ["register"]
 def _cmd_patch(args: argparse.Namespace) -> int:
     import torch
 
+    from interp.cli.common import headless, save_figure
     from interp.metrics.answers import _first_token
     from interp.patching import patch
+
+    headless()
     from interp.plots import plot_patching
 
     clean = read_prompts(args.clean)
@@ -67,7 +70,7 @@ def _cmd_patch(args: argparse.Namespace) -> int:
     kinds = list(dict.fromkeys(s.split(".hook_")[-1] for s in result.sites))
     for kind in kinds:
         fig = plot_patching(result, kind=kind)
-        fig.savefig(out / f"patching_{kind}.png", dpi=120)
+        save_figure(fig, out / f"patching_{kind}.png")
     rec.finish(
         clean_value=result.clean_value,
         corrupt_value=result.corrupt_value,
