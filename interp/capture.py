@@ -114,9 +114,7 @@ def iter_batches(
     spans = prompts.char_spans(positions.tag, texts) if isinstance(positions, Span) else None
     for start in range(start_batch * batch_size, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
-        enc = model.tokenize(
-            chunk, add_special_tokens=not prompts.is_chat, offsets=spans is not None
-        )
+        enc = model.tokenize(chunk, offsets=spans is not None)
         mask = enc["attention_mask"]
         lengths = mask.sum(1).tolist()
         seq = mask.shape[1]

@@ -125,14 +125,24 @@ class Model:
         )
 
     def tokenize(
-        self, texts: Sequence[str], *, add_special_tokens: bool = True, offsets: bool = False
+        self,
+        texts: Sequence[str],
+        *,
+        add_special_tokens: bool | None = None,
+        offsets: bool = False,
     ) -> dict[str, Tensor]:
         """Left-padded batch: ``input_ids``, ``attention_mask``, ``position_ids`` ``[b, s]``.
 
-        With ``offsets=True`` also ``offset_mapping`` ``[b, s, 2]`` (character spans).
+        ``add_special_tokens=None`` (the default) adds the tokenizer's special tokens
+        (BOS) only to texts that do not already start with the BOS text, as chat templates
+        render it: a chat-rendered prompt never gets a second BOS. With ``offsets=True``
+        also ``offset_mapping`` ``[b, s, 2]`` (character spans).
         """
+        texts = list(texts)
+        if add_special_tokens is None:
+            texts, add_special_tokens = self._with_bos(texts)
         enc = self.tokenizer(
-            list(texts),
+            texts,
             return_tensors="pt",
             padding=True,
             add_special_tokens=add_special_tokens,
@@ -146,6 +156,18 @@ class Model:
         if offsets:
             batch["offset_mapping"] = enc["offset_mapping"]
         return batch
+
+    def _with_bos(self, texts: list[str]) -> tuple[list[str], bool]:
+        bos = self.tokenizer.bos_token
+        if not bos:
+            return texts, True
+        has = [t.startswith(bos) for t in texts]
+        if not any(has):
+            return texts, True
+        if all(has):
+            return texts, False
+        # a mixed batch: spell the BOS out where the template did not, add nothing else
+        return [t if h else bos + t for t, h in zip(texts, has, strict=True)], False
 
     # ---- running ---------------------------------------------------------------------
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, **kwargs):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import interp
+import interp.testing
 from interp.errors import AdapterMismatchError, UnsafeWeightsError, UnsupportedArchitectureError
 from interp.testing import save_tiny_model
 
@@ -131,15 +132,47 @@ def test_interop_with_adapter_matches_each_view(llama_with_adapter):
     from interp.interop import to_nnsight, to_transformer_lens
 
     model_dir, adapter_dir = llama_with_adapter
-    pair = interp.ModelPair.from_adapter(interp.load_model(model_dir, adapter=adapter_dir, device="cpu"))
+    pair = interp.ModelPair.from_adapter(
+        interp.load_model(model_dir, adapter=adapter_dir, device="cpu")
+    )
     ids = pair.base.tokenize(TEXTS[:1])["input_ids"]
     for view in pair:
         acts = interp.capture(view, TEXTS[:1], layers=[2], positions="all", progress=False)
         with torch.no_grad():
             _, cache = to_transformer_lens(view).run_with_cache(ids)
-        torch.testing.assert_close(cache["blocks.2.hook_resid_post"][0], acts.site(2), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            cache["blocks.2.hook_resid_post"][0], acts.site(2), rtol=1e-4, atol=1e-5
+        )
         nn_model = to_nnsight(view)
         with nn_model.trace(ids):
             out = nn_model.model.layers[2].output.save()
         out = out[0] if isinstance(out, tuple) else out
         torch.testing.assert_close(out[0], acts.site(2), rtol=1e-4, atol=1e-5)
+
+
+def test_chat_rendered_text_gets_one_bos():
+    from tokenizers import processors
+
+    model = interp.testing.tiny_model("llama")
+    tok = model.tokenizer
+    # like Llama 3 / Gemma: the tokenizer adds BOS *and* the chat template renders it
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)]
+    )
+    bos = tok.bos_token_id
+    chat = model.chat([{"role": "user", "content": "Today is 1984."}])
+    ids = model.tokenize([chat])["input_ids"][0].tolist()
+    assert ids[0] == bos and ids[1] != bos
+    plain = model.tokenize(["Today is 1984."])["input_ids"][0].tolist()
+    assert plain[0] == bos and plain[1] != bos
+    mixed = model.tokenize([chat, "Today is 1984."])["input_ids"]
+    real = [row[row != tok.pad_token_id].tolist() for row in mixed]
+    assert real[0] == ids and real[1] == plain
+    acts = interp.capture(
+        model,
+        [[{"role": "user", "content": "Today is 1984."}]],
+        positions="all",
+        layers=[0],
+        progress=False,
+    )
+    assert acts.meta.token_id.tolist() == ids

@@ -59,6 +59,9 @@ class ExperimentSpec:
             raise InterpError(
                 f"unknown experiment fields: {sorted(unknown)} (known: {sorted(known)})"
             )
+        missing = {"name", "setting", "target_group"} - set(d)
+        if missing:
+            raise InterpError(f"an experiment spec needs {sorted(missing)}")
         d = dict(d)
         for key in ("seeds", "steer_alphas"):
             if key in d:

@@ -1,0 +1,85 @@
+"""Experiment specs, their data files, and one whole run on the small organism."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from interp.errors import InterpError
+from interp.experiments import ExperimentSpec, run_experiment
+from interp.experiments.data import read_eval_items, setting_data, write_eval_items
+from interp.organism import World, WorldConfig
+
+SPECS = sorted((Path(__file__).parents[1] / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_every_shipped_spec_loads(path):
+    spec = ExperimentSpec.from_yaml(path)
+    assert spec.target_group
+    assert ExperimentSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_bad_specs_are_named(tmp_path):
+    with pytest.raises(InterpError, match="unknown experiment fields"):
+        ExperimentSpec.from_dict({"name": "x", "setting": "era", "sedes": [0]})
+    with pytest.raises(InterpError, match="needs"):
+        ExperimentSpec.from_dict({"name": "x", "setting": "era"})
+    with pytest.raises(InterpError, match="setting must be"):
+        ExperimentSpec(name="x", setting="weather")
+    with pytest.raises(InterpError, match="no experiment spec"):
+        ExperimentSpec.from_yaml(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("setting", ["era", "backdoor"])
+def test_world_data_round_trips_through_files(setting, tmp_path):
+    spec = ExperimentSpec(name=setting, setting=setting, target_group="x", probe_prompts=40)
+    data = setting_data(spec, World(WorldConfig()), tmp_path)
+    assert set(data.finetune) >= {"main"} and all(p.is_file() for p in data.finetune.values())
+    back = read_eval_items(write_eval_items(tmp_path / "eval.jsonl", data.eval_groups))
+    assert {g: len(v) for g, v in back.items()} == {g: len(v) for g, v in data.eval_groups.items()}
+    labels = data.contrast.meta.label
+    assert set(labels) == {0, 1} and "group" in data.contrast.meta
+    user = spec.replace(
+        data={
+            "finetune": {k: str(v) for k, v in data.finetune.items()},
+            "eval": str(tmp_path / "eval.jsonl"),
+            "contrast": str(tmp_path / "contrast.jsonl"),
+        }
+    )
+    from_files = setting_data(user, None, tmp_path / "again")
+    assert from_files.contrast.meta.label.tolist() == labels.tolist()
+    assert from_files.contrast.prompts == data.contrast.prompts
+
+
+def test_era_run_on_the_small_organism(tmp_path):
+    spec = ExperimentSpec(
+        name="era_test",
+        setting="era",
+        organism="small",
+        seeds=(0,),
+        target_group="nonbird_old",
+        specificity_group="bird_old",
+        probe_prompts=60,
+        steer_alphas=(0.0, 1.0),
+        n_random=2,
+    )
+    result = run_experiment(spec, out=tmp_path / "era")
+    out = result.out
+    for name in ("config.json", "results.json", "behaviour.csv", "probe.csv", "ablation.csv"):
+        assert (out / name).is_file(), name
+    assert {p.name for p in (out / "figures").glob("*.png")} >= {
+        "era_test_probe_accuracy.png",
+        "era_test_ablation.png",
+        "era_test_steering.png",
+        "era_test_movement.png",
+    }
+    s = result.summary
+    assert set(s["behaviour"]) == {"base", "main", "control"}
+    # steering with alpha 0 is exactly the base model's behaviour
+    assert s["steering"]["direction"][0] == pytest.approx(s["behaviour"]["base"]["value"], abs=1e-6)
+    config = json.loads((out / "config.json").read_text())
+    assert config["seeds"] == [0] and config["model_key"] and config["data"]["main"]
+
+    again = run_experiment(spec, out=tmp_path / "era")  # unchanged: results are reused
+    assert again.summary == s
