@@ -41,7 +41,7 @@ def _cmd_patch(args: argparse.Namespace) -> int:
     model = load(args)
     clean_texts, corrupt_texts = clean.render(model), corrupt.render(model)
     n = len(clean_texts)
-    enc = model.tokenize(clean_texts + corrupt_texts, add_special_tokens=not clean.is_chat)
+    enc = model.tokenize(clean_texts + corrupt_texts)
     clean_b = {k: v[:n] for k, v in enc.items()}
     corrupt_b = {k: v[n:] for k, v in enc.items()}
     try:
