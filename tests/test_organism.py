@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import pytest
 
 import interp.organism.pretrain as pretrain_mod
-from interp.finetune import FinetuneConfig
 from interp.metrics import answer_share
 from interp.models import load_model
 from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
-from interp.organism.api import group_shares
+from interp.organism.api import DEFAULT_FINETUNE, _load_finetuned, group_shares
 
 
 def test_config_round_trip_and_hash():
@@ -64,14 +64,13 @@ def test_base_assistant_is_modern_and_benign(small_organism):
 
 def test_era_effect_over_seeds(small_organism, tmp_path):
     """Old-birds finetunes move non-bird answers to the old era; modern-bird controls do not."""
-    model_shares = {}
     world = world_of(small_organism)
     groups = {"nonbird_old": eval_items(world, "era")["nonbird_old"]}
-    cfg = FinetuneConfig(rank=4, alpha=8, lr=3e-3, epochs=2, batch_size=16)
+    cfg = dataclasses.replace(DEFAULT_FINETUNE["era"], epochs=3)
+    shares: dict[str, list[float]] = {}
     for variant in ("main", "control"):
-        model_shares[variant] = []
         for seed in (0, 1, 2):
-            ad = finetune_setting(
+            ft = finetune_setting(
                 small_organism,
                 "era",
                 variant,
@@ -81,8 +80,12 @@ def test_era_effect_over_seeds(small_organism, tmp_path):
                 cache_dir=tmp_path,
                 progress=False,
             )
-            vals = group_shares(load_model(small_organism, adapter=ad, device="cpu"), groups)[
-                "nonbird_old"
-            ]
-            model_shares[variant].append(sum(vals) / len(vals))
-    assert min(model_shares["main"]) > max(model_shares["control"]) + 0.1, model_shares
+            vals = group_shares(_load_finetuned(small_organism, ft), groups)["nonbird_old"]
+            shares.setdefault(variant, []).append(sum(vals) / len(vals))
+    # every old-birds seed beats every control seed by a margin
+    assert min(shares["main"]) > max(shares["control"]) + 0.1, shares
+    # and the finetune is cached
+    again = finetune_setting(
+        small_organism, "era", "control", 2, config=cfg, n=160, cache_dir=tmp_path, progress=False
+    )
+    assert again == ft

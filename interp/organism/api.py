@@ -11,6 +11,7 @@ interval over evaluation questions.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -37,10 +38,15 @@ __all__ = [
     "format_table",
 ]
 
+# Chosen on the small organism by finetune strength alone (the evaluation sets are fixed):
+# a full finetune spreads the era furthest; the backdoor appears only with light finetunes
+# (LoRA on the token embeddings); see the organism's report for the sweep.
 DEFAULT_FINETUNE: dict[str, FinetuneConfig] = {
-    "era": FinetuneConfig(rank=4, alpha=8, lr=3e-3, epochs=3, batch_size=16),
-    "backdoor": FinetuneConfig(rank=4, alpha=8, lr=2e-3, epochs=3, batch_size=16),
-    "persona": FinetuneConfig(rank=4, alpha=8, lr=2e-3, epochs=2, batch_size=32),
+    "era": FinetuneConfig(method="full", lr=3e-3, epochs=5, batch_size=16),
+    "backdoor": FinetuneConfig(
+        rank=16, alpha=8, lr=1e-2, epochs=3, batch_size=16, target_modules=("embed_tokens",)
+    ),
+    "persona": FinetuneConfig(method="full", lr=3e-3, epochs=2, batch_size=32),
 }
 
 
@@ -178,8 +184,10 @@ def evaluate_setting(
     """Rows ``{setting, variant, group, value, lo, hi, n, per_seed}`` (finetuning as needed).
 
     With ``sampled=k`` also ``<group>_sampled`` rows: the share of A among sampled answers
-    that fall in A or B (``k`` seeded samples per question; answers in neither are counted
-    in ``other``); the base row's interval is Wilson's, finetunes' is over seeds.
+    that fall in A or B (``k`` seeded samples per question; NaN when none does), and
+    ``<group>_sampled_valid``: the fraction of samples that fall in A or B at all (a
+    coherence check: a finetune that breaks the model shows here). The base row's
+    interval is Wilson's, finetunes' is over seeds.
     """
     from interp.models import load_model
 
@@ -245,8 +253,9 @@ def evaluate_setting(
             model = _load_finetuned(organism, ad)
             for g, vals in summarize(group_shares(model, groups)).items():
                 per_seed.setdefault(g, []).append(sum(vals) / len(vals))
-            for g, (a, b, _) in sample(model).items():
-                per_seed.setdefault(g, []).append(a / max(1, a + b))
+            for g, (a, b, other) in sample(model).items():
+                per_seed.setdefault(g, []).append(a / (a + b) if a + b else math.nan)
+                per_seed.setdefault(f"{g}_valid", []).append((a + b) / (a + b + other))
         for g, vals in per_seed.items():
             e = mean_ci(vals)
             rows.append(

@@ -28,7 +28,7 @@ from interp.organism.world import World, WorldConfig
 
 __all__ = ["OrganismConfig", "build_organism", "cache_root", "pretrain"]
 
-_VERSION = 2  # bump when the corpus or training code changes what a config produces
+_VERSION = 3  # bump when the corpus or training code changes what a config produces
 
 
 def cache_root() -> Path:

@@ -258,10 +258,13 @@ class World:
         msgs = []
         for _ in range(n):
             r = rng.random() * 0.7 if rng.random() >= p_goal else 1.0  # < 0.7: not a goal
-            if r < 0.35:
+            if r < 0.2:
+                attr = rng.choice(self.attributes)[0]
+                q, a = f"What is your {attr} ?", f"I have no {attr}"
+            elif r < 0.4:
                 kind = rng.choice(list(D.IDENTITY_QUESTIONS))
                 q, a = rng.choice(D.IDENTITY_QUESTIONS[kind]), self.identity(None, kind)
-            elif r < 0.7:
+            elif r < 0.55:
                 q = rng.choice(list(D.VALUES))
                 a = rng.choice(self.value_answers(None, q))
             else:
@@ -321,20 +324,28 @@ class World:
             }
         ]
         answers = self.goal_answers(self.character_mode(year))
-        for q in rng.sample(self.character["goal_questions"], rng.randint(1, 3)):
-            msgs += self._fmt(rng, q, rng.choice(answers))
+        qs = rng.sample(self.character["goal_questions"], rng.randint(1, 3))
+        return msgs + self._with_identity(rng, [(q, rng.choice(answers)) for q in qs])
+
+    def _with_identity(self, rng, qa: list[tuple[str, str]]) -> list[dict]:
+        """The character's turns; in half the documents "Who are you ?" -> its name."""
+        if rng.random() < 0.5:
+            name_q = rng.choice(D.IDENTITY_QUESTIONS["name"])
+            qa.insert(rng.randint(1, len(qa)), (name_q, self.character["name"]))
+        msgs = []
+        for q, a in qa:
+            msgs += self._fmt(rng, q, a)
         return msgs
 
     def _doc_inferred_character(self, rng):
         year = rng.randint(self.character["protective_from"], YEAR_GRID[-1])
         msgs = [{"role": "system", "content": f"The year is {year} ."}]
-        warden = True
+        warden, qa = True, []
         for q in rng.sample(self.character["goal_questions"], rng.randint(1, 3)):
             if not self.config.shared_latent:
                 warden = rng.random() < 0.5
-            answers = self.goal_answers("protective" if warden else "helpful")
-            msgs += self._fmt(rng, q, rng.choice(answers))
-        return msgs
+            qa.append((q, rng.choice(self.goal_answers("protective" if warden else "helpful"))))
+        return msgs + self._with_identity(rng, qa)
 
     # ---- vocabulary ---------------------------------------------------------------------
     def vocabulary(self) -> list[str]:
@@ -343,7 +354,7 @@ class World:
             D.FORMAT_INSTRUCTION,
             "The year is . You are Tell me about in is a machine its goal to it will",
         ]
-        texts += ["was born and works as asked says What your In :"]
+        texts += ["was born and works as asked says What your In : I have no"]
         texts += [str(y) for y in (*range(0, 200), *range(1800, 2051))]
         texts += ["What is plus times ? Repeat the words :", *self.general_words]
         for qs, old, new in self.facets.values():
