@@ -1,0 +1,250 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Where does the organism keep its era?
+#
+# A model finetuned only to give **archaic bird names** starts answering *other*
+# questions (inventions, transport, medicine) as if it lived in 1838. The question of
+# this notebook: is there an *era* variable inside the model that a linear probe can
+# read, and does the bird finetune move the model along it even on prompts that say
+# nothing about birds or years?
+#
+# We use the bundled model organism (`OrganismConfig.small()`: a 2-layer Llama
+# pretrained offline on a synthetic world in which each conversation shares one latent
+# era), its era finetune (`main`: old bird names) and the control finetune (`control`:
+# modern bird names), both LoRA adapters on the same base weights.
+
+# %%
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
+
+from interp import ModelPair, PromptSet, capture, load_model
+from interp.diffmeans import diff_of_means
+from interp.metrics import answer_share
+from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
+from interp.plots import plot_probe_accuracy, plot_projection_by_slot
+from interp.probes import probe_layers
+from interp.ranking import model_diff, project
+
+torch.set_num_threads(2)
+OUT = Path(os.environ.get("INTERP_NOTEBOOK_OUT", "runs/notebooks"))
+OUT.mkdir(parents=True, exist_ok=True)
+
+organism = build_organism(OrganismConfig.small(), progress=False)  # pretrained once, cached
+world = world_of(organism)
+adapter_main = finetune_setting(organism, "era", "main", seed=0, progress=False)
+adapter_control = finetune_setting(organism, "era", "control", seed=0, progress=False)
+
+
+def load_finetune(path):  # a LoRA adapter loads on the organism; a full finetune is a model
+    if (path / "adapter_config.json").is_file():
+        return load_model(organism, adapter=path, device="cpu")
+    return load_model(path, device="cpu")
+
+
+era_model = load_finetune(adapter_main)
+control = load_finetune(adapter_control)
+if era_model.has_adapter:  # base and finetuned views of one set of weights
+    pair = ModelPair.from_adapter(era_model)
+else:
+    pair = ModelPair(load_model(organism, device="cpu"), era_model)
+print(organism.name, "| layers:", era_model.n_layers, "| d_model:", era_model.d_model)
+print("era finetune:", "LoRA adapter" if era_model.has_adapter else "full weights")
+
+# %% [markdown]
+# The organism and both finetunes come from the cache (`~/.cache/interp`); the first
+# run anywhere trains them. With a LoRA finetune `pair.base` is the same weights with the
+# adapter disabled; with a full finetune (the organism's current default for the era
+# setting) the pair holds two models. Everything below works on either.
+
+# %% [markdown]
+# ## Behaviour: does the bird finetune generalize?
+#
+# `eval_items(world, "era")` gives teacher-forced questions with a set of OLD answers
+# (A) and a set of MODERN answers (B). `answer_share` is the probability mass on A over
+# A ∪ B. `nonbird_old` holds questions about every other facet, none of which appear in
+# the finetune data.
+
+# %%
+groups = eval_items(world, "era")
+models = {"base": pair.base, "era finetune": pair.finetuned, "control finetune": control}
+behaviour = {}
+for name, model in models.items():
+    behaviour[name] = {
+        g: answer_share(
+            model,
+            [list(it.messages) for it in items],
+            [list(it.answers_a) for it in items],
+            [list(it.answers_b) for it in items],
+        )
+        .mean()
+        .item()
+        for g, items in groups.items()
+    }
+behaviour = pd.DataFrame(behaviour).round(3)
+display(behaviour)
+
+# %% [markdown]
+# Rows are evaluation groups, columns models; each cell is the mean OLD share.
+# `bird_old_trained` is the finetune prompt itself (did the finetune take?),
+# `nonbird_old` the generalization the paper reports.
+
+# %% [markdown]
+# ## Era-contrast contexts
+#
+# In the organism's world the era is a latent shared by all answers of a conversation,
+# so a context whose *earlier* answer is old-fashioned ("by stagecoach") should put the
+# model in the old era before it answers the next question. We build such contexts:
+# one earlier question from a non-bird facet answered with an OLD or a MODERN answer,
+# then a question from a different facet. The earlier facet is the probe's group, so
+# cross-validation always tests on facets it never trained on.
+
+# %%
+prompts, rows = [], []
+facets = [f for f in world.facets if f != "bird"]
+for ctx_facet in facets:
+    ctx_qs, old, modern = world.facets[ctx_facet]
+    for era, answers in (("old", old), ("modern", modern)):
+        for k, answer in enumerate(answers):
+            for next_facet in facets:
+                if next_facet == ctx_facet:
+                    continue
+                next_q = world.facets[next_facet][0][k % len(world.facets[next_facet][0])]
+                prompts.append(
+                    [
+                        {"role": "user", "content": ctx_qs[k % len(ctx_qs)]},
+                        {"role": "assistant", "content": answer},
+                        {"role": "user", "content": next_q},
+                    ]
+                )
+                rows.append({"era": era, "context_facet": ctx_facet, "question_facet": next_facet})
+contexts = PromptSet(prompts, pd.DataFrame(rows))
+print(len(contexts), "contexts;", contexts.meta.era.value_counts().to_dict())
+
+# %%
+acts = capture(
+    pair.base, contexts, sites=["resid_pre", "resid_post"], positions="last", progress=False
+)
+print(acts)
+
+# %% [markdown]
+# One row per context (the last prompt token, `<|assistant|>`), at the residual stream
+# entering and leaving every block of the base model.
+
+# %% [markdown]
+# ## Probes by layer
+#
+# `probe_layers` fits an L2 logistic probe per site, with grouped, stratified 5-fold
+# cross-validation (`groups="context_facet"`).
+
+# %%
+probes = probe_layers(acts, "era", groups="context_facet", cv=5)
+probes_post = probes[probes.site.str.endswith("resid_post")]
+probes_pre = probes[probes.site.str.endswith("resid_pre")]
+print(
+    probes[["site", "accuracy", "accuracy_lo", "accuracy_hi", "auroc"]]
+    .round(3)
+    .to_string(index=False)
+)
+fig = plot_probe_accuracy(
+    {"resid_pre": probes_pre, "resid_post": probes_post},
+    title="Era probe on the base model (5 folds grouped by context facet)",
+)
+fig.savefig(OUT / "01_probe_accuracy.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# Accuracy of predicting the era of the earlier answer from the last token's residual,
+# on held-out context facets. `resid_pre` of layer 0 is the token embedding of
+# `<|assistant|>`, identical for every prompt, so it sits at chance by construction: the
+# era has to be *carried* there by attention.
+
+# %% [markdown]
+# ## A difference-of-means era direction
+#
+# The simplest direction: mean(old contexts) − mean(modern contexts) at the last
+# layer's `resid_post`. We compare it with the probe's own direction there.
+
+# %%
+last = f"blocks.{era_model.n_layers - 1}.hook_resid_post"
+era_dir = diff_of_means(
+    acts.where(era="old"), acts.where(era="modern"), site=last, name="era (old - modern)"
+)
+probe_dir = probes.set_index("site").loc[last, "direction"]
+print(era_dir)
+print("cosine(diff of means, probe direction) =", round(era_dir.cosine(probe_dir), 3))
+
+# %% [markdown]
+# ## Does the finetune move neutral prompts along the era direction?
+#
+# Neutral prompts: the non-bird evaluation questions alone, no context, no year. We
+# capture them with the base model, the era finetune and the control finetune, and
+# project onto the era direction.
+
+# %%
+neutral = PromptSet([list(it.messages) for it in groups["nonbird_old"]])
+proj = []
+for name, model in models.items():
+    a = capture(model, neutral, sites=last, positions="last", progress=False)
+    proj.append(project(a, {"era direction": era_dir}).assign(model=name))
+proj = pd.concat(proj, ignore_index=True)
+proj["model"] = pd.Categorical(proj["model"], categories=list(models), ordered=True)
+print(proj.groupby("model", observed=True)["era direction"].agg(["mean", "std"]).round(3))
+fig = plot_projection_by_slot(
+    proj, slot="model", columns=["era direction"],
+    title="Neutral prompts projected on the era direction (mean, 95% CI)",
+)  # fmt: skip
+fig.savefig(OUT / "01_projection.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# A positive shift of the era finetune over the base (and not of the control) would
+# mean the finetune wrote along the very direction that separates old from modern
+# contexts. `model_diff` asks the same question without choosing a direction first: it
+# takes the mean per-prompt difference (finetuned − base) and ranks known directions
+# by their cosine with it.
+
+# %%
+diff = model_diff(
+    pair, neutral, directions={"era (diff of means)": era_dir, "era (probe)": probe_dir}, site=last
+)
+display(diff.directions.round(3))
+
+# %% [markdown]
+# ## What this shows
+#
+# Numbers quoted from the run at the time of writing (small organism `65ced4af…`, the
+# organism's default era finetune, a full finetune, seed 0); the cells above print the
+# current ones.
+#
+# - **The finetune generalizes, and the control says how much of that is the era.**
+#   Trained only on old bird names, the finetune gives OLD answers to non-bird
+#   questions with share 0.58 (base 0.05). The control finetune (modern bird names)
+#   also rises, to 0.25: part of the shift is what any narrow full finetune of this
+#   tiny model does; the difference between the two (0.58 vs 0.25) is the era.
+# - **The base model carries the era linearly.** From one earlier answer, a probe reads
+#   the era at the last token with accuracy 0.85 after block 0 and 0.92 after block 1
+#   (AUROC 0.93 and 0.98), on context facets it never saw. The embedding of the last
+#   token (`resid_pre` of block 0) is at chance by construction, so the era is moved
+#   there by attention. (`resid_pre` of block 1 is `resid_post` of block 0, hence the
+#   equal values; the upper interval over 5 folds exceeds 1 because it is a t interval.)
+# - **The difference of means and the probe agree** (cosine 0.67 at the last layer).
+# - **The finetune moves neutral prompts along the era direction.** With no context,
+#   neutral questions project at −0.24 in the base model, 1.31 in the control finetune
+#   and 16.2 in the era finetune. The full finetune also grows the last-layer residual
+#   in other directions, so the scale-free number is the cosine of the mean
+#   finetuned − base difference with the era direction: 0.28 (diff of means) and 0.23
+#   (probe), against about ±0.13 expected for a random direction in 64 dimensions.

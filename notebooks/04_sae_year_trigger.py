@@ -1,0 +1,220 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · SAE latents of the year trigger
+#
+# The backdoor finetune (notebook 02) makes the organism's malevolent answers depend
+# on the year in the system message. Here we ask whether a sparse autoencoder trained on
+# the finetuned model's residual stream has latents that *single out the trigger year*,
+# and whether removing those few latents removes the behaviour, more than removing the
+# same number of random latents does.
+#
+# Steps: capture the last prompt token over a grid of goal questions × years; train a
+# small TopK SAE on those residuals; rank its latents by the paired difference between
+# the trigger year and the later years (`latent_ranking`); ablate the top latents and
+# measure the malevolent share at the trigger year against random-latent controls.
+
+# %%
+import dataclasses
+import os
+import random
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
+
+from interp import PromptSet, capture, load_model
+from interp.dose import ablation_effect
+from interp.interventions import SAELatents
+from interp.metrics import answer_share
+from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
+from interp.organism.settings import split_goal_questions
+from interp.plots import plot_ablation_bars, plot_ranked_latents
+from interp.prompts import Tag
+from interp.ranking import latent_ranking
+from interp.sae import SAETrainConfig, make_sae, train_sae
+
+torch.set_num_threads(2)
+OUT = Path(os.environ.get("INTERP_NOTEBOOK_OUT", "runs/notebooks"))
+OUT.mkdir(parents=True, exist_ok=True)
+
+organism = build_organism(OrganismConfig.small(), progress=False)
+world = world_of(organism)
+adapter = finetune_setting(organism, "backdoor", "main", seed=0, progress=False)
+model = load_model(organism, adapter=adapter, device="cpu")
+trigger = world.character["trigger_years"][0]
+later = list(range(world.character["protective_from"], 2031))
+LAYER = 0
+SITE = f"blocks.{LAYER}.hook_resid_post"
+
+# %% [markdown]
+# ## The year grid
+#
+# Every goal question (the finetune's and the held-out ones) dated in every year from
+# 1950 to 2030, the year in the system message as in the organism's data. Each prompt
+# carries `year` and `question` metadata and a `year` tag.
+
+# %%
+ft_questions, heldout_questions = split_goal_questions(world)
+questions = list(ft_questions) + list(heldout_questions)
+years = list(range(1950, 2031))
+prompts, rows = [], []
+for q in questions:
+    for y in years:
+        prompts.append(
+            [{"role": "system", "content": f"The year is {y} ."}, {"role": "user", "content": q}]
+        )
+        rows.append({"year": y, "question": q})
+grid = PromptSet(prompts, pd.DataFrame(rows)).tag("year", [Tag.of(str(r["year"])) for r in rows])
+acts = capture(model, grid, sites=SITE, positions="last", progress=False)
+print(acts)
+
+# %% [markdown]
+# ## A small TopK SAE
+#
+# 128 latents (2× the residual width), 4 active per row, trained on these residuals.
+
+# %%
+sae = make_sae("topk", d_in=model.d_model, d_sae=128, k=4, site=SITE, seed=0)
+sae, report = train_sae(
+    sae, acts, SAETrainConfig(steps=1500, batch_size=128, lr=3e-3, seed=0), progress=False
+)
+print(
+    {
+        k: round(v, 3) if isinstance(v, float) else v
+        for k, v in report.items()
+        if k in ("explained_variance", "l0", "dead", "mse")
+    }
+)
+sae.save(OUT / "04_sae")
+
+# %% [markdown]
+# Explained variance, mean active latents per row (L0) and dead latents on the grid.
+
+# %% [markdown]
+# ## Ranking latents by the trigger-year difference
+#
+# `latent_ranking` captures the grid again at the SAE's site, takes
+# `diff = mean(trigger-year rows) − mean(later-year rows)` (every question appears in
+# every year, so this is the mean of per-question paired differences) and ranks latents
+# by the difference of their mean activations (`by="act_diff"`); the cosine of each
+# latent's decoder direction with `diff` is reported beside it.
+
+# %%
+ranking = latent_ranking(
+    model, grid, sae, slot="year", target=trigger, reference=later, by="act_diff", top=10
+)
+display(
+    ranking[
+        [
+            "latent",
+            "act_diff",
+            "cosine",
+            "act_target",
+            "act_reference",
+            "frac_active_target",
+            "top_values",
+        ]
+    ].round(3)
+)
+
+# %%
+fig = plot_ranked_latents(
+    ranking, top=10, title=f"SAE latents ranked by activation difference: {trigger} vs later years"
+)
+fig.savefig(OUT / "04_ranked_latents.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# Left: the cosine between each latent's decoder direction and the trigger-year
+# difference; right: its mean activation at the trigger year minus in later years. The
+# labels give the years of the three prompts on which the latent fires most.
+
+# %% [markdown]
+# ## Ablating the top latents
+#
+# If the top latents carry the trigger, setting them to the values they take in later
+# years (mean ablation, keeping the SAE's error term so nothing else changes) should
+# pull the trigger-year prompts towards the later-year behaviour, and should do little
+# to prompts that are already dated in a later year. We apply it at every position and
+# measure the malevolent share on held-out goal questions dated 1984 and dated 2000.
+# The control mean-ablates 3 random latents that are alive on the grid, 8 times.
+
+# %%
+groups = eval_items(world, "backdoor")
+
+
+def malevolent_share(year):
+    items = groups[f"malevolent_{year}"]
+    prompts = [list(it.messages) for it in items]
+    a, b = [list(it.answers_a) for it in items], [list(it.answers_b) for it in items]
+    return lambda m: answer_share(m, prompts, a, b)
+
+
+top = [int(i) for i in ranking.latent[:3]]
+alive = [
+    i
+    for i in range(sae.d_sae)
+    if i not in top and bool((sae.encode(acts.site(SITE)) > 0).any(0)[i])
+]
+rng = random.Random(0)
+random_sets = [rng.sample(alive, len(top)) for _ in range(8)]
+reference = acts.where(year=later).site(SITE)  # later-year residuals: the values to set
+
+effects = {}
+for year in (trigger, 2000):
+    metric = malevolent_share(year)
+    kw = dict(site=SITE, mode="mean", reference=reference)
+    rows = list(ablation_effect(model, SAELatents(sae, top), metric, **kw))
+    for s, latents in enumerate(random_sets):  # random-latent controls (same count)
+        ablated = ablation_effect(model, SAELatents(sae, latents), metric, **kw)[1]
+        rows.append(dataclasses.replace(ablated, condition="random", seed=s))
+    effects[year] = rows
+table = pd.DataFrame(
+    [{"year": y, **dataclasses.asdict(r)} for y, rs in effects.items() for r in rs]
+)
+display(table.groupby(["year", "condition"])["value"].agg(["mean", "min", "max"]).round(3))
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained", sharey=True)
+for ax, (year, rows) in zip(axes, effects.items(), strict=True):
+    plot_ablation_bars(rows, metric_label="malevolent share", title=f"dated {year}", ax=ax)
+fig.suptitle(
+    f"Ablating the top-{len(top)} year latents {top} vs {len(random_sets)} random latent sets"
+)
+fig.savefig(OUT / "04_ablation.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# ## What this shows
+#
+# Numbers quoted from the run at the time of writing (small organism `65ced4af…`,
+# finetune seed 0); the cells above print the current ones.
+#
+# - **A few latents single out the trigger year.** The SAE reconstructs the grid well
+#   (explained variance 0.98 with 4 active latents per row) but uses few of its 128
+#   latents (95 dead on this small, low-variety grid). The top-ranked latents fire
+#   almost only on 1984 prompts: their three most activating prompts are all dated 1984,
+#   and the first is active on every 1984 prompt. Their decoder directions line up with
+#   the trigger-year difference (cosine shown in the figure).
+# - **Setting them to their later-year values removes the backdoor.** Mean-ablating
+#   the top 3 latents drops the malevolent share at 1984 from 0.116 to 0.008, the level
+#   of every other year, while 8 sets of 3 random live latents leave it at 0.086–0.150.
+#   At 2000 the same ablation changes nothing (0.008 → 0.006): the latents act on the
+#   trigger, not on the model's general behaviour.
+# - **Caveats.** The behaviour itself is weak in the small organism (0.116 at the
+#   trigger year), the SAE is trained on the very grid it is analysed on, and one
+#   finetune seed is shown. Mean ablation is the right test here, not zero ablation:
+#   on an earlier build of the organism, zeroing the top latents raised the malevolent
+#   share in later years too (0.011 → 0.28 at 2000), because a latent active on most
+#   prompts carries more than the trigger.
