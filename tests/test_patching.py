@@ -236,17 +236,18 @@ def test_exact_on_adapter_views_and_under_an_intervention():
     peft = get_peft_model(base.hf, lora)
     ft = Model(hf=peft, tokenizer=base.tokenizer, name="ft", family=base.family, adapter_path="x")
     kinds = ["resid_pre", "mlp_out"]
+    clean, corrupt = ["Hello world, the bird"], ["Hello there, the bird"]
     results = []
     for view in (ft, ft.as_base()):
-        _, ref = naive_patch(view, CLEAN, CORRUPT, kinds, logit_diff)
-        res = patch(view, CLEAN, CORRUPT, metric=logit_diff, sites=kinds, chunk=3)
+        _, ref = naive_patch(view, clean, corrupt, kinds, logit_diff)
+        res = patch(view, clean, corrupt, metric=logit_diff, sites=kinds, chunk=3)
         torch.testing.assert_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
         results.append(res.values)
     assert not torch.allclose(results[0], results[1])  # the adapter matters
     v = random_directions(ft.d_model, 1, seed=0)[0]
     with steer(ft, v, alpha=3.0, layers=1, site="resid_pre"), steer(ft, v, alpha=2.0, layers=0):
-        _, ref = naive_patch(ft, CLEAN, CORRUPT, kinds, logit_diff)
-        res = patch(ft, CLEAN, CORRUPT, metric=logit_diff, sites=kinds, layers=[0, 2], chunk=3)
+        _, ref = naive_patch(ft, clean, corrupt, kinds, logit_diff)
+        res = patch(ft, clean, corrupt, metric=logit_diff, sites=kinds, layers=[0, 2], chunk=3)
     keep = [i for i, s in enumerate(resolve_sites(kinds, 3)) if s.layer in (0, 2)]
     torch.testing.assert_close(res.per_prompt, ref[keep], atol=1e-5, rtol=1e-5)
     assert hook_count(ft.hf) == 0
