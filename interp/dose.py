@@ -235,12 +235,22 @@ def ablation_effect(
         target=getattr(target, "name", type(target).__name__),
         n_random=n_random,
         seed=seed,
-        **{
-            k: v if isinstance(v, (int, str, float, type(None))) else str(v)
-            for k, v in ablate_kwargs.items()
-        },
+        **{k: _describe(v) for k, v in ablate_kwargs.items()},
     )
     return EffectResult(rows, config)
+
+
+def _describe(value):
+    """A JSON-friendly stand-in for a config value (tensors and prompt lists by size)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Tensor):
+        return f"tensor{tuple(value.shape)}"
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+        return list(value)
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__
 
 
 def reference_logprob(texts: Sequence[str], *, batch_size: int = 16) -> ModelMetric:
