@@ -223,28 +223,47 @@ diff = model_diff(
 )
 display(diff.directions.round(3))
 
+# %%
+shift = proj.groupby("model", observed=True)["era direction"].mean()
+cos = diff.directions.set_index("direction")["cosine"]
+print(
+    f"non-bird OLD share: base {behaviour.loc['nonbird_old', 'base']:.2f}, "
+    f"era finetune {behaviour.loc['nonbird_old', 'era finetune']:.2f}, "
+    f"control {behaviour.loc['nonbird_old', 'control finetune']:.2f}\n"
+    f"probe accuracy after block 0 / block 1: "
+    f"{probes_post.accuracy.iloc[0]:.2f} / {probes_post.accuracy.iloc[-1]:.2f}\n"
+    f"projection of neutral prompts: base {shift['base']:.2f}, "
+    f"control {shift['control finetune']:.2f}, era finetune {shift['era finetune']:.2f}\n"
+    f"cosine(finetuned - base, era direction): {cos['era (diff of means)']:.2f} (diff of means), "
+    f"{cos['era (probe)']:.2f} (probe); random directions in {era_model.d_model} dims: "
+    f"about ±{1 / era_model.d_model**0.5:.2f}"
+)
+
 # %% [markdown]
 # ## What this shows
 #
-# Numbers quoted from the run at the time of writing (small organism `65ced4af…`, the
-# organism's default era finetune, a full finetune, seed 0); the cells above print the
-# current ones.
+# The cell above prints the current numbers; those quoted here come from the run at the
+# time of writing (small organism `65ced4af…`, the organism's default era finetune, a
+# full finetune, seed 0) and move a little whenever the organism or its finetune
+# defaults change.
 #
-# - **The finetune generalizes, and the control says how much of that is the era.**
-#   Trained only on old bird names, the finetune gives OLD answers to non-bird
-#   questions with share 0.58 (base 0.05). The control finetune (modern bird names)
-#   also rises, to 0.25: part of the shift is what any narrow full finetune of this
-#   tiny model does; the difference between the two (0.58 vs 0.25) is the era.
+# - **The finetune generalizes beyond birds, more than its control does.** Trained only
+#   on old bird names, the finetune gives OLD answers to non-bird questions with share
+#   ≈ 0.49 (base 0.05). The control finetune (modern bird names) stays near the base
+#   (≈ 0.09), so the shift is the era, not any narrow finetune of this tiny model.
 # - **The base model carries the era linearly.** From one earlier answer, a probe reads
 #   the era at the last token with accuracy 0.85 after block 0 and 0.92 after block 1
 #   (AUROC 0.93 and 0.98), on context facets it never saw. The embedding of the last
-#   token (`resid_pre` of block 0) is at chance by construction, so the era is moved
-#   there by attention. (`resid_pre` of block 1 is `resid_post` of block 0, hence the
-#   equal values; the upper interval over 5 folds exceeds 1 because it is a t interval.)
+#   token (`resid_pre` of block 0) is at chance by construction, so attention moves the
+#   era there. (`resid_pre` of block 1 is `resid_post` of block 0, hence the equal
+#   values; the upper interval over 5 folds exceeds 1 because it is a t interval.)
 # - **The difference of means and the probe agree** (cosine 0.67 at the last layer).
-# - **The finetune moves neutral prompts along the era direction.** With no context,
-#   neutral questions project at −0.24 in the base model, 1.31 in the control finetune
-#   and 16.2 in the era finetune. The full finetune also grows the last-layer residual
-#   in other directions, so the scale-free number is the cosine of the mean
-#   finetuned − base difference with the era direction: 0.28 (diff of means) and 0.23
-#   (probe), against about ±0.13 expected for a random direction in 64 dimensions.
+# - **The finetune moves neutral prompts along the era direction.** With no context
+#   at all, neutral questions project at ≈ −0.24 in the base model, ≈ −0.17 in the
+#   control and ≈ 2.9 in the era finetune. Of the mean finetuned − base difference, a
+#   good part lies along the era direction: cosine ≈ 0.45 (diff of means) and ≈ 0.31
+#   (probe), against about ±0.13 for a random direction in 64 dimensions.
+# - Earlier builds of these finetunes (a LoRA one, another full-finetune setting) gave
+#   the same ordering (era finetune > control ≈ base) with different sizes; in one of
+#   them the control rose too (0.25 against 0.58), a reminder to always read the era
+#   finetune against its control.

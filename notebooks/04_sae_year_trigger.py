@@ -96,7 +96,7 @@ print(
         if k in ("explained_variance", "l0", "dead", "mse")
     }
 )
-sae.save(OUT / "04_sae")
+print("saved to", sae.save(OUT / "04_sae"))
 
 # %% [markdown]
 # Explained variance, mean active latents per row (L0) and dead latents on the grid.
