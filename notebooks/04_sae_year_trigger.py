@@ -114,6 +114,7 @@ print("saved to", sae.save(OUT / "04_sae"))
 ranking = latent_ranking(
     model, grid, sae, slot="year", target=trigger, reference=later, by="act_diff", top=10
 )
+ranking = ranking[ranking.act_target > 0]  # latents silent at the trigger year only tie
 display(
     ranking[
         [
