@@ -20,7 +20,7 @@
 # We use the bundled model organism (`OrganismConfig.small()`: a 2-layer Llama
 # pretrained offline on a synthetic world in which each conversation shares one latent
 # era), its era finetune (`main`: old bird names) and the control finetune (`control`:
-# modern bird names), both LoRA adapters on the same base weights.
+# modern bird names), each made with the organism's default finetune settings.
 
 # %%
 import os
