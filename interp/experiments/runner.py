@@ -105,6 +105,20 @@ def _finetunes(spec, base: str, data: SettingData, cache: Path) -> dict[str, lis
     return out
 
 
+def _load_finetuned(base: str, path: Path) -> Model:
+    """A LoRA adapter loads on the base weights; a full finetune is its own model."""
+    if (Path(path) / "adapter_config.json").is_file():
+        return load_model(base, adapter=path, device="cpu")
+    return load_model(path, device="cpu")
+
+
+def _pair(base: str, path: Path) -> ModelPair:
+    finetuned = _load_finetuned(base, path)
+    if finetuned.has_adapter:
+        return ModelPair.from_adapter(finetuned)  # one set of weights, two views
+    return ModelPair(load_model(base, device="cpu"), finetuned)
+
+
 # ---- step 3: behaviour ----------------------------------------------------------------
 def _group_shares(model: Model, groups: dict) -> dict[str, torch.Tensor]:
     names = list(groups)
@@ -130,7 +144,7 @@ def _behaviour(base: str, adapters: dict[str, list[Path]], groups: dict) -> pd.D
             {"variant": "base", "group": g, **mean_ci(v.tolist()).to_dict(), "per_seed": None}
         )
     for variant, paths in adapters.items():
-        per_seed = [_group_shares(load_model(base, adapter=p, device="cpu"), groups) for p in paths]
+        per_seed = [_group_shares(_load_finetuned(base, p), groups) for p in paths]
         for g in groups:
             means = [float(s[g].mean()) for s in per_seed]
             rows.append(
@@ -263,7 +277,7 @@ def run_experiment(
     _write(out, "behaviour", behaviour)
 
     _log("locate")
-    pair = ModelPair.from_adapter(load_model(base, adapter=adapters["main"][0], device="cpu"))
+    pair = _pair(base, adapters["main"][0])
     probe, layer, direction = _locate(spec, pair, data)
     direction.save(out / "direction")
     _write(out, "probe", probe)
@@ -271,7 +285,7 @@ def run_experiment(
     views = {"base": pair.base, "main": pair.finetuned}
     for variant, paths in adapters.items():
         if variant != "main":
-            views[variant] = load_model(base, adapter=paths[0], device="cpu")
+            views[variant] = _load_finetuned(base, paths[0])
     movement = _movement(views, target_prompts, direction, layer)
     _write(out, "movement", movement)
 
