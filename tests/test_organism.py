@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 
 import pytest
 
-import interp.organism.pretrain as pretrain_mod
 from interp.metrics import answer_share
 from interp.models import load_model
 from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
 from interp.organism.api import DEFAULT_FINETUNE, _load_finetuned, group_shares
+
+pretrain_mod = importlib.import_module("interp.organism.pretrain")  # the module, not the function
 
 
 def test_config_round_trip_and_hash():

@@ -223,20 +223,13 @@ def evaluate_setting(
             )
         )
     for g, (a, b, other) in sample(base_model).items():
-        e = wilson(a, max(1, a + b))
-        rows.append(
-            dict(
-                setting=setting,
-                variant="base",
-                group=g,
-                value=e.value,
-                lo=e.lo,
-                hi=e.hi,
-                n=a + b,
-                per_seed=[],
-                other=other,
-            )
-        )
+        for name, k, m in ((g, a, a + b), (f"{g}_valid", a + b, a + b + other)):
+            e = wilson(k, m) if m else None
+            nan = math.nan
+            rows.append(
+                dict(setting=setting, variant="base", group=name, value=e.value if e else nan,
+                     lo=e.lo if e else nan, hi=e.hi if e else nan, n=m, per_seed=[])
+            )  # fmt: skip
     for variant in variants or S.SETTINGS[setting]:
         per_seed: dict[str, list[float]] = {}
         for seed in seeds:
@@ -294,7 +287,7 @@ def format_table(rows: list[dict], groups: Sequence[str] | None = None) -> str:
     cell = {
         (r["variant"], r["group"]): f"{r['value']:.3f} [{r['lo']:.2f},{r['hi']:.2f}]" for r in rows
     }
-    lines = ["group".ljust(24) + "".join(v.ljust(22) for v in variants)]
+    lines = ["group".ljust(34) + "".join(v.ljust(22) for v in variants)]
     for g in groups:
-        lines.append(g.ljust(24) + "".join(cell.get((v, g), "-").ljust(22) for v in variants))
+        lines.append(g.ljust(34) + "".join(cell.get((v, g), "-").ljust(22) for v in variants))
     return "\n".join(lines)
