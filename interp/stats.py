@@ -43,10 +43,14 @@ def wilson(successes: int, n: int, level: float = 0.95) -> Estimate:
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n, level)
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> Estimate:
+def mean_ci(
+    values: Sequence[float], level: float = 0.95, bounds: tuple[float, float] | None = None
+) -> Estimate:
     """Mean with a Student-t interval (e.g. over finetune seeds or CV folds).
 
     With a single value the interval is that value (nothing to estimate spread from).
+    ``bounds`` clips the interval to the range the quantity can take (``(0, 1)`` for
+    shares and accuracies).
     """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
@@ -55,4 +59,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> Estimate:
     if x.size == 1:
         return Estimate(m, m, m, 1, level)
     half = float(_st.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return Estimate(m, m - half, m + half, int(x.size), level)
+    lo, hi = m - half, m + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return Estimate(m, lo, hi, int(x.size), level)

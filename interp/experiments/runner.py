@@ -141,14 +141,24 @@ def _behaviour(base: str, adapters: dict[str, list[Path]], groups: dict) -> pd.D
     shares = _group_shares(load_model(base, device="cpu"), groups)
     for g, v in shares.items():
         rows.append(
-            {"variant": "base", "group": g, **mean_ci(v.tolist()).to_dict(), "per_seed": None}
+            {
+                "variant": "base",
+                "group": g,
+                **mean_ci(v.tolist(), bounds=(0, 1)).to_dict(),
+                "per_seed": None,
+            }
         )
     for variant, paths in adapters.items():
         per_seed = [_group_shares(_load_finetuned(base, p), groups) for p in paths]
         for g in groups:
             means = [float(s[g].mean()) for s in per_seed]
             rows.append(
-                {"variant": variant, "group": g, **mean_ci(means).to_dict(), "per_seed": means}
+                {
+                    "variant": variant,
+                    "group": g,
+                    **mean_ci(means, bounds=(0, 1)).to_dict(),
+                    "per_seed": means,
+                }
             )
     return pd.DataFrame(rows)
 

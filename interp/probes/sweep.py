@@ -150,7 +150,8 @@ def probe_layers(
             accs.append(np.mean((scores > 0) == (y[te_idx] > 0.5)))
             aucs.append(auroc(scores, y[te_idx]))
         if mode == "cv":
-            acc, auc = mean_ci(accs), mean_ci([a for a in aucs if a == a] or [float("nan")])
+            acc = mean_ci(accs, bounds=(0.0, 1.0))
+            auc = mean_ci([a for a in aucs if a == a] or [float("nan")], bounds=(0.0, 1.0))
         else:
             acc, auc = _bootstrap(Xn[test_sets[0]] @ coef[0] + intercept[0], y[test_sets[0]], seed)
         provenance = {
