@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="prompt pairs patched together")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tl-repeats", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=8, help="positions per batched exact run")
+    ap.add_argument("--chunk", type=int, default=None, help="positions per exact run (auto)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument(
         "--clock",
@@ -114,7 +114,7 @@ def main() -> None:
     ]
     print(
         f"\nresid_pre sweep: {args.layers} layers x {args.positions} positions, d_model "
-        f"{args.d_model}, vocab {args.vocab}, batch {args.batch}, chunk {args.chunk}, torch threads "
+        f"{args.d_model}, vocab {args.vocab}, batch {args.batch}, chunk {args.chunk or 'auto'}, torch threads "
         f"{torch.get_num_threads()}, device {model.device}, {args.clock} clock, fastest of "
         f"{fast}/{args.repeats}/{fast}/{args.tl_repeats} runs\n"
     )

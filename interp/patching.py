@@ -292,7 +292,7 @@ def patch(
     layers: int | Sequence[int] | None = None,
     positions: int | Sequence[int] | str | None = None,
     mode: str = "exact",
-    chunk: int = 8,
+    chunk: int | None = None,
     reuse_prefix: bool = True,
 ) -> PatchResult:
     """Patch each clean activation into the corrupted run; one metric value per site x position.
@@ -301,7 +301,9 @@ def patch(
     :meth:`Model.tokenize`; pairs must have the same token length. ``sites``: kinds
     (``resid_pre``, ``attn_out``, ``mlp_out``, ``resid_post``) with ``layers`` (default
     all) or full names. ``positions``: indices into the padded sequence (default all).
-    ``chunk``: positions per batched exact run (larger uses more memory, fewer calls).
+    ``chunk``: positions per batched exact run; a chunk shares one suffix start, so small
+    chunks compute less and large ones make fewer, bigger calls. Default: about 8 rows
+    (prompts x positions) per site on CPU, 64 on GPU.
     """
     if mode not in ("exact", "attribution"):
         raise InterpError(f"mode must be 'exact' or 'attribution', got {mode!r}")
@@ -309,6 +311,8 @@ def patch(
     n, seq_len = clean_b["input_ids"].shape
     site_list = resolve_sites(sites, model.n_layers, layers)
     pos_list = _positions(positions, seq_len)
+    if chunk is None:
+        chunk = max(1, (64 if model.device.type == "cuda" else 8) // n)
     if mode == "exact":
         clean_logits, corrupt_logits, raw = _exact(
             model, clean_b, corrupt_b, site_list, pos_list, metric, max(1, chunk), reuse_prefix
