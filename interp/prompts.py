@@ -142,23 +142,29 @@ class PromptSet:
 
         ``PromptSet.grid("Today is {year}-05-12. {question}", year=range(1980, 2031),
         question=questions)`` gives len(years) x len(questions) prompts, a metadata
-        column per slot, and tags ``year`` and ``question`` at the filled text.
+        column per slot, and tags ``year`` and ``question`` at the filled text. The
+        ``system`` message may hold slots too (``system="The year is {year} ."``); a slot
+        is tagged where it first appears, in the user message or else in the system one.
         """
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
-        missing = set(fields) - set(slots)
+        user_fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+        sys_fields = [f for _, f, _, _ in string.Formatter().parse(system or "") if f]
+        if sys_fields and not chat:
+            raise InterpError("a system message needs chat=True")
+        missing = set(user_fields + sys_fields) - set(slots)
         if missing:
             raise InterpError(f"template slots without values: {sorted(missing)}")
-        names = list(dict.fromkeys(fields))
+        names = list(dict.fromkeys(user_fields + sys_fields))
         prompts, rows, tags = [], [], {n: [] for n in names}
         for combo in itertools.product(*(list(slots[n]) for n in names)):
             values = dict(zip(names, combo, strict=True))
             text, spans = _fill(template, values)
+            sys_text, sys_spans = _fill(system, values) if system else (None, {})
             rows.append(values)
             for n in names:
-                start, end = spans[n]
-                tags[n].append(Tag(text, start, end))
+                anchor, (start, end) = (text, spans[n]) if n in spans else (sys_text, sys_spans[n])
+                tags[n].append(Tag(anchor, start, end))
             if chat:
-                msgs = [{"role": "system", "content": system}] if system else []
+                msgs = [{"role": "system", "content": sys_text}] if system else []
                 prompts.append([*msgs, {"role": "user", "content": text}])
             else:
                 prompts.append(text)
