@@ -97,11 +97,13 @@ def rank_latents(
     table = table.reset_index(drop=True)
     if acts is not None and n_examples > 0:
         k = min(n_examples, acts.shape[0])
-        top_rows = (
-            acts[:, torch.as_tensor(table["latent"].to_numpy().copy())]
-            .topk(k, dim=0)
-            .indices.T.tolist()
-        )
+        cols = acts[:, torch.as_tensor(table["latent"].to_numpy().copy())]
+        vals, idx = cols.topk(k, dim=0)
+        # only rows where the latent fires: a dead latent has no top activating prompts
+        top_rows = [
+            [i for i, v in zip(rows, vs, strict=True) if v > 0]
+            for rows, vs in zip(idx.T.tolist(), vals.T.tolist(), strict=True)
+        ]
         table["top_rows"] = top_rows
         if texts is not None:
             table["top_prompts"] = [[texts[i] for i in rows] for rows in top_rows]

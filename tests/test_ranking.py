@@ -170,3 +170,22 @@ def test_project_gives_per_row_projections():
         project(acts, d1)
     plain = project(x[:, 0], {"a": d1})
     assert np.allclose(plain.a, (x[:, 0] @ d1.vector).numpy(), atol=1e-6)
+
+
+def test_a_latent_that_never_fires_lists_no_top_prompts():
+    import torch
+
+    from interp.ranking import rank_latents
+    from interp.sae import make_sae
+
+    sae = make_sae("topk", d_in=8, d_sae=4, k=1)
+    x = torch.zeros(5, 8)
+    x[2, 0] = 1.0  # the one row on which latent 1 fires (encoding stubbed below)
+    sae.encode = lambda t: torch.stack(
+        [torch.zeros(len(t)), 3.0 * t[:, 0], *[torch.zeros(len(t))] * 2], 1
+    )
+    table = rank_latents(
+        torch.ones(8), sae, acts_target=x[:3], acts_reference=x[3:], texts=list("abcde"), top=None
+    )
+    rows = dict(zip(table.latent, table.top_prompts, strict=True))
+    assert rows[1] == ["c"] and rows[0] == [] and rows[3] == []
