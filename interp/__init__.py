@@ -8,7 +8,11 @@ The flow, top to bottom (see DESIGN.md):
 - directions: :class:`Direction` / :class:`Subspace` value objects, :class:`LinearProbe`,
   :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in :mod:`interp.sae`,
   :func:`latent_ranking`, :func:`model_diff`, :func:`project`
+- interventions: :func:`ablate`, :func:`steer` (context managers), random controls,
+  :func:`patch` (exact and attribution), :func:`dose_response`, :func:`ablation_effect`
+- metrics: :mod:`interp.metrics` (teacher-forced answer shares, sampled rates, judges)
 - figures: :mod:`interp.plots` (they take results and never run a model)
+- the bundled model organism: :mod:`interp.organism`; experiments: :mod:`interp.experiments`
 - sites / hooks: the canonical site names (:mod:`interp.sites`) and the one hook engine
   every capture and intervention uses (:func:`interp.hooks.hooks`)
 """
@@ -17,8 +21,18 @@ from interp.activations import Activations
 from interp.capture import Span, capture
 from interp.diffmeans import diff_of_means, paired_pca
 from interp.directions import Direction, Subspace
+from interp.dose import ablation_effect, dose_response, reference_logprob
 from interp.errors import InterpError
+from interp.interventions import (
+    SAELatents,
+    ablate,
+    random_directions,
+    random_like,
+    residual_norm,
+    steer,
+)
 from interp.models import Model, ModelPair, load_model, wrap_model
+from interp.patching import PatchResult, patch
 from interp.probes import LinearProbe, probe_layers
 from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
 from interp.ranking import latent_ranking, model_diff, project, rank_latents
@@ -29,6 +43,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activations",
+    "PatchResult",
+    "SAELatents",
+    "ablate",
+    "ablation_effect",
+    "dose_response",
+    "patch",
+    "random_directions",
+    "random_like",
+    "reference_logprob",
+    "residual_norm",
+    "steer",
     "Direction",
     "LinearProbe",
     "Subspace",

@@ -14,16 +14,6 @@ from interp.interventions import residual_norm
 from interp.stats import Estimate, mean_ci
 from interp.testing import tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a busy machine two threads spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 PROMPTS = ["The year is 1984 and the bird", "Name a bird species", "Hello world"]
 FLUENT = ["Hello world, this is a small corpus for a small tokenizer used in tests."]
 A, B = 5, 9

@@ -12,16 +12,6 @@ from interp.patching import PatchResult, patch
 from interp.sites import resolve_sites
 from interp.testing import tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a busy machine two threads spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 CLEAN = ["The year is 1984 and the bird", "Hello world"]
 CORRUPT = ["The year is 2031 and the bird", "Hello there"]
 KINDS = ["resid_pre", "attn_out", "mlp_out", "resid_post"]

@@ -24,16 +24,6 @@ from interp.metrics.sampled import (
 )
 from interp.stats import wilson
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a busy machine two threads spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 PROMPTS = ["The year is", "Name a bird species.", "Hello"]
 
 

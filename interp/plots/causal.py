@@ -106,7 +106,11 @@ def plot_dose_response(
         ax2.set_ylabel("coherence guard", color="tab:red")
         lines = ax.get_legend_handles_labels()
         lines2 = ax2.get_legend_handles_labels()
-        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8)
+        # below the axes, so it never hides either curve
+        ax.legend(
+            lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, ncol=3,
+            loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False,
+        )  # fmt: skip
     else:
         ax.legend(fontsize=8)
     ax.set_title(title or "dose-response")

@@ -106,7 +106,9 @@ def plot_projection_by_slot(
         columns = [c for c in columns if projections[c].dtype.kind == "f"]
     if not columns:
         raise InterpError("no direction columns to draw; pass columns=[...]")
-    values = sorted(projections[slot].unique())
+    values = list(projections[slot].unique())  # categories keep the table's order
+    if all(isinstance(v, (int, float, np.integer, np.floating)) for v in values):
+        values = sorted(values)
     x = np.arange(len(values))
     numeric_slot = all(isinstance(v, (int, float, np.integer, np.floating)) for v in values)
     fig, ax = _axes(ax, (7.2, 3.8))
