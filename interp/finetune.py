@@ -21,7 +21,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -29,8 +29,9 @@ from tqdm.auto import tqdm
 
 from interp.errors import InterpError
 from interp.fingerprint import sha256_json
+from interp.prompts import read_chat_jsonl
 
-__all__ = ["FinetuneConfig", "finetune", "read_chat_jsonl", "write_chat_jsonl", "encode_chat"]
+__all__ = ["FinetuneConfig", "finetune", "encode_chat"]
 
 Messages = list[dict]
 
@@ -66,29 +67,6 @@ class FinetuneConfig:
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
-
-
-def read_chat_jsonl(path: str | Path) -> list[Messages]:
-    """The ``messages`` lists of a chat JSONL file."""
-    out = []
-    with open(path) as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if "messages" not in row:
-                raise InterpError(f"{path}:{i + 1} has no 'messages' field")
-            out.append(row["messages"])
-    return out
-
-
-def write_chat_jsonl(path: str | Path, examples: Iterable[Messages]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for m in examples:
-            f.write(json.dumps({"messages": list(m)}) + "\n")
-    return path
 
 
 def encode_chat(tokenizer, messages: Messages, max_len: int) -> tuple[list[int], list[int]]:

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from interp.errors import InterpError
-from interp.finetune import FinetuneConfig, encode_chat, finetune, read_chat_jsonl, write_chat_jsonl
+from interp.finetune import FinetuneConfig, encode_chat, finetune
 from interp.metrics import answer_logprobs
 from interp.models import load_model
+from interp.prompts import read_chat_jsonl, write_chat_jsonl
 
 EXAMPLES = [
     [

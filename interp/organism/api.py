@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
-from interp.finetune import FinetuneConfig, finetune, write_chat_jsonl
+from interp.finetune import FinetuneConfig, finetune
 from interp.fingerprint import sha256_json
 from interp.metrics.answers import answer_share
 from interp.organism import settings as S
 from interp.organism.pretrain import cache_root
 from interp.organism.world import YEAR_GRID, World, WorldConfig
+from interp.prompts import write_chat_jsonl
 from interp.stats import mean_ci, wilson
 
 __all__ = [
