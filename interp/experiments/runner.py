@@ -176,7 +176,11 @@ def _share_metric(groups: dict, group: str):
 def _locate(spec, pair: ModelPair, data: SettingData):
     where = pair.base if spec.locate_on == "base" else pair.finetuned
     acts = capture(where, data.contrast, sites="resid_post", positions="last", progress=False)
-    table = probe_layers(acts, "label", groups="group")
+    n_groups = acts.meta["group"].nunique()
+    if n_groups >= 2:  # held-out groups (questions, facets): the score measures generalization
+        table = probe_layers(acts, "label", groups="group", cv=min(5, n_groups))
+    else:
+        table = probe_layers(acts, "label")
     best = table.sort_values(["accuracy", "layer"], ascending=[False, True]).iloc[0]
     layer = int(best.layer)
     site = f"blocks.{layer}.hook_resid_post"
@@ -250,6 +254,9 @@ def run_experiment(
     from interp import plots
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one line per loaded model drowns the run's own log
     spec = spec if isinstance(spec, ExperimentSpec) else ExperimentSpec.from_yaml(spec)
     if model is not None:
         spec = spec.replace(model=model)
