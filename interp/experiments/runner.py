@@ -6,11 +6,13 @@
 2. **finetune**: the main finetune and each control, for every seed (cached by content);
 3. **behaviour**: the share of answer set A per evaluation group for the base model and
    every finetune, with 95% intervals (over items for the base, over seeds otherwise);
-4. **locate**: a probe sweep over layers on the contrast set (grouped cross-validation),
-   the difference-of-means direction at the best layer, and how far each finetune moved
-   the target prompts along it;
-5. **causal**: ablate the direction in the finetuned model (against norm-matched random
-   directions), steer the base model along it (dose-response with the random band), and
+4. **locate**, in the seed whose main finetune shows the behaviour most (``analysis_seed``
+   in ``results.json``): a probe sweep over layers on the contrast set (grouped
+   cross-validation), the difference-of-means direction at the best layer, and how far each
+   finetune moved the target prompts along it;
+5. **causal**: ablate the direction in the finetuned model (its projection clamped to its
+   mean over the no-trigger contrast prompts; against norm-matched random directions),
+   steer the base model along it (dose-response with the random band), and
    patch trigger into no-trigger prompts where the spec asks for it; an SAE ranking of
    latents by the paired trigger difference where it asks for that;
 6. **write**: ``config.json`` (spec, seeds, model / adapter / data hashes),
@@ -187,7 +189,13 @@ def _locate(spec, pair: ModelPair, data: SettingData):
     direction = diff_of_means(
         acts.where(label=1), acts.where(label=0), site=site, name=f"{spec.setting} direction"
     )
-    return table, layer, direction
+    # the value an ablation clamps the direction to: its mean over every token of the
+    # no-trigger half of the contrast (modern contexts, the assistant itself, later years)
+    negatives = data.contrast.subset([i for i, y in enumerate(data.contrast.meta.label) if y == 0])
+    reference = capture(where, negatives, layers=[layer], positions="all", progress=False).site(
+        layer
+    )
+    return table, layer, direction, reference
 
 
 def _movement(pairs: dict[str, Model], prompts: list, direction, layer: int) -> pd.DataFrame:
@@ -293,25 +301,27 @@ def run_experiment(
     behaviour = _behaviour(base, adapters, groups)
     _write(out, "behaviour", behaviour)
 
-    _log("locate")
-    pair = _pair(base, adapters["main"][0])
-    probe, layer, direction = _locate(spec, pair, data)
+    # the mechanism is analysed in the seed whose finetune shows the behaviour most (named
+    # in results.json; every seed's behaviour is in behaviour.csv)
+    per_seed = behaviour[(behaviour.variant == "main") & (behaviour.group == spec.target_group)]
+    k = int(pd.Series(per_seed.iloc[0].per_seed).idxmax())
+    analysis_seed = spec.seeds[k]
+    _log(f"locate (seed {analysis_seed})")
+    pair = _pair(base, adapters["main"][k])
+    probe, layer, direction, reference = _locate(spec, pair, data)
     direction.save(out / "direction")
     _write(out, "probe", probe)
     target_prompts = [list(it.messages) for it in groups[spec.target_group]]
     views = {"base": pair.base, "main": pair.finetuned}
     for variant, paths in adapters.items():
         if variant != "main":
-            views[variant] = _load_finetuned(base, paths[0])
+            views[variant] = _load_finetuned(base, paths[k])
     movement = _movement(views, target_prompts, direction, layer)
     _write(out, "movement", movement)
 
     _log("causal tests")
     rendered = render_prompts(pair.base, target_prompts)
-    neutral = capture(
-        pair.base, target_prompts, layers=[layer], positions="all", progress=False
-    ).site(layer)
-    ablate_kw = dict(layers=[layer], mode="mean", reference=neutral, n_random=spec.n_random)
+    ablate_kw = dict(layers=[layer], mode="mean", reference=reference, n_random=spec.n_random)
     ablation = {
         g: ablation_effect(pair.finetuned, direction, _share_metric(groups, g), **ablate_kw)
         for g in [spec.target_group, spec.specificity_group]
@@ -341,6 +351,7 @@ def run_experiment(
         _write(out, "patching", patching[0].to_frame())
 
     summary = _summary(spec, behaviour, probe, layer, movement, ablation, dose, patching)
+    summary["analysis_seed"] = analysis_seed
     summary["wall_s"] = round(time.time() - t0, 1)
     if figures:
         _figures(spec, out / "figures", plots, probe, movement, ablation_rows, dose, patching)
@@ -351,7 +362,7 @@ def run_experiment(
     return ExperimentResult(spec, out, behaviour, probe, summary)
 
 
-_VERSION = 1  # bump when the runner's steps change what a config produces
+_VERSION = 2  # bump when the runner's steps change what a config produces
 
 
 def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:
