@@ -33,13 +33,16 @@ def _spec_dir() -> Path:
 def _fmt(est: dict | None) -> str:
     if est is None:
         return "-"
-    return f"{est['value']:.2f} [{est['lo']:.2f}, {est['hi']:.2f}]"
+    text = f"{est['value']:.2f} [{est['lo']:.2f}, {est['hi']:.2f}]"
+    if est.get("per_seed"):
+        text += " (seeds " + " / ".join(f"{v:.2f}" for v in est["per_seed"]) + ")"
+    return text
 
 
 def summary_table(results: dict[str, dict]) -> str:
     """Markdown table of the demo's headline numbers, one row per experiment."""
     lines = [
-        "| experiment | behaviour (target share) | base | main finetune | controls | layer (probe acc.) "
+        "| experiment | behaviour (target share) | base | main finetune | controls | analysed seed: layer (probe acc.) "
         "| ablation: before -> after (random) | steering: max share (random max) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -59,7 +62,8 @@ def summary_table(results: dict[str, dict]) -> str:
             )
         lines.append(
             f"| {name} | {s['target_group']} | {_fmt(beh.get('base'))} | {_fmt(beh.get('main'))} | "
-            f"{controls} | {s['layer']} ({s['probe_accuracy']:.2f}) | {ablation} | {steering} |"
+            f"{controls} | {s.get('analysis_seed', '-')}: {s['layer']} ({s['probe_accuracy']:.2f}) | "
+            f"{ablation} | {steering} |"
         )
     return "\n".join(lines)
 

@@ -362,7 +362,7 @@ def run_experiment(
     return ExperimentResult(spec, out, behaviour, probe, summary)
 
 
-_VERSION = 2  # bump when the runner's steps change what a config produces
+_VERSION = 3  # bump when the runner's steps change what a config produces
 
 
 def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:
@@ -386,7 +386,13 @@ def _cache() -> Path:
 def _summary(spec, behaviour, probe, layer, movement, ablation, dose, patching) -> dict:
     def share(variant, group):
         row = behaviour[(behaviour.variant == variant) & (behaviour.group == group)]
-        return None if row.empty else {k: float(row.iloc[0][k]) for k in ("value", "lo", "hi")}
+        if row.empty:
+            return None
+        out = {k: float(row.iloc[0][k]) for k in ("value", "lo", "hi")}
+        seeds = row.iloc[0].per_seed
+        if isinstance(seeds, list):
+            out["per_seed"] = [float(x) for x in seeds]
+        return out
 
     variants = list(dict.fromkeys(behaviour.variant))
     out = {
