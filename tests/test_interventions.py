@@ -176,6 +176,29 @@ def test_sae_latent_ablation_keeps_error_term(model, batch):
         )
 
 
+def test_sae_latent_mean_ablation_sets_latents_to_reference_mean(model, batch):
+    sae = _TinySAE(model.d_model, 32)
+    site = "blocks.2.hook_mlp_out"
+    before = _acts(model, batch, [site])[site]
+    with torch.no_grad():
+        z = sae.encode(before)
+        latents = [int(i) for i in z.reshape(-1, 32).sum(0).topk(2).indices]
+        reference = torch.randn(40, model.d_model, generator=torch.Generator().manual_seed(3))
+        mean = sae.encode(reference)[:, latents].mean(0)
+        with ablate(
+            model,
+            SAELatents(sae, latents),
+            layers=2,
+            site="mlp_out",
+            mode="mean",
+            reference=reference,
+        ):
+            after = _acts(model, batch, [site])[site]
+        # only the chosen latents' decoder contribution moves, to the reference mean
+        expected = before + (mean - z[..., latents]) @ sae.W_dec[latents]
+    torch.testing.assert_close(after, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_sae_latent_ablation_with_interp_sae(model, batch):
     from interp.sae import make_sae
 
