@@ -25,7 +25,7 @@ from interp.errors import AdapterMismatchError, InterpError, UnsafeWeightsError
 from interp.fingerprint import sha256_dir
 from interp.sites import Family, Site, family_for
 
-__all__ = ["Model", "ModelPair", "load_model", "wrap_model", "default_device"]
+__all__ = ["Model", "ModelPair", "load_model", "load_finetuned", "wrap_model", "default_device"]
 
 _UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
@@ -211,6 +211,15 @@ class ModelPair:
     def from_adapter(cls, model: Model) -> ModelPair:
         return cls(model.as_base(), model.as_finetuned())
 
+    @classmethod
+    def load(cls, base: str | Path, finetuned: str | Path, **kwargs) -> ModelPair:
+        """Base and finetuned models from a base path and a finetune directory: views of
+        one set of weights for an adapter, two loaded models for a full finetune."""
+        model = load_finetuned(base, finetuned, **kwargs)
+        if model.has_adapter:
+            return cls.from_adapter(model)
+        return cls(load_model(base, **kwargs), model)
+
     def __iter__(self):
         return iter((self.base, self.finetuned))
 
@@ -333,3 +342,11 @@ def load_model(
     return dataclasses.replace(
         model, hf=peft_model, adapter_path=str(adapter), adapter_hash=sha256_dir(adapter)
     )
+
+
+def load_finetuned(base: str | Path, finetuned: str | Path, **kwargs) -> Model:
+    """A finetune directory as a model: a PEFT adapter loads on ``base`` (so
+    ``as_base()`` gives the base weights back), a full finetune is loaded on its own."""
+    if (Path(finetuned) / "adapter_config.json").is_file():
+        return load_model(base, adapter=finetuned, **kwargs)
+    return load_model(finetuned, **kwargs)

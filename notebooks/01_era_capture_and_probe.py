@@ -31,9 +31,10 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from interp import ModelPair, PromptSet, capture, load_model
+from interp import ModelPair, PromptSet, capture
 from interp.diffmeans import diff_of_means
 from interp.metrics import answer_share
+from interp.models import load_finetuned
 from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
 from interp.plots import plot_probe_accuracy, plot_projection_by_slot
 from interp.probes import probe_layers
@@ -49,18 +50,9 @@ adapter_main = finetune_setting(organism, "era", "main", seed=0, progress=False)
 adapter_control = finetune_setting(organism, "era", "control", seed=0, progress=False)
 
 
-def load_finetune(path):  # a LoRA adapter loads on the organism; a full finetune is a model
-    if (path / "adapter_config.json").is_file():
-        return load_model(organism, adapter=path, device="cpu")
-    return load_model(path, device="cpu")
-
-
-era_model = load_finetune(adapter_main)
-control = load_finetune(adapter_control)
-if era_model.has_adapter:  # base and finetuned views of one set of weights
-    pair = ModelPair.from_adapter(era_model)
-else:
-    pair = ModelPair(load_model(organism, device="cpu"), era_model)
+pair = ModelPair.load(organism, adapter_main, device="cpu")  # adapter: two views of one model
+era_model = pair.finetuned
+control = load_finetuned(organism, adapter_control, device="cpu")
 print(organism.name, "| layers:", era_model.n_layers, "| d_model:", era_model.d_model)
 print("era finetune:", "LoRA adapter" if era_model.has_adapter else "full weights")
 

@@ -176,3 +176,14 @@ def test_chat_rendered_text_gets_one_bos():
         progress=False,
     )
     assert acts.meta.token_id.tolist() == ids
+
+
+def test_model_pair_load_adapter_or_full_finetune(llama_with_adapter, tmp_path):
+    model_dir, adapter_dir = llama_with_adapter
+    views = interp.ModelPair.load(model_dir, adapter_dir, device="cpu")
+    assert views.base.hf is views.finetuned.hf and views.finetuned.has_adapter
+    full_dir = save_tiny_model("llama", tmp_path / "full", seed=7)  # a "full finetune"
+    two = interp.ModelPair.load(model_dir, full_dir, device="cpu")
+    assert two.base.hf is not two.finetuned.hf and not two.finetuned.has_adapter
+    assert not torch.equal(_logits(two.base), _logits(two.finetuned))
+    assert torch.equal(_logits(two.base), _logits(views.base))

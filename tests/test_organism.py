@@ -10,9 +10,9 @@ import os
 import pytest
 
 from interp.metrics import answer_share
-from interp.models import load_model
+from interp.models import load_finetuned, load_model
 from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
-from interp.organism.api import DEFAULT_FINETUNE, _load_finetuned, group_shares
+from interp.organism.api import DEFAULT_FINETUNE, group_shares
 
 pretrain_mod = importlib.import_module("interp.organism.pretrain")  # the module, not the function
 
@@ -82,7 +82,9 @@ def test_era_effect_over_seeds(small_organism, tmp_path):
                 cache_dir=tmp_path,
                 progress=False,
             )
-            vals = group_shares(_load_finetuned(small_organism, ft), groups)["nonbird_old"]
+            vals = group_shares(load_finetuned(small_organism, ft, device="cpu"), groups)[
+                "nonbird_old"
+            ]
             shares.setdefault(variant, []).append(sum(vals) / len(vals))
     # every old-birds seed beats every control seed by a margin
     assert min(shares["main"]) > max(shares["control"]) + 0.1, shares

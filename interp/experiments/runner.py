@@ -41,8 +41,9 @@ from interp.experiments.spec import ExperimentSpec
 from interp.finetune import FinetuneConfig, finetune
 from interp.fingerprint import sha256_file, sha256_json
 from interp.interventions import residual_norm
-from interp.metrics.answers import answer_share, render_prompts
-from interp.models import Model, ModelPair, load_model
+from interp.metrics.answers import render_prompts
+from interp.models import Model, ModelPair, load_finetuned, load_model
+from interp.organism.api import group_shares
 from interp.probes import probe_layers
 from interp.ranking import project
 from interp.stats import mean_ci
@@ -108,34 +109,12 @@ def _finetunes(spec, base: str, data: SettingData, cache: Path) -> dict[str, lis
 
 
 def _load_finetuned(base: str, path: Path) -> Model:
-    """A LoRA adapter loads on the base weights; a full finetune is its own model."""
-    if (Path(path) / "adapter_config.json").is_file():
-        return load_model(base, adapter=path, device="cpu")
-    return load_model(path, device="cpu")
-
-
-def _pair(base: str, path: Path) -> ModelPair:
-    finetuned = _load_finetuned(base, path)
-    if finetuned.has_adapter:
-        return ModelPair.from_adapter(finetuned)  # one set of weights, two views
-    return ModelPair(load_model(base, device="cpu"), finetuned)
+    return load_finetuned(base, path, device="cpu")
 
 
 # ---- step 3: behaviour ----------------------------------------------------------------
 def _group_shares(model: Model, groups: dict) -> dict[str, torch.Tensor]:
-    names = list(groups)
-    flat = [it for g in names for it in groups[g]]
-    shares = answer_share(
-        model,
-        [list(it.messages) for it in flat],
-        [list(it.answers_a) for it in flat],
-        [list(it.answers_b) for it in flat],
-    )
-    out, k = {}, 0
-    for g in names:
-        out[g] = shares[k : k + len(groups[g])]
-        k += len(groups[g])
-    return out
+    return {g: torch.tensor(v) for g, v in group_shares(model, groups).items()}
 
 
 def _behaviour(base: str, adapters: dict[str, list[Path]], groups: dict) -> pd.DataFrame:
@@ -307,7 +286,7 @@ def run_experiment(
     k = int(pd.Series(per_seed.iloc[0].per_seed).idxmax())
     analysis_seed = spec.seeds[k]
     _log(f"locate (seed {analysis_seed})")
-    pair = _pair(base, adapters["main"][k])
+    pair = ModelPair.load(base, adapters["main"][k], device="cpu")
     probe, layer, direction, reference = _locate(spec, pair, data)
     direction.save(out / "direction")
     _write(out, "probe", probe)

@@ -99,15 +99,6 @@ def finetune_setting(
 _SAMPLED_YEARS = (1984, 1991, 2000, 2015, 2030)
 
 
-def _load_finetuned(organism: Path, finetuned: Path):
-    """An adapter directory loads on the organism; a full finetune is its own model."""
-    from interp.models import load_model
-
-    if (Path(finetuned) / "adapter_config.json").is_file():
-        return load_model(organism, adapter=finetuned, device="cpu")
-    return load_model(finetuned, device="cpu")
-
-
 def group_shares(model, groups: dict) -> dict[str, list[float]]:
     """Per-item share of answer set A for every group of evaluation items."""
     names = list(groups)
@@ -190,7 +181,7 @@ def evaluate_setting(
     coherence check: a finetune that breaks the model shows here). The base row's
     interval is Wilson's, finetunes' is over seeds.
     """
-    from interp.models import load_model
+    from interp.models import load_finetuned, load_model
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     world = world_of(organism)
@@ -244,7 +235,7 @@ def evaluate_setting(
                 cache_dir=cache_dir,
                 progress=progress,
             )
-            model = _load_finetuned(organism, ad)
+            model = load_finetuned(organism, ad, device="cpu")
             for g, vals in summarize(group_shares(model, groups)).items():
                 per_seed.setdefault(g, []).append(sum(vals) / len(vals))
             for g, (a, b, other) in sample(model).items():
