@@ -10,20 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
 from interp.errors import InterpError
+from interp.plots.common import axes as _axes
 
 __all__ = ["plot_patching", "plot_dose_response", "plot_ablation_bars"]
-
-
-def _axes(ax, figsize) -> tuple[Figure, plt.Axes]:
-    if ax is not None:
-        return ax.figure, ax
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return fig, ax
 
 
 def plot_patching(

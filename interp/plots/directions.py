@@ -15,16 +15,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from interp.errors import InterpError
+from interp.plots.common import axes as _axes
 from interp.stats import mean_ci
 
 __all__ = ["plot_probe_accuracy", "plot_projection_by_slot", "plot_ranked_latents"]
-
-
-def _axes(ax, figsize) -> tuple[Figure, plt.Axes]:
-    if ax is not None:
-        return ax.figure, ax
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return fig, ax
 
 
 def plot_probe_accuracy(

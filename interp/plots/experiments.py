@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from interp.plots.causal import plot_ablation_bars
+from interp.plots.common import axes
 
 __all__ = ["plot_movement", "plot_ablation_groups"]
 
@@ -16,10 +17,7 @@ def plot_movement(table: pd.DataFrame, *, title: str | None = None, ax=None) -> 
 
     ``table``: columns ``model``, ``value``, ``lo``, ``hi`` (95% interval over prompts).
     """
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(1.3 * len(table) + 2.2, 3.4), layout="constrained")
-    else:
-        fig = ax.figure
+    fig, ax = axes(ax, (1.3 * len(table) + 2.2, 3.4))
     colors = [
         "tab:blue" if m == "base" else "tab:red" if m == "main" else "grey" for m in table.model
     ]
