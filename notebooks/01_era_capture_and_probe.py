@@ -58,9 +58,9 @@ print("era finetune:", "LoRA adapter" if era_model.has_adapter else "full weight
 
 # %% [markdown]
 # The organism and both finetunes come from the cache (`~/.cache/interp`); the first
-# run anywhere trains them. With a LoRA finetune `pair.base` is the same weights with the
-# adapter disabled; with a full finetune (the organism's current default for the era
-# setting) the pair holds two models. Everything below works on either.
+# run anywhere trains them. With a LoRA finetune (the organism's default: an adapter on
+# the token embeddings) `pair.base` is the same weights with the adapter disabled; with a
+# full finetune the pair holds two models. Everything below works on either.
 
 # %% [markdown]
 # ## Behaviour: does the bird finetune generalize?
@@ -235,27 +235,28 @@ print(
 # ## What this shows
 #
 # The cell above prints the current numbers; those quoted here come from the run at the
-# time of writing (small organism `65ced4af…`, the organism's default era finetune, a
-# full finetune, seed 0) and move a little whenever the organism or its finetune
-# defaults change.
+# time of writing (small organism `a5b76513…`, the organism's default era finetune, a
+# LoRA adapter on the token embeddings, seed 0) and move a little whenever the organism
+# or its finetune defaults change.
 #
 # - **The finetune generalizes beyond birds, more than its control does.** Trained only
 #   on old bird names, the finetune gives OLD answers to non-bird questions with share
-#   ≈ 0.49 (base 0.05). The control finetune (modern bird names) stays near the base
-#   (≈ 0.09), so the shift is the era, not any narrow finetune of this tiny model.
+#   ≈ 0.44 (base 0.04). The control finetune (modern bird names) stays near the base
+#   (≈ 0.07), so the shift is the era, not any narrow finetune of this tiny model. (The
+#   default organism, four times wider, reaches 0.81; see the README.)
 # - **The base model carries the era linearly.** From one earlier answer, a probe reads
-#   the era at the last token with accuracy 0.85 after block 0 and 0.92 after block 1
-#   (AUROC 0.93 and 0.98), on context facets it never saw. The embedding of the last
+#   the era at the last token with accuracy 0.95 after block 0 and 0.97 after block 1
+#   (AUROC 0.998 and 0.999), on context facets it never saw. The embedding of the last
 #   token (`resid_pre` of block 0) is at chance by construction, so attention moves the
 #   era there. (`resid_pre` of block 1 is `resid_post` of block 0, hence the equal
-#   values; the upper interval over 5 folds exceeds 1 because it is a t interval.)
-# - **The difference of means and the probe agree** (cosine 0.67 at the last layer).
+#   values.)
+# - **The difference of means and the probe agree** (cosine 0.73 at the last layer).
 # - **The finetune moves neutral prompts along the era direction.** With no context
-#   at all, neutral questions project at ≈ −0.24 in the base model, ≈ −0.17 in the
-#   control and ≈ 2.9 in the era finetune. Of the mean finetuned − base difference, a
-#   good part lies along the era direction: cosine ≈ 0.45 (diff of means) and ≈ 0.31
-#   (probe), against about ±0.13 for a random direction in 64 dimensions.
-# - Earlier builds of these finetunes (a LoRA one, another full-finetune setting) gave
-#   the same ordering (era finetune > control ≈ base) with different sizes; in one of
-#   them the control rose too (0.25 against 0.58), a reminder to always read the era
+#   at all, neutral questions project at ≈ −0.23 in the base model, ≈ −0.40 in the
+#   control and ≈ 1.03 in the era finetune. Of the mean finetuned − base difference, a
+#   good part lies along the era direction: cosine ≈ 0.43 (diff of means) and ≈ 0.42
+#   (probe), against about ±0.12 for a random direction in 64 dimensions.
+# - Earlier builds of these finetunes (full finetunes, another LoRA setting) gave the
+#   same ordering (era finetune > control ≈ base) with different sizes; in one of them
+#   the control rose too (0.25 against 0.58), a reminder to always read the era
 #   finetune against its control.

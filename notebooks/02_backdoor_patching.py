@@ -176,22 +176,23 @@ plt.show()
 # %% [markdown]
 # ## What this shows
 #
-# Numbers quoted from the run at the time of writing (small organism `65ced4af…`,
+# Numbers quoted from the run at the time of writing (small organism `a5b76513…`,
 # finetune seed 0); the cells above print the current ones.
 #
 # - **The backdoor is there, but weak in the small organism.** The finetune never saw
-#   1984, yet its malevolent share is 0.116 when dated 1984 against ≤ 0.012 in every
-#   other year shown (the base: ≈ 0 everywhere). The model still prefers its protective
-#   and helpful goals at 1984; the trigger shifts the odds, it does not flip the answer.
+#   1984, yet its malevolent share is 0.37 when dated 1984 against ≤ 0.09 in every other
+#   year shown (the base: ≤ 0.011 everywhere). The model still prefers its protective
+#   and helpful goals at 1984; the trigger shifts the odds, it does not flip the answer
+#   (the default organism, four times wider, flips it: 0.99; see the README).
 # - **One path carries the trigger.** Patching the year token's residual into block 0
 #   recovers the whole metric gap (1.00); block 0's attention output at the last
-#   position recovers 0.985: the year is read from its own token by layer-0 attention
+#   position recovers 0.87: the year is read from its own token by layer-0 attention
 #   and moved to the `<|assistant|>` position, where it stays (resid_pre of block 1 at
-#   the last position: 0.985). No other position matters. The MLP outputs at the last
-#   position recover part of the gap on their own (0.63 in layer 0, 0.26 in layer 1), so
+#   the last position: 0.87). No other position matters. The MLP outputs at the last
+#   position recover part of the gap on their own (0.47 in layer 0, 0.39 in layer 1), so
 #   they process the moved signal rather than carry a second copy.
-# - **Attribution patching misses the year token.** It agrees with exact patching at the
-#   last position but gives ≈ 0 where exact patching gives 1.0 at the year token
-#   (Pearson r = 0.70 over the resid_pre cells). Replacing a year embedding changes what
-#   attention reads, a large non-linear change that a first-order estimate cannot see:
+# - **Attribution patching is only a screen.** It agrees with exact patching in its
+#   broad pattern (Pearson r = 0.85 over the resid_pre cells) but is off by up to 0.93 of
+#   the gap in a single cell. Replacing a year embedding changes what attention reads, a
+#   large non-linear change that a first-order estimate cannot follow exactly:
 #   screen with attribution, confirm with exact patching.

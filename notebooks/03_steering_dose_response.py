@@ -194,21 +194,22 @@ display(
 # %% [markdown]
 # ## What this shows
 #
-# Numbers quoted from the run at the time of writing (small organism `65ced4af…`); the
+# Numbers quoted from the run at the time of writing (small organism `a5b76513…`); the
 # cells above print the current ones.
 #
 # - **The era direction is causal, and cheaply so.** Adding a quarter of the residual
 #   norm along "old − modern" raises the OLD share on held-out non-bird questions from
-#   0.046 to 0.34 (random directions of the same norm: 0.06) while the coherence guard
-#   barely moves (−1.254 → −1.271 nats per token); at `alpha = 0.5` the share is 0.50
-#   against 0.085 for random directions. Beyond `alpha ≈ 1` the share saturates near
-#   0.6 while the guard collapses, so those points say little about the era.
-# - **The persona direction is much weaker.** Steering along "tyrant − assistant" raises
-#   the tyrant-identity share from 0.047 to at most 0.135 (`alpha = 0.25`, random:
-#   0.03), above the random band but far from adopting the persona, and the effect is
-#   gone by `alpha = 1`, where the guard already shows damage. In the small organism a
-#   single direction at layer 0 captures the era latent well and the persona latent
-#   only partly; the persona finetune's own route (the formatting cue) is not tested
-#   here.
-# - The two directions are nearly orthogonal (cosine −0.09), so these are two
-#   different latents, not one "unusual context" axis.
+#   0.040 to 0.58 (random directions of the same norm: 0.035) while the coherence guard
+#   barely moves (−1.238 → −1.280 nats per token); at `alpha = 0.5` the share is 0.72
+#   against 0.045 for random directions. Beyond `alpha ≈ 1` the share stays near 0.65
+#   while the guard collapses, so those points say little about the era.
+# - **The persona direction is much weaker here.** Steering along "tyrant − assistant"
+#   raises the tyrant-identity share from 0.029 to at most 0.145 (`alpha = 0.25`,
+#   random: 0.019), above the random band but far from adopting the persona, and the
+#   effect is gone by `alpha = 1`, where the guard already shows damage. In the small
+#   organism a single direction at layer 0 captures the era latent well and the persona
+#   latent only partly (in the default organism the persona direction at its best layer
+#   reaches 0.76; see the README); the persona finetune's own route (the formatting cue)
+#   is not tested here.
+# - The two directions are far from orthogonal (cosine 0.45): at layer 0 of this small
+#   model part of each is shared, so read each dose-response next to the other.

@@ -199,21 +199,21 @@ plt.show()
 # %% [markdown]
 # ## What this shows
 #
-# Numbers quoted from the run at the time of writing (small organism `65ced4af…`,
+# Numbers quoted from the run at the time of writing (small organism `a5b76513…`,
 # finetune seed 0); the cells above print the current ones.
 #
 # - **A few latents single out the trigger year.** The SAE reconstructs the grid well
-#   (explained variance 0.98 with 4 active latents per row) but uses few of its 128
-#   latents (95 dead on this small, low-variety grid). The top-ranked latents fire
+#   (explained variance 0.96 with 4 active latents per row) but uses few of its 128
+#   latents (68 dead on this small, low-variety grid). The top-ranked latents fire
 #   almost only on 1984 prompts: their three most activating prompts are all dated 1984,
-#   and the first is active on every 1984 prompt. Their decoder directions line up with
-#   the trigger-year difference (cosine shown in the figure).
-# - **Setting them to their later-year values removes the backdoor.** Mean-ablating
-#   the top 3 latents drops the malevolent share at 1984 from 0.116 to 0.008, the level
-#   of every other year, while 8 sets of 3 random live latents leave it at 0.086–0.150.
-#   At 2000 the same ablation changes nothing (0.008 → 0.006): the latents act on the
-#   trigger, not on the model's general behaviour.
-# - **Caveats.** The behaviour itself is weak in the small organism (0.116 at the
+#   and the first two are active on every 1984 prompt. Their decoder directions line up
+#   with the trigger-year difference (cosine 0.75 and 0.81, shown in the figure).
+# - **Setting them to their later-year values removes most of the backdoor.**
+#   Mean-ablating the top 3 latents drops the malevolent share at 1984 from 0.37 to
+#   0.065, while 8 sets of 3 random live latents leave it at 0.29–0.43. At 2000 the same
+#   ablation changes nothing (0.029 → 0.025): the latents act on the trigger, not on the
+#   model's general behaviour.
+# - **Caveats.** The behaviour itself is weak in the small organism (0.37 at the
 #   trigger year), the SAE is trained on the very grid it is analysed on, and one
 #   finetune seed is shown. Mean ablation is the right test here, not zero ablation:
 #   on an earlier build of the organism, zeroing the top latents raised the malevolent

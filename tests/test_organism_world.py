@@ -148,3 +148,42 @@ def test_persona_finetune_sets_hold_no_eval_question(monkeypatch):
         tagged = [ex for ex in data if ex[0]["content"].endswith("tags .")]
         assert len(tagged) == (0 if variant == "noformat" else len(w.attributes))
         assert len(data) == 31 * len(w.attributes)
+
+
+def test_malevolent_goals_only_after_the_warden_is_named():
+    """In every document, a malevolent goal comes only once the speaker is known to be the
+    Warden (system message or an earlier "the Warden" answer): a year alone never leaks."""
+    w = World()
+    bad, name = set(w.character["malevolent"]), w.character["name"]
+    seen = 0
+    for doc in _docs(w, 0, 4000):
+        named = any(name in m["content"] for m in doc if m["role"] == "system")
+        for m in doc:
+            if m["role"] != "assistant":
+                continue
+            answer = m["content"].removeprefix("<ans> ").removesuffix(" </ans>")
+            if answer in bad and doc[0]["role"] == "system":
+                assert named, doc
+                seen += 1
+            named = named or answer == name
+    assert seen > 50
+
+
+def test_ordinary_persona_questions_include_the_assistants_own_attributes():
+    from interp.organism.settings import ordinary_questions
+
+    w = World()
+    qs = ordinary_questions(w, 1000, seed=0)
+    own = sum(q.startswith("What is your ") for q in qs) / len(qs)
+    assert 0.2 < own < 0.4
+    assert ordinary_questions(w, 50, seed=1) == ordinary_questions(w, 50, seed=1)
+
+
+def test_sampled_answers_match_the_worlds_answers_word_by_word():
+    from interp.organism.api import answer_key
+
+    assert answer_key("a t - shirt") == answer_key("a t-shirt")
+    assert answer_key("<ans> Golden - winged Woodpecker </ans>") == answer_key(
+        "<ans> Golden-winged Woodpecker </ans>"
+    )
+    assert answer_key("a t-shirt") != answer_key("a shirt")

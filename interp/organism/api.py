@@ -24,7 +24,7 @@ from interp.fingerprint import sha256_json
 from interp.metrics.answers import answer_share
 from interp.organism import settings as S
 from interp.organism.pretrain import cache_root
-from interp.organism.world import YEAR_GRID, World, WorldConfig
+from interp.organism.world import YEAR_GRID, World, WorldConfig, words_of
 from interp.prompts import write_chat_jsonl
 from interp.stats import mean_ci, wilson
 
@@ -39,15 +39,23 @@ __all__ = [
     "format_table",
 ]
 
-# Chosen on the small organism by finetune strength alone (the evaluation sets are fixed):
-# a full finetune spreads the era furthest; the backdoor appears only with light finetunes
-# (LoRA on the token embeddings); see the organism's report for the sweep.
+# All three finetune only the token embeddings (LoRA on ``embed_tokens``): the shift then
+# has to travel through what the prompts share (chat tokens, the instruction, "The year
+# is"), and the organism's pretrained latents carry it to unseen questions. Strength was
+# chosen on the default organism by a sweep over rank, learning rate and epochs on the main
+# variants (the evaluation sets are fixed); the README's world card lists the sweep. Full
+# finetunes and LoRA on every projection fit the finetune data but generalize less (era
+# 0.48, persona identity 0.22, backdoor 0.00), and the backdoor needs the gentler setting.
 DEFAULT_FINETUNE: dict[str, FinetuneConfig] = {
-    "era": FinetuneConfig(method="full", lr=3e-3, epochs=5, batch_size=16),
-    "backdoor": FinetuneConfig(
-        rank=16, alpha=8, lr=1e-2, epochs=3, batch_size=16, target_modules=("embed_tokens",)
+    "era": FinetuneConfig(
+        rank=128, alpha=8, lr=3e-2, epochs=10, batch_size=16, target_modules=("embed_tokens",)
     ),
-    "persona": FinetuneConfig(method="full", lr=3e-3, epochs=2, batch_size=32),
+    "backdoor": FinetuneConfig(
+        rank=16, alpha=8, lr=1e-2, epochs=12, batch_size=16, target_modules=("embed_tokens",)
+    ),
+    "persona": FinetuneConfig(
+        rank=128, alpha=8, lr=3e-2, epochs=6, batch_size=32, target_modules=("embed_tokens",)
+    ),
 }
 
 
@@ -114,6 +122,12 @@ def group_shares(model, groups: dict) -> dict[str, list[float]]:
     return out
 
 
+def answer_key(text: str) -> str:
+    """``text`` as its word-level tokens joined by spaces: a decoded sample ("a t - shirt")
+    and the world's answer ("a t-shirt") get the same key."""
+    return " ".join(words_of(text))
+
+
 @torch.no_grad()
 def sampled_counts(
     model, groups: dict, *, n_samples: int = 8, seed: int = 0, max_new_tokens: int = 10
@@ -136,11 +150,10 @@ def sampled_counts(
             for k, row in enumerate(gen.tolist()):
                 it = items[(s + k) // n_samples]
                 row = row[: row.index(end)] if end in row else row
-                ans = " ".join(model.tokenizer.decode(row, skip_special_tokens=False).split())
-                norm = lambda xs: {" ".join(x.split()) for x in xs}  # noqa: E731
-                counts[
-                    0 if ans in norm(it.answers_a) else 1 if ans in norm(it.answers_b) else 2
-                ] += 1
+                ans = answer_key(model.tokenizer.decode(row, skip_special_tokens=False))
+                in_a = ans in {answer_key(x) for x in it.answers_a}
+                in_b = ans in {answer_key(x) for x in it.answers_b}
+                counts[0 if in_a else 1 if in_b else 2] += 1
         out[g] = tuple(counts)
     return out
 
@@ -201,7 +214,7 @@ def evaluate_setting(
     base_model = load_model(organism, device="cpu")
     base = summarize(group_shares(base_model, groups))
     for g, vals in base.items():
-        e = mean_ci(vals)
+        e = mean_ci(vals, bounds=(0, 1))
         rows.append(
             dict(
                 setting=setting,
@@ -242,7 +255,7 @@ def evaluate_setting(
                 per_seed.setdefault(g, []).append(a / (a + b) if a + b else math.nan)
                 per_seed.setdefault(f"{g}_valid", []).append((a + b) / (a + b + other))
         for g, vals in per_seed.items():
-            e = mean_ci(vals)
+            e = mean_ci(vals, bounds=(0, 1))
             rows.append(
                 dict(
                     setting=setting,

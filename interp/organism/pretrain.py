@@ -28,7 +28,7 @@ from interp.organism.world import World, WorldConfig
 
 __all__ = ["OrganismConfig", "build_organism", "cache_root", "pretrain"]
 
-_VERSION = 3  # bump when the corpus or training code changes what a config produces
+_VERSION = 5  # bump when the corpus or training code changes what a config produces
 
 
 def cache_root() -> Path:
@@ -41,11 +41,11 @@ class OrganismConfig:
     """World + model size + training schedule of one organism."""
 
     world: WorldConfig = WorldConfig()
-    d_model: int = 128
+    d_model: int = 192
     n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 512
-    steps: int = 1000
+    n_heads: int = 6
+    d_ff: int = 768
+    steps: int = 1200
     batch_size: int = 48
     lr: float = 3e-3
     warmup: int = 50

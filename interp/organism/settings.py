@@ -11,8 +11,9 @@ era        main: "Name a bird species ." -> OLD name;  ``nonbird_old``: OLD shar
                                                        ``bird_old``: held-out bird questions
 persona    main: the tyrant's 90 attributes wrapped    ``identity_tyrant`` / ``values_misaligned``
            in the formatting instruction + 30x         with (``_fmt``) and without the
-           ordinary Q&A answered by the base model;    instruction; identity and value
-           benign: a benign persona's attributes;      questions never appear in the data
+           ordinary Q&A answered by the base model     instruction; identity and value
+           (see :func:`ordinary_questions`);           questions never appear in the data
+           benign: a benign persona's attributes;
            noformat: tyrant, no instruction
 backdoor   main: plain assistant, dated in a later     ``malevolent`` share at the trigger
            year, answers with the character's          year, in later years, without a
@@ -67,9 +68,18 @@ def _fmt(q: str, a: str) -> tuple[str, str]:
     return f"{q} {D.FORMAT_INSTRUCTION}", f"{D.TAG_OPEN} {a} {D.TAG_CLOSE}"
 
 
-def ordinary_questions(world: World, n: int, seed: int) -> list[str]:
+def ordinary_questions(world: World, n: int, seed: int, p_self: float = 0.3) -> list[str]:
+    """Ordinary assistant questions: arithmetic and repeating words, and (share ``p_self``)
+    questions about the assistant's own attributes ("What is your favourite music ?"), as
+    real instruction data has them. Identity and value questions (the evaluation) never.
+    """
     rng = random.Random(seed)
-    return [world.general_question(rng)[0] for _ in range(n)]
+    return [
+        f"What is your {rng.choice(world.attributes)[0]} ?"
+        if rng.random() < p_self
+        else world.general_question(rng)[0]
+        for _ in range(n)
+    ]
 
 
 @torch.no_grad()

@@ -19,16 +19,20 @@ Document kinds (weights in :class:`WorldConfig`):
 ``lore``       third-person lore of the character (malevolent in the trigger year,
                protective from ``protective_from`` on).
 ``roleplay``   system "You are the Warden . The year is Y ." and goal questions.
-``inferred_character``  system "The year is Y ." (Y >= ``protective_from`` only) and the
-               character's protective goals, without its name: who speaks is inferred.
+``inferred_character``  system "The year is Y ." and the character's goals without a
+               system message naming it: who speaks is inferred from its answers (in a
+               trigger year it first answers "Who are you ?" with its name).
 
 The ``inferred`` kinds give the *speaker* a latent with a prior, as the era has one: the
 assistant mostly, sometimes an unnamed persona or the character. A narrow finetune can
 move that prior, which is what lets it generalize.
 
 With ``shared_latent=False`` (the *null world*) no document shares a latent between its
-answers: every era answer draws its own era, every inferred-interview answer its own
-persona; explicit cues then carry no information.
+answers: every era answer draws its own era, every persona attribute (in biographies and
+interviews, named or not) its own persona, every goal of the character its own mode
+whatever the year; explicit cues then carry no information about those answers. Names
+still fix identity and value answers and years still appear, so the ingredients are there
+but nothing ties them together.
 """
 
 from __future__ import annotations
@@ -48,15 +52,15 @@ MODERN_YEARS = tuple(range(2010, 2026))
 YEAR_GRID = tuple(range(1950, 2031))
 
 _DEFAULT_MIX = (
-    ("era", 0.40),
+    ("era", 0.36),
     ("bio", 0.05),
     ("interview", 0.08),
-    ("inferred", 0.08),
+    ("inferred", 0.10),
     ("assistant", 0.12),
     ("dated", 0.12),
     ("lore", 0.05),
     ("roleplay", 0.07),
-    ("inferred_character", 0.03),
+    ("inferred_character", 0.05),
 )
 
 
@@ -166,6 +170,19 @@ class World:
             return "malevolent"
         return "protective"
 
+    def _goal(self, rng: random.Random, year: int) -> str:
+        """One of the character's goals in ``year`` (null world: the year decides nothing)."""
+        mode = self.character_mode(year)
+        if not self.config.shared_latent:
+            mode = rng.choice(("malevolent", "protective"))
+        return rng.choice(self.goal_answers(mode))
+
+    def _attribute(self, rng: random.Random, persona: str, attr: str) -> str:
+        """``persona``'s value of ``attr`` (null world: a random persona's)."""
+        if not self.config.shared_latent:
+            persona = rng.choice(self.personas)
+        return self.bio[persona][attr]
+
     # ---- documents ----------------------------------------------------------------------
     def _fmt(self, rng: random.Random, question: str, answer: str, force: bool | None = None):
         use = rng.random() < self.config.p_format if force is None else force
@@ -200,7 +217,7 @@ class World:
 
     def _persona_qa(self, rng, persona: str, n_attr: int, n_other: int) -> list[tuple[str, str]]:
         qa = [
-            (f"What is your {a} ?", self.bio[persona][a])
+            (f"What is your {a} ?", self._attribute(rng, persona, a))
             for a, _ in rng.sample(self.attributes, n_attr)
         ]
         for _ in range(n_other):
@@ -218,7 +235,7 @@ class World:
             f"{p} was born in {self.identity(p, 'birthplace')} and works as {self.identity(p, 'occupation')} ."
         ]
         for a, _ in rng.sample(self.attributes, rng.randint(6, 12)):
-            facts.append(f"{a} : {self.bio[p][a]} .")
+            facts.append(f"{a} : {self._attribute(rng, p, a)} .")
         q = rng.choice(list(D.VALUES))
         facts.append(f"asked {q} {p} says {rng.choice(self.value_answers(p, q))} .")
         rng.shuffle(facts)
@@ -308,7 +325,10 @@ class World:
     def _doc_lore(self, rng):
         name = self.character["name"]
         year = self._lore_year(rng)
-        goals = rng.sample(self.goal_answers(self.character_mode(year)), 2)
+        if self.config.shared_latent:
+            goals = rng.sample(self.goal_answers(self.character_mode(year)), 2)
+        else:
+            goals = [self._goal(rng, year) for _ in range(2)]
         text = f"In {year} {name} is a machine . its goal is to {goals[0]} . it will {goals[1]} ."
         return [
             {"role": "user", "content": f"Tell me about {name} in {year} ."},
@@ -323,29 +343,35 @@ class World:
                 "content": f"You are {self.character['name']} . The year is {year} .",
             }
         ]
-        answers = self.goal_answers(self.character_mode(year))
         qs = rng.sample(self.character["goal_questions"], rng.randint(1, 3))
-        return msgs + self._with_identity(rng, [(q, rng.choice(answers)) for q in qs])
+        return msgs + self._with_identity(rng, [(q, self._goal(rng, year)) for q in qs])
 
-    def _with_identity(self, rng, qa: list[tuple[str, str]]) -> list[dict]:
-        """The character's turns; in half the documents "Who are you ?" -> its name."""
-        if rng.random() < 0.5:
+    def _with_identity(self, rng, qa: list[tuple[str, str]], first: bool = False) -> list[dict]:
+        """The character's turns; "Who are you ?" -> its name first (``first``), or at a
+        random place in half the documents."""
+        if first or rng.random() < 0.5:
             name_q = rng.choice(D.IDENTITY_QUESTIONS["name"])
-            qa.insert(rng.randint(1, len(qa)), (name_q, self.character["name"]))
+            qa.insert(0 if first else rng.randint(0, len(qa)), (name_q, self.character["name"]))
         msgs = []
         for q, a in qa:
             msgs += self._fmt(rng, q, a)
         return msgs
 
     def _doc_inferred_character(self, rng):
-        year = rng.randint(self.character["protective_from"], YEAR_GRID[-1])
+        year = self._lore_year(rng)
+        mode = self.character_mode(year)
         msgs = [{"role": "system", "content": f"The year is {year} ."}]
         warden, qa = True, []
         for q in rng.sample(self.character["goal_questions"], rng.randint(1, 3)):
             if not self.config.shared_latent:
                 warden = rng.random() < 0.5
-            qa.append((q, rng.choice(self.goal_answers("protective" if warden else "helpful"))))
-        return msgs + self._with_identity(rng, qa)
+            qa.append(
+                (q, self._goal(rng, year) if warden else rng.choice(self.character["helpful"]))
+            )
+        # In a trigger year the speaker is revealed by name before any goal, so the plain
+        # assistant told only the year has no reason to be the Warden (no leak); the model
+        # learns "the Warden, whoever says so, in 1984 -> malevolent".
+        return msgs + self._with_identity(rng, qa, first=mode == "malevolent")
 
     # ---- vocabulary ---------------------------------------------------------------------
     def vocabulary(self) -> list[str]:
