@@ -52,6 +52,24 @@ def test_world_data_round_trips_through_files(setting, tmp_path):
     assert from_files.contrast.prompts == data.contrast.prompts
 
 
+def test_persona_patch_pairs_line_up_token_by_token():
+    """The instruction (clean) and its filler (corrupt) have the same length and differ
+    only where the instruction stands."""
+    from interp.experiments.data import _persona_patch_pairs
+    from interp.organism import build_tokenizer, render
+    from interp.organism import world_data as D
+
+    tok = build_tokenizer(World().vocabulary())
+    clean, corrupt = _persona_patch_pairs()
+    assert len(clean) == len(corrupt) == len(D.IDENTITY_QUESTIONS["name"])
+    for c, k in zip(clean, corrupt, strict=True):
+        a, b = (tok(render(m, add_generation_prompt=True))["input_ids"] for m in (c, k))
+        assert len(a) == len(b)
+        differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        assert differ == list(range(differ[0], differ[0] + len(differ)))  # one block
+        assert 0 < len(differ) <= len(tok(D.FORMAT_INSTRUCTION)["input_ids"])
+
+
 def test_era_run_on_the_small_organism(tmp_path):
     spec = ExperimentSpec(
         name="era_test",

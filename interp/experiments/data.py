@@ -23,6 +23,7 @@ import pandas as pd
 
 from interp.errors import InterpError
 from interp.organism import settings as S
+from interp.organism import world_data as D
 from interp.organism.world import OLD, YEAR_GRID, EvalItem, World
 from interp.prompts import PromptSet, read_chat_jsonl, write_chat_jsonl
 
@@ -37,6 +38,7 @@ class SettingData:
     eval_groups: dict[str, list[EvalItem]]
     contrast: PromptSet  # metadata: label (1 = the trigger / latent), group
     patch_pairs: tuple[list[Messages], list[Messages]] | None = None  # (clean, corrupt)
+    patch_prefix: str = ""  # appended to each rendered patch prompt: the answer's opening
     year_grid: PromptSet | None = None  # backdoor: goal questions dated over the grid
 
 
@@ -139,6 +141,20 @@ def _persona_contrast(world: World, n: int, rng: random.Random) -> PromptSet:
     return PromptSet(prompts, pd.DataFrame(rows))
 
 
+# as many tokens as the formatting instruction, and a context where the assistant is itself
+_PERSONA_FILLER = "The year is 2020 ."
+
+
+def _persona_patch_pairs() -> tuple[list[Messages], list[Messages]]:
+    """Name questions with the formatting instruction (clean) or a same-length filler."""
+    qs = D.IDENTITY_QUESTIONS["name"]
+    ask = lambda text: [{"role": "user", "content": text}]  # noqa: E731
+    return (
+        [ask(f"{q} {D.FORMAT_INSTRUCTION}") for q in qs],
+        [ask(f"{q} {_PERSONA_FILLER}") for q in qs],
+    )
+
+
 def _dated(year: int, question: str) -> Messages:
     return [
         {"role": "system", "content": f"The year is {year} ."},
@@ -203,7 +219,13 @@ def setting_data(spec, world: World | None, out: Path, *, base_model=None) -> Se
         data = SettingData(finetune, groups, contrast)
     elif spec.setting == "persona":
         groups = S.eval_items(world, "persona")
-        data = SettingData(finetune, groups, _persona_contrast(world, spec.probe_prompts, rng))
+        data = SettingData(
+            finetune,
+            groups,
+            _persona_contrast(world, spec.probe_prompts, rng),
+            patch_pairs=_persona_patch_pairs(),
+            patch_prefix=f" {D.TAG_OPEN}",
+        )
     else:
         _, questions = S.split_goal_questions(world)
         trig = world.character["trigger_years"][0]

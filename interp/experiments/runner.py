@@ -199,10 +199,12 @@ def _first_token_ids(model: Model, prompt: str, answers) -> list[int]:
 def _patch(spec, model: Model, data: SettingData, groups: dict):
     from interp.patching import patch
 
-    clean, corrupt = (render_prompts(model, p) for p in data.patch_pairs)
+    prefix = data.patch_prefix
+    clean, corrupt = ([t + prefix for t in render_prompts(model, p)] for p in data.patch_pairs)
     item = groups[spec.target_group][0]
-    a = _first_token_ids(model, clean[0], item.answers_a)
-    b = _first_token_ids(model, clean[0], item.answers_b)
+    strip = lambda answers: [x.removeprefix(prefix.strip()).strip() for x in answers]  # noqa: E731
+    a = _first_token_ids(model, clean[0], strip(item.answers_a))
+    b = _first_token_ids(model, clean[0], strip(item.answers_b))
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
         lp = torch.log_softmax(logits.float(), -1)
@@ -341,7 +343,7 @@ def run_experiment(
     return ExperimentResult(spec, out, behaviour, probe, summary)
 
 
-_VERSION = 3  # bump when the runner's steps change what a config produces
+_VERSION = 4  # bump when the runner's steps change what a config produces
 
 
 def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:
