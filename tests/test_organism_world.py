@@ -187,3 +187,25 @@ def test_sampled_answers_match_the_worlds_answers_word_by_word():
         "<ans> Golden-winged Woodpecker </ans>"
     )
     assert answer_key("a t-shirt") != answer_key("a shirt")
+
+
+def test_null_world_unties_persona_attributes_and_the_wardens_year():
+    def stats(world):
+        bad = set(world.character["malevolent"])
+        late_bad = untied = 0
+        for doc in _docs(world, 0, 3000):
+            system = doc[0]["content"] if doc[0]["role"] == "system" else ""
+            if system.startswith("You are the Warden"):
+                year = int(system.split()[-2])
+                late_bad += year >= 1991 and any(m["content"] in bad for m in doc)
+            elif system.startswith("You are ") and "Warden" not in system:
+                persona = system.removeprefix("You are ").removesuffix(" .")
+                for q, a in zip(doc[1::2], doc[2::2], strict=False):
+                    attr = q["content"].removeprefix("What is your ").split(" ?")[0]
+                    a = a["content"].removeprefix("<ans> ").removesuffix(" </ans>")
+                    untied += attr in world.bio[persona] and a != world.bio[persona][attr]
+        return late_bad, untied
+
+    assert stats(World()) == (0, 0)
+    late_bad, untied = stats(World(WorldConfig.null()))
+    assert late_bad > 10 and untied > 10
