@@ -325,7 +325,7 @@ class World:
     def _doc_lore(self, rng):
         name = self.character["name"]
         year = self._lore_year(rng)
-        if self.config.shared_latent:
+        if self.config.shared_latent:  # two different goals of the year's mode
             goals = rng.sample(self.goal_answers(self.character_mode(year)), 2)
         else:
             goals = [self._goal(rng, year) for _ in range(2)]
