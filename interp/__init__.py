@@ -18,7 +18,7 @@ The flow, top to bottom (see DESIGN.md):
 """
 
 from interp.activations import Activations
-from interp.capture import Span, capture
+from interp.capture import capture
 from interp.diffmeans import diff_of_means, paired_pca
 from interp.directions import Direction, Subspace
 from interp.dose import ablation_effect, dose_response, reference_logprob
@@ -33,6 +33,7 @@ from interp.interventions import (
 )
 from interp.models import Model, ModelPair, load_model, wrap_model
 from interp.patching import PatchResult, patch
+from interp.positions import Span
 from interp.probes import LinearProbe, probe_layers
 from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
 from interp.ranking import latent_ranking, model_diff, project, rank_latents

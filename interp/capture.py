@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 import torch
@@ -26,23 +25,14 @@ from tqdm.auto import tqdm
 
 from interp.activations import Activations
 from interp.errors import InterpError
+from interp.execution import chunks, forward
 from interp.hooks import StopForward, hooks
 from interp.models import Model
+from interp.positions import Positions, Span, describe, normalize, resolve, span_tokens
 from interp.prompts import Prompt, PromptSet, as_prompt_set
 from interp.sites import Site, resolve_sites
 
 __all__ = ["Span", "Positions", "capture", "iter_batches"]
-
-
-@dataclass(frozen=True)
-class Span:
-    """The tokens of tag ``tag``: its ``"last"`` token, its ``"first"`` or ``"all"`` of them."""
-
-    tag: str
-    which: Literal["last", "first", "all"] = "last"
-
-
-Positions = Literal["last", "all"] | int | Sequence[int] | str | Span
 
 
 @dataclass
@@ -56,101 +46,50 @@ class _Batch:
     position: Tensor  # [rows] row -> token index in the unpadded prompt
 
 
-def _span_tokens(offsets: Tensor, pad: int, span: tuple[int, int]) -> list[int]:
-    """Unpadded indices of the tokens overlapping the character ``span``."""
-    lo, hi = span
-    out = []
-    for j, (s, e) in enumerate(offsets[pad:].tolist()):
-        if e > s and s < hi and e > lo:
-            out.append(j)
-    return out
-
-
-def _positions_for(
-    positions: Positions,
-    lengths: list[int],
-    offsets: Tensor | None,
-    char_spans: list[tuple[int, int]] | None,
-    first: int,
-) -> list[list[int]]:
-    """For each prompt of a batch, the unpadded token indices to read."""
-    seq = max(lengths)
-    out: list[list[int]] = []
-    for i, n in enumerate(lengths):
-        if positions == "last":
-            out.append([n - 1])
-        elif positions == "all":
-            out.append(list(range(n)))
-        elif isinstance(positions, Span):
-            toks = _span_tokens(offsets[i], seq - n, char_spans[i])
-            if not toks:
-                raise InterpError(f"tag {positions.tag!r} covers no token in prompt {first + i}")
-            out.append(
-                toks if positions.which == "all" else [toks[-1 if positions.which == "last" else 0]]
-            )
-        else:
-            idx = [positions] if isinstance(positions, int) else list(positions)
-            for p in idx:
-                if not -n <= p < n:
-                    raise InterpError(
-                        f"position {p} is out of range for prompt {first + i} ({n} tokens)"
-                    )
-            out.append([p % n for p in idx])
-    return out
-
-
-def _normalize_positions(positions: Positions) -> Positions:
-    if isinstance(positions, str) and positions not in ("last", "all"):
-        return Span(positions)
-    return positions
-
-
 def iter_batches(
     model: Model, prompts: PromptSet, positions: Positions, batch_size: int, start_batch: int = 0
 ) -> Iterator[_Batch]:
     """Tokenize ``prompts`` in left-padded batches and resolve which rows each one reads."""
-    positions = _normalize_positions(positions)
+    spec = normalize(positions)
     texts = prompts.render(model)
-    spans = prompts.char_spans(positions.tag, texts) if isinstance(positions, Span) else None
-    for start in range(start_batch * batch_size, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
-        enc = model.tokenize(chunk, offsets=spans is not None)
-        mask = enc["attention_mask"]
-        lengths = mask.sum(1).tolist()
-        seq = mask.shape[1]
-        per_prompt = _positions_for(
-            positions,
-            lengths,
-            enc.get("offset_mapping"),
-            spans[start : start + batch_size] if spans else None,
-            start,
-        )
+    spans = prompts.char_spans(spec.tag, texts) if isinstance(spec, Span) else None
+    first = start_batch * batch_size
+    for k, chunk in enumerate(chunks(model, texts[first:], batch_size, offsets=spans is not None)):
+        start = first + k * batch_size
+        tag_tokens = None
+        if spans is not None:
+            tag_tokens = [
+                span_tokens(chunk.own_offsets(i), spans[start + i]) for i in range(len(chunk.index))
+            ]
+        per_prompt = resolve(spec, chunk.lengths, spans=tag_tokens, first=start)
         b_idx, t_idx, pos = [], [], []
         for i, toks in enumerate(per_prompt):
-            pad = seq - lengths[i]
             b_idx += [i] * len(toks)
-            t_idx += [pad + t for t in toks]
+            t_idx += [chunk.column(i, t) for t in toks]
             pos += toks
-        inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "position_ids")}
-        yield _Batch(start, inputs, torch.tensor(b_idx), torch.tensor(t_idx), torch.tensor(pos))
+        yield _Batch(
+            start, chunk.inputs, torch.tensor(b_idx), torch.tensor(t_idx), torch.tensor(pos)
+        )
 
 
 @torch.inference_mode()
-def run_batch(model: Model, batch: _Batch, sites: list[Site], dtype: torch.dtype) -> Tensor:
+def run_batch(model: Model, batch: _Batch, sites: list[Site], dtype: torch.dtype | None) -> Tensor:
     """``[rows, n_sites, d_model]`` for one batch; stops after the deepest site."""
-    dev = model.device
-    b_idx, t_idx = batch.batch_idx.to(dev), batch.token_idx.to(dev)
     got: dict[Site, Tensor] = {}
     deepest = max(sites)
+    index: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def record(act: Tensor, site: Site) -> None:
-        got[site] = act[b_idx, t_idx].to(device="cpu", dtype=dtype)
+        if act.device not in index:  # index tensors live on each activation's device
+            index[act.device] = (batch.batch_idx.to(act.device), batch.token_idx.to(act.device))
+        b_idx, t_idx = index[act.device]
+        got[site] = act[b_idx, t_idx].to(device="cpu", dtype=dtype or act.dtype)
         if site == deepest:
             raise StopForward
 
     with hooks(model, {s: record for s in sites}):
         try:
-            model.forward(**batch.inputs)
+            forward(model, batch.inputs)
         except StopForward:
             pass
     return torch.stack([got[s] for s in sites], dim=1)
@@ -173,7 +112,7 @@ def capture(
     layers: int | Sequence[int] | None = None,
     positions: Positions = "last",
     batch_size: int = 16,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = torch.float32,
     to: str | Path | None = None,
     progress: bool = True,
 ) -> Activations:
@@ -182,7 +121,8 @@ def capture(
     ``prompts``: a list of strings, a list of chat message lists (rendered with the
     model's chat template) or a :class:`~interp.prompts.PromptSet`. ``sites``: full names
     (``"blocks.-1.hook_resid_post"``) or short kinds with ``layers`` (default: every
-    layer). With ``to`` the result streams to an :class:`~interp.store.ActivationStore`
+    layer). ``dtype``: what the activations are stored as (``None``: the model's own dtype,
+    e.g. bf16, which halves the memory of a float32 copy). With ``to`` the result streams to an :class:`~interp.store.ActivationStore`
     in that directory (resumable) and the store is returned instead.
     """
     prompts = as_prompt_set(prompts)
@@ -211,5 +151,5 @@ def capture(
         pd.concat(metas, ignore_index=True),
         model.name,
         model.adapter_hash if model.variant == "finetuned" else None,
-        {"variant": model.variant, "positions": repr(positions)},
+        {"variant": model.variant, "positions": describe(positions)},
     )

@@ -12,6 +12,7 @@ __all__ = [
     "LayerOutOfRangeError",
     "EmptyPromptsError",
     "SpanNotFoundError",
+    "PositionError",
     "AdapterMismatchError",
     "StoreMismatchError",
     "StoreCorruptedError",
@@ -38,6 +39,10 @@ class EmptyPromptsError(InterpError):
 
 class SpanNotFoundError(InterpError):
     """A tagged span (e.g. a trigger string) that does not occur in a prompt."""
+
+
+class PositionError(InterpError):
+    """A token position that does not exist in a prompt, or a malformed position spec."""
 
 
 class AdapterMismatchError(InterpError):

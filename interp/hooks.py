@@ -1,7 +1,11 @@
 """The one hook engine every capture and intervention goes through.
 
 ``with hooks(model, {site: fn}):`` registers ``fn`` on the module behind each site and
-removes exactly those hooks on exit, also when the body raises. A hook function has the
+removes exactly those hooks on exit, also when the body raises. Hooks belong to the view
+they were entered on: on a model with a PEFT adapter, hooks entered on the base view
+(:meth:`Model.as_base`) run only while the adapter is disabled and hooks entered on the
+finetuned view only while it is enabled, so one view's intervention never leaks into the
+other although both share the same modules. A hook function has the
 signature ``fn(activation, site) -> replacement | None`` where ``activation`` is the
 ``[batch, seq, d_model]`` tensor at the site; returning a tensor replaces it (never edit
 the input in place), returning ``None`` leaves it unchanged.
@@ -39,6 +43,29 @@ def _replace_first(output, new: Tensor):
     return (new, *output[1:])
 
 
+def _view_gate(model: Model) -> Callable[[], bool] | None:
+    """For a model with an adapter: a test of whether the running forward is ``model``'s view."""
+    if not model.has_adapter:
+        return None
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layer = next((m for m in model.hf.modules() if isinstance(m, BaseTunerLayer)), None)
+    if layer is None:
+        return None
+    want = model.variant == "finetuned"
+    return lambda: (not layer.disable_adapters) == want
+
+
+def _gated(fn: HookFn, gate: Callable[[], bool] | None) -> HookFn:
+    if gate is None:
+        return fn
+
+    def run(act: Tensor, site: Site) -> Tensor | None:
+        return fn(act, site) if gate() else None
+
+    return run
+
+
 def _make_pre_hook(fn: HookFn, site: Site):
     def pre_hook(module, args, kwargs):
         if args:
@@ -72,12 +99,14 @@ def hooks(model: Model, fns: Mapping[str | Site, HookFn | list[HookFn]]) -> Iter
     """
     handles: list[torch.utils.hooks.RemovableHandle] = []
     resolved: list[Site] = []
+    gate = _view_gate(model)
     try:
         for key, value in fns.items():
             (site,) = resolve_sites(key, model.n_layers)
             resolved.append(site)
             module = model.site_module(site)
             for fn in value if isinstance(value, list) else [value]:
+                fn = _gated(fn, gate)
                 if site.kind == "resid_pre":
                     h = module.register_forward_pre_hook(_make_pre_hook(fn, site), with_kwargs=True)
                 else:

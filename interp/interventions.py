@@ -14,24 +14,30 @@ token of ``model.generate`` too, and on the base or adapter view alike.
 - :func:`random_like` / :func:`random_directions` give norm-matched random controls for
   the same intervention; :func:`residual_norm` the typical residual norm to scale by.
 
-``positions`` is ``"all"`` (every token, prompt and generated), ``"last"`` (the last token
-of each forward; during cached generation that is each new token) or indices into the
-prompt, which act on forwards of more than one token (the prompt pass).
+``positions`` follows :mod:`interp.positions`: ``"all"`` (every token, prompt and
+generated), ``"last"`` (the last token of each forward; during cached generation that is
+each new token) or token indices *in each prompt's own tokens* (negative from the prompt's
+end), which act on the prompt pass. In a batch that mixes prompt lengths, index 0 is each
+prompt's first token, never a pad column; an index a prompt does not have is an error
+naming the prompt. Hooks entered on one view of a :class:`~interp.models.ModelPair` act
+only on that view (:mod:`interp.hooks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from interp.directions import Direction, Subspace
-from interp.errors import InterpError
+from interp.errors import InterpError, PositionError
+from interp.execution import Layout, chunks, track_layout
 from interp.hooks import hooks
 from interp.models import Model
+from interp.positions import Span, normalize
 from interp.sites import Site, resolve_sites
 
 __all__ = [
@@ -43,7 +49,7 @@ __all__ = [
     "residual_norm",
 ]
 
-Positions = str | int | Sequence[int]
+Positions = str | int | Sequence[int]  # "all", "last", or own-token indices
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,13 @@ def _sites(model: Model, target, site: str | None, layers) -> list[Site]:
     own_site = getattr(target, "site", None)
     own_layer = getattr(target, "layer", None)
     kind_or_name = site or own_site or "resid_post"
-    if kind_or_name.startswith("blocks.") and layers is not None:
-        kind_or_name = kind_or_name.split(".hook_")[-1]
+    if site is None and own_site and own_site.startswith("blocks.") and layers is not None:
+        kind_or_name = own_site.split(".hook_")[-1]  # the target's kind at other layers
     if kind_or_name.startswith("blocks."):
+        if layers is not None:
+            raise InterpError(
+                f"site {kind_or_name!r} names its layer; pass a site kind with layers=, not both"
+            )
         return resolve_sites(kind_or_name, model.n_layers)
     if layers is None:
         layers = own_layer
@@ -75,22 +85,59 @@ def _sites(model: Model, target, site: str | None, layers) -> list[Site]:
     return resolve_sites(kind_or_name, model.n_layers, layers)
 
 
-def _apply_at(act: Tensor, positions: Positions, fn) -> Tensor:
-    """``fn`` applied to the rows of ``act`` ``[b, s, d]`` at ``positions``; a new tensor."""
-    if positions == "all":
+def _check_positions(positions: Positions):
+    spec = normalize(positions)
+    if isinstance(spec, Span):
+        raise PositionError(
+            f"interventions take 'all', 'last' or token indices, not a tag ({spec.tag!r}); "
+            "resolve the tag to indices first (interp.positions.resolve)"
+        )
+    return spec
+
+
+def _cells(layout: Layout | None, spec, act: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Rows and columns of ``act`` ``[b, s, d]`` that ``spec`` names in this forward."""
+    b, s = act.shape[:2]
+    if layout is None or layout.own.shape != (b, s):  # no layout seen: no padding assumed
+        layout = Layout(torch.arange(s).expand(b, s), torch.full((b,), s), s > 1)
+    own = layout.own
+    if spec == "last":
+        rows = torch.arange(b)
+        return rows, own.argmax(1)
+    rows, cols = [], []
+    for r in range(b):
+        n = int(layout.lengths[r])
+        if layout.prefill:
+            for p in spec:
+                if not -n <= p < n:
+                    raise PositionError(
+                        f"position {p} does not exist in prompt {r} of the batch ({n} tokens)"
+                    )
+            wanted = {p % n for p in spec}
+        else:  # a later forward (cached generation): only non-negative prompt indices match
+            wanted = {p for p in spec if p >= 0}
+        for c in range(s):
+            if int(own[r, c]) in wanted:
+                rows.append(r)
+                cols.append(c)
+    return torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
+
+
+def _layout(model: Model, spec):
+    """The layout watch, only where positions need it (``"all"`` does not)."""
+    return nullcontext([None]) if spec == "all" else track_layout(model)
+
+
+def _apply_at(act: Tensor, layout: Layout | None, spec, fn) -> Tensor:
+    """``fn`` applied to the rows ``[k, d]`` of ``act`` ``[b, s, d]`` at ``spec``; a new tensor."""
+    if spec == "all":
         return fn(act)
-    seq = act.shape[1]
-    if positions == "last":
-        idx = [seq - 1]
-    else:
-        if seq == 1:  # a cached decoding step: prompt indices do not apply
-            return act
-        items = [positions] if isinstance(positions, int) else list(positions)
-        idx = sorted({p % seq for p in items if -seq <= p < seq})
-        if not idx:
-            return act
+    rows, cols = _cells(layout, spec, act)
+    if rows.numel() == 0:
+        return act
+    rows, cols = rows.to(act.device), cols.to(act.device)
     out = act.clone()
-    out[:, idx] = fn(act[:, idx])
+    out[rows, cols] = fn(act[rows, cols])
     return out
 
 
@@ -114,19 +161,24 @@ def _basis(target) -> Tensor:
 
 
 def _reference_mean(
-    model: Model, prompts: Sequence[str], sites: list[Site], fn
+    model: Model, prompts: Sequence[str], sites: list[Site], fn, batch_size: int = 32
 ) -> dict[Site, Tensor]:
-    """Mean of ``fn(activation)`` over the real tokens of ``prompts`` at each site."""
-    batch = model.tokenize(list(prompts))
-    mask = batch["attention_mask"].bool()
-    out: dict[Site, Tensor] = {}
+    """Mean of ``fn(activation)`` over the real tokens of ``prompts`` at each site, in
+    batches (float64 sums, so the result does not depend on the batch size)."""
+    sums: dict[Site, Tensor] = {}
+    count = 0
+    mask: Tensor | None = None
 
     def keep(act, site):
-        out[site] = fn(act.detach()[mask.to(act.device)]).mean(0)
+        x = fn(act.detach()[mask.to(act.device)]).double().sum(0).cpu()
+        sums[site] = sums[site] + x if site in sums else x
 
     with torch.no_grad(), hooks(model, {s: keep for s in sites}):
-        model.forward(batch["input_ids"], batch["attention_mask"])
-    return out
+        for chunk in chunks(model, list(prompts), batch_size, bucket=True):
+            mask = chunk.inputs["attention_mask"].bool()
+            count += int(mask.sum())
+            model.forward(chunk.inputs["input_ids"], chunk.inputs["attention_mask"])
+    return {s: (v / count).float() for s, v in sums.items()}
 
 
 def _mean_coords(model, reference, sites, fn) -> dict[Site, Tensor]:
@@ -159,37 +211,47 @@ def ablate(
     """
     if mode not in ("project", "mean"):
         raise InterpError(f"mode must be 'project' or 'mean', got {mode!r}")
+    spec = _check_positions(positions)
     sites = _sites(model, target, site, layers)
     if isinstance(target, SAELatents):
-        fn = _sae_ablation(model, target, sites, mode, reference, positions)
+        make = _sae_ablation(model, target, sites, mode, reference)
     else:
-        basis = _basis(target)
-        if basis.shape[-1] != model.d_model:
-            raise InterpError(
-                f"target has d={basis.shape[-1]}, the model has d_model={model.d_model}"
-            )
-        means = None
-        if mode == "mean":
-            means = _mean_coords(
-                model, reference, sites, lambda x: x.float() @ basis.to(x.device).float().T
-            )
+        make = _projection_ablation(model, _basis(target), sites, mode, reference)
+
+    with _layout(model, spec) as layout:
 
         def fn(act: Tensor, s: Site) -> Tensor:
-            b = basis.to(device=act.device, dtype=act.dtype)
+            return _apply_at(act, layout[0], spec, make(s))
 
-            def remove(x: Tensor) -> Tensor:
-                coords = x @ b.T  # [..., k]
-                if means is not None:
-                    coords = coords - means[s].to(device=x.device, dtype=x.dtype)
-                return x - coords @ b
-
-            return _apply_at(act, positions, remove)
-
-    with hooks(model, {s: fn for s in sites}) as resolved:
-        yield resolved
+        with hooks(model, {s: fn for s in sites}) as resolved:
+            yield resolved
 
 
-def _sae_ablation(model, target: SAELatents, sites, mode, reference, positions):
+def _projection_ablation(model: Model, basis: Tensor, sites, mode, reference):
+    """Per site, ``x -> x - B^T (B x - mean)`` computed in float32 (any model dtype)."""
+    if basis.shape[-1] != model.d_model:
+        raise InterpError(f"target has d={basis.shape[-1]}, the model has d_model={model.d_model}")
+    if not torch.isfinite(basis).all():
+        raise InterpError("the ablation target has non-finite entries (NaN or inf)")
+    basis = basis.float()
+    means = None
+    if mode == "mean":
+        means = _mean_coords(model, reference, sites, lambda x: x.float() @ basis.to(x.device).T)
+
+    def make(s: Site):
+        def remove(x: Tensor) -> Tensor:
+            b = basis.to(x.device)
+            coords = x.float() @ b.T  # [..., k]
+            if means is not None:
+                coords = coords - means[s].to(x.device)
+            return (x.float() - coords @ b).to(x.dtype)
+
+        return remove
+
+    return make
+
+
+def _sae_ablation(model, target: SAELatents, sites, mode, reference):
     sae, lat = target.sae, list(target.latents)
     params = list(sae.parameters()) if isinstance(sae, torch.nn.Module) else []
 
@@ -200,7 +262,7 @@ def _sae_ablation(model, target: SAELatents, sites, mode, reference, positions):
     if mode == "mean":
         means = _mean_coords(model, reference, sites, lambda x: encode(x)[..., lat])
 
-    def fn(act: Tensor, s: Site) -> Tensor:
+    def make(s: Site):
         def remove(x: Tensor) -> Tensor:
             z = encode(x)
             z_new = z.clone()
@@ -208,9 +270,9 @@ def _sae_ablation(model, target: SAELatents, sites, mode, reference, positions):
             # x - decode(z) is the SAE error term; it is kept, only the latents' part changes.
             return x + (sae.decode(z_new) - sae.decode(z)).to(x.dtype)
 
-        return _apply_at(act, positions, remove)
+        return remove
 
-    return fn
+    return make
 
 
 @contextmanager
@@ -231,26 +293,52 @@ def steer(
     :func:`residual_norm` so that ``alpha`` is a fraction of the residual norm; default 1.
     ``alpha=0`` leaves every activation bitwise unchanged.
     """
+    spec = _check_positions(positions)
     sites = _sites(model, direction, site, layers)
-    vec = (
-        direction.vector if isinstance(direction, Direction) else torch.as_tensor(direction).float()
-    )
-    if vec.ndim != 1 or vec.shape[0] != model.d_model:
+    vec = _unit(direction, model.d_model)
+    factors = {s: _finite(float(alpha) * _scale_at(scale, s.layer), "alpha x scale") for s in sites}
+
+    with _layout(model, spec) as layout:
+
+        def fn(act: Tensor, s: Site) -> Tensor:
+            add = (factors[s] * vec).to(device=act.device, dtype=act.dtype)
+            return _apply_at(act, layout[0], spec, lambda x: x + add)
+
+        with hooks(model, {s: fn for s in sites}) as resolved:
+            yield resolved
+
+
+def _unit(direction: Direction | Tensor, d_model: int) -> Tensor:
+    vec = direction.vector if isinstance(direction, Direction) else torch.as_tensor(direction)
+    vec = vec.detach().float().cpu()
+    if vec.ndim != 1 or vec.shape[0] != d_model:
         raise InterpError(
-            f"steer() needs one [d_model={model.d_model}] direction, got {tuple(vec.shape)}"
+            f"steer() needs one [d_model={d_model}] direction, got {tuple(vec.shape)}"
         )
-    vec = vec / vec.norm()
-    factors = {}
-    for s in sites:
-        k = 1.0 if scale is None else scale if isinstance(scale, (int, float)) else scale[s.layer]
-        factors[s] = float(alpha) * float(k)
+    if not torch.isfinite(vec).all():
+        raise InterpError("the steering direction has non-finite entries (NaN or inf)")
+    norm = vec.norm()
+    if norm == 0:
+        raise InterpError("the steering direction is the zero vector")
+    return vec / norm
 
-    def fn(act: Tensor, s: Site) -> Tensor:
-        add = (factors[s] * vec).to(device=act.device, dtype=act.dtype)
-        return _apply_at(act, positions, lambda x: x + add)
 
-    with hooks(model, {s: fn for s in sites}) as resolved:
-        yield resolved
+def _finite(value: float, what: str) -> float:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InterpError(f"{what} must be finite, got {value}")
+    return value
+
+
+def _scale_at(scale: float | Mapping[int, float] | None, layer: int) -> float:
+    if scale is None:
+        return 1.0
+    if isinstance(scale, bool):
+        raise InterpError(f"scale must be a number or {{layer: norm}}, got {scale!r}")
+    if isinstance(scale, (int, float)):
+        return float(scale)
+    if layer not in scale:
+        raise InterpError(f"scale has no entry for layer {layer} (has {sorted(scale)})")
+    return float(scale[layer])
 
 
 def residual_norm(

@@ -76,6 +76,11 @@ class Model:
         return self.base_hf.get_submodule(self.family.layers)
 
     @property
+    def decoder(self) -> torch.nn.Module:
+        """The module that runs the embedding and every block (the blocks' parent)."""
+        return self.base_hf.get_submodule(self.family.layers.rpartition(".")[0])
+
+    @property
     def device(self) -> torch.device:
         return next(self.hf.parameters()).device
 

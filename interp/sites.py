@@ -134,10 +134,15 @@ def resolve_sites(
         raise SiteError("no sites requested")
     if layers is None:
         layer_list = list(range(n_layers))
-    elif isinstance(layers, int):
+    elif isinstance(layers, int) and not isinstance(layers, bool):
         layer_list = [layers]
     else:
-        layer_list = list(layers)
+        try:
+            layer_list = list(layers)
+        except TypeError:
+            raise SiteError(f"layers must be an int or a list of ints, got {layers!r}") from None
+    if any(isinstance(x, bool) or not isinstance(x, int) for x in layer_list):
+        raise SiteError(f"layers must be ints, got {layers!r}")
     out: set[Site] = set()
     for item in items:
         if isinstance(item, Site):

@@ -188,5 +188,5 @@ def test_bad_input_errors(tiny_llama):
         interp.capture(tiny_llama, [])
     with pytest.raises(SpanNotFoundError, match="no tag named"):
         interp.capture(tiny_llama, PROMPTS, positions="trigger")
-    with pytest.raises(interp.InterpError, match="out of range"):
+    with pytest.raises(interp.InterpError, match="does not exist in prompt"):
         interp.capture(tiny_llama, PROMPTS, positions=[40])
