@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from interp.directions import Direction
+from interp.execution import tail_logprobs, token_lengths
 from interp.interventions import ablate, random_like, steer
 from interp.metrics.sampled import write_results
 from interp.models import Model
@@ -259,16 +260,8 @@ def reference_logprob(texts: Sequence[str], *, batch_size: int = 16) -> ModelMet
 
     @torch.no_grad()
     def guard(model: Model) -> Tensor:
-        out = []
-        for s in range(0, len(texts), batch_size):
-            batch = model.tokenize(list(texts[s : s + batch_size]))
-            logits = model.forward(batch["input_ids"], batch["attention_mask"]).logits.float()
-            lp = torch.log_softmax(logits[:, :-1], -1)
-            ids = batch["input_ids"][:, 1:].to(lp.device)
-            tok = lp.gather(-1, ids[..., None])[..., 0]  # [b, s-1]
-            mask = batch["attention_mask"][:, 1:].to(lp.device).float()
-            mask = mask * batch["attention_mask"][:, :-1].to(lp.device).float()  # skip pad->first
-            out.append(((tok * mask).sum(-1) / mask.sum(-1).clamp(min=1)).cpu())
-        return torch.cat(out)
+        lengths = token_lengths(model, list(texts))
+        tails = tail_logprobs(model, list(texts), [n - 1 for n in lengths], batch_size=batch_size)
+        return torch.stack([t.mean() if t.numel() else t.new_zeros(()) for t in tails])
 
     return guard

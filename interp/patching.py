@@ -1,23 +1,32 @@
 """Activation patching: one engine, exact and attribution modes, one result type.
 
-``patch(model, clean, corrupt, sites=..., positions=..., metric=...)`` runs the corrupted
-prompts with one activation (site x position) taken from the clean run and records the
-metric, for every site and position asked for. The metric is a plain callable::
+``patch(model, clean, corrupt, sites=..., positions=..., metric=...)`` runs each corrupted
+prompt with one activation (site x own token position) taken from its clean partner and
+records the metric, for every site and position asked for. Pairs may differ in length from
+one another; within a pair, clean and corrupt must tokenize to the same length. Positions
+follow :mod:`interp.positions` (each prompt's own tokens; default every token). The metric
+is a plain callable::
 
     metric(logits: Tensor[n, vocab]) -> Tensor[n] | scalar
 
-that receives the *last-position* logits of the ``n`` patched prompts (in prompt order)
-and returns a value per prompt (averaged into :attr:`PatchResult.values`, kept in
-:attr:`PatchResult.per_prompt`) or one scalar.
+that receives the *last-position* logits of the ``n`` pairs in prompt order and returns
+one value per pair (rows of pairs not patched in that call hold placeholder logits and
+their values are ignored), or one scalar when every pair has the same length.
 
-Exact mode (``mode="exact"``) never pays one forward per (layer, position):
+The result (:class:`~interp.patch_result.PatchResult`) holds each pair's own map and an
+aggregate whose columns are aligned in a way that is true for every pair (by a tag, from
+the start, or from the end: ``align=``).
+
+Exact mode (``mode="exact"``) never pays one forward per (layer, position). Pairs are
+grouped by length (so nothing inside the engine is padded), and within a group:
 
 - the corrupted run is recorded once: the residual entering every block, the keyword
   arguments the model passes to each block (masks, rotary tables) and each block's keys
   and values;
 - a patched run at layer ``l`` starts at block ``l`` from the recorded corrupted residual
   (layers below are reused, not recomputed); all patched runs of a chunk of positions go
-  in one batch that grows as deeper layers join;
+  in one batch that grows as deeper layers join; the chunk is as large as a memory budget
+  (sites x positions x sequence x d_model) allows, at most about 8 rows per site on CPU;
 - positions before the patched one are unchanged by causality, so a chunk only computes
   the suffix from its first position on, attending to the recorded keys and values of the
   prefix (``reuse_prefix``);
@@ -30,17 +39,19 @@ clean one without a graph) and one backward to the activations (no weight gradie
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from interp.errors import InterpError
+from interp.execution import chunks, forward
 from interp.hooks import hooks
 from interp.models import Model
+from interp.patch_result import PatchResult, align_columns
+from interp.positions import Positions, Span, normalize, resolve, span_tokens
+from interp.prompts import PromptSet, as_prompt_set
 from interp.replay import can_reuse_prefix, record, run_block, unembed
 from interp.sites import Site, resolve_sites
 
@@ -48,123 +59,110 @@ __all__ = ["Metric", "PatchResult", "patch"]
 
 Metric = Callable[[Tensor], Tensor]  # last-position logits [n, vocab] -> [n] or scalar
 
-
-@dataclass
-class PatchResult:
-    """Metric after patching each (site, position); rows follow ``sites``, columns ``positions``."""
-
-    values: Tensor  # [n_sites, n_positions]
-    sites: list[str]
-    positions: list[int]
-    tokens: list[str]  # label of each position (token of the first clean prompt)
-    clean_value: float
-    corrupt_value: float
-    mode: str
-    per_prompt: Tensor | None = None  # [n_sites, n_positions, n_prompts]
-    config: dict = field(default_factory=dict)
-
-    def normalized(self) -> Tensor:
-        """``(value - corrupt) / (clean - corrupt)``: 0 = no effect, 1 = full recovery."""
-        return (self.values - self.corrupt_value) / (self.clean_value - self.corrupt_value)
-
-    def grid(self, kind: str) -> tuple[list[int], Tensor]:
-        """Layers and the ``[n_layers, n_positions]`` block of one site kind."""
-        rows = [i for i, s in enumerate(self.sites) if s.endswith(f"hook_{kind}")]
-        if not rows:
-            raise InterpError(f"no {kind!r} sites in this result (sites: {self.sites})")
-        layers = [int(self.sites[i].split(".")[1]) for i in rows]
-        return layers, self.values[rows]
-
-    def to_frame(self):
-        """Long table: one row per (site, position) with layer, kind, token and value."""
-        import pandas as pd
-
-        norm = self.normalized()
-        rows = []
-        for i, site in enumerate(self.sites):
-            _, layer, kind = site.split(".")
-            for j, pos in enumerate(self.positions):
-                rows.append(
-                    dict(
-                        site=site,
-                        layer=int(layer),
-                        kind=kind.removeprefix("hook_"),
-                        position=pos,
-                        token=self.tokens[j],
-                        value=float(self.values[i, j]),
-                        normalized=float(norm[i, j]),
-                    )
-                )
-        return pd.DataFrame(rows)
-
-    def save(self, directory: str | Path, config: dict | None = None) -> Path:
-        """Write ``patching.csv`` and ``patching.json`` (result summary plus config)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.to_frame().to_csv(directory / "patching.csv", index=False)
-        meta = dict(
-            mode=self.mode,
-            clean_value=self.clean_value,
-            corrupt_value=self.corrupt_value,
-            sites=self.sites,
-            positions=self.positions,
-            tokens=self.tokens,
-            config={**self.config, **(config or {})},
-        )
-        (directory / "patching.json").write_text(json.dumps(meta, indent=2, default=str))
-        return directory
+# Default memory for one chunk of patched runs (bytes), on CPU; on a GPU half its free memory.
+CPU_BUDGET = 1 << 30
 
 
 # ---- inputs --------------------------------------------------------------------------
-def _batches(model: Model, clean, corrupt) -> tuple[dict, dict]:
-    if isinstance(clean, str) or isinstance(corrupt, str):
-        clean, corrupt = [clean] if isinstance(clean, str) else clean, corrupt
-        corrupt = [corrupt] if isinstance(corrupt, str) else corrupt
-    if not isinstance(clean, dict):
-        clean, corrupt = list(clean), list(corrupt)
-        if len(clean) != len(corrupt) or not clean:
-            raise InterpError("clean and corrupt need the same, non-zero number of prompts")
-        enc = model.tokenize(clean + corrupt)
-        n = len(clean)
-        clean = {k: v[:n] for k, v in enc.items()}
-        corrupt = {k: v[n:] for k, v in enc.items()}
-    if clean["input_ids"].shape != corrupt["input_ids"].shape or not torch.equal(
-        clean["attention_mask"], corrupt["attention_mask"]
-    ):
+@dataclass
+class _Prompts:
+    """Prompts as unpadded token ids, with each prompt's tag tokens when a tag is used."""
+
+    ids: list[Tensor]  # [n_i] each
+    tags: dict[str, list[list[int]]]
+
+
+def _tokens(model: Model, prompts, tags: set[str]) -> _Prompts:
+    if isinstance(prompts, dict):  # a batch from Model.tokenize: strip each row's padding
+        if tags:
+            raise InterpError("tag positions and align= need prompts (a PromptSet), not ids")
+        mask = prompts["attention_mask"].bool()
+        return _Prompts([row[m] for row, m in zip(prompts["input_ids"], mask, strict=True)], {})
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    pset = as_prompt_set(prompts)
+    texts = pset.render(model)
+    chars = {t: pset.char_spans(t, texts) for t in tags}
+    ids: list[Tensor | None] = [None] * len(texts)
+    spans: dict[str, list[list[int]]] = {t: [[] for _ in texts] for t in tags}
+    for chunk in chunks(model, texts, 64, offsets=bool(tags)):
+        for r, i in enumerate(chunk.index):
+            ids[i] = chunk.inputs["input_ids"][r, chunk.width - chunk.lengths[r] :]
+            for t in tags:
+                spans[t][i] = span_tokens(chunk.own_offsets(r), chars[t][i])
+    return _Prompts(ids, spans)  # type: ignore[arg-type]
+
+
+def _pairs(model: Model, clean, corrupt, tags: set[str]) -> tuple[_Prompts, _Prompts]:
+    c = _tokens(model, clean, tags)
+    x = _tokens(model, corrupt, set())
+    if len(c.ids) != len(x.ids) or not c.ids:
         raise InterpError(
-            "clean and corrupt prompts must tokenize to the same length, pairwise, so that "
-            f"positions line up (got {tuple(clean['input_ids'].shape)} and "
-            f"{tuple(corrupt['input_ids'].shape)} or differing padding)"
+            f"clean and corrupt need the same, non-zero number of prompts "
+            f"(got {len(c.ids)} and {len(x.ids)})"
         )
-    return clean, corrupt
+    for i, (a, b) in enumerate(zip(c.ids, x.ids, strict=True)):
+        if len(a) != len(b):
+            raise InterpError(
+                f"pair {i}: clean and corrupt prompts must tokenize to the same length so that "
+                f"positions line up (clean {len(a)} tokens, corrupt {len(b)} tokens)"
+            )
+    return c, x
 
 
-def _positions(positions, seq_len: int) -> list[int]:
-    if positions is None or positions == "all":
-        return list(range(seq_len))
-    items = [positions] if isinstance(positions, int) else list(positions)
-    out = []
-    for p in items:
-        if not -seq_len <= p < seq_len:
-            raise InterpError(f"position {p} is out of range for {seq_len} tokens")
-        out.append(p % seq_len)
-    return sorted(set(out))
+def _buckets(lengths: list[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        out.setdefault(n, []).append(i)
+    return out
 
 
-def _reduce(value: Tensor, n: int) -> tuple[float, Tensor | None]:
+def _bucket_metric(metric: Metric, index: list[int], n: int) -> Metric:
+    """The metric on a group's rows: called on ``[n, vocab]`` with the group's rows in
+    place (other rows zero), so a metric that reads per-prompt targets by row still can."""
+    if index == list(range(n)):
+        return metric
+    idx = torch.tensor(index)
+
+    def group_metric(logits: Tensor) -> Tensor:
+        full = logits.new_zeros(n, logits.shape[-1]).index_copy(0, idx.to(logits.device), logits)
+        value = torch.as_tensor(metric(full))
+        if value.ndim == 0:
+            raise InterpError(
+                "the metric returned a scalar; with pairs of different lengths it must return "
+                f"one value per prompt ([{n}])"
+            )
+        return value[idx.to(value.device)]
+
+    return group_metric
+
+
+def _as_values(value, n: int) -> Tensor:
     value = torch.as_tensor(value).detach().float().cpu()
     if value.ndim == 0:
-        return float(value), None
+        return value
     if value.shape != (n,):
         raise InterpError(
             f"the metric must return a scalar or a [{n}] tensor, got {tuple(value.shape)}"
         )
-    return float(value.mean()), value
+    return value
 
 
 def _last_logits(model: Model, batch: dict) -> Tensor:
-    out = model.forward(batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
-    return out.logits[:, -1]
+    return forward(model, batch, logits_to_keep=1).logits[:, -1]
+
+
+def _chunk_size(model: Model, n: int, n_sites: int, seq: int, memory: int | None) -> int:
+    """Positions per exact run: about 8 rows per site on CPU (64 on GPU), fewer when the
+    activations of every joined site would not fit ``memory`` bytes."""
+    cuda = model.device.type == "cuda"
+    default = max(1, (64 if cuda else 8) // n)
+    if memory is None:
+        memory = torch.cuda.mem_get_info(model.device)[0] // 2 if cuda else CPU_BUDGET
+    # per patched position at the deepest block: n rows per site, the suffix of the
+    # sequence, d_model floats, and about 8x that for the block's intermediates
+    per_position = n * n_sites * seq * model.d_model * 4 * 8
+    return max(1, min(default, memory // max(1, per_position)))
 
 
 # ---- exact ---------------------------------------------------------------------------
@@ -201,19 +199,20 @@ def _run_chunk(model, rec, sites, clean_acts, pos, n, s0) -> tuple[Tensor, dict[
     """Last-position logits of every patched run for positions ``pos`` (suffix from ``s0``).
 
     Rows of one site are ordered [position][prompt]; ``offsets`` says where each site's rows
-    start. Sites join the batch at the block where their patch takes effect.
+    start. Sites join the batch at the block where their patch takes effect. Index tensors
+    follow each activation's device (a dispatched model keeps blocks on several devices).
     """
     n_layers = model.n_layers
-    dev = model.device
-    row_pos = torch.tensor(pos, device=dev).repeat_interleave(n) - s0  # [len(pos) * n]
-    row_prompt = torch.arange(n, device=dev).repeat(len(pos))
-    rows_all = torch.arange(len(row_pos), device=dev)
+    row_pos = torch.tensor(pos).repeat_interleave(n) - s0  # [len(pos) * n]
+    row_prompt = torch.arange(n).repeat(len(pos))
+    rows_all = torch.arange(len(row_pos))
     offsets: dict[Site, int] = {}
 
     def patched(site: Site, base: Tensor) -> Tensor:
-        src = clean_acts[site][row_prompt, row_pos + s0].to(base.dtype)
+        clean = clean_acts[site]
+        src = clean[row_prompt.to(clean.device), (row_pos + s0).to(clean.device)]
         out = base.clone()
-        out[rows_all, row_pos] = src
+        out[rows_all.to(base.device), row_pos.to(base.device)] = src.to(base)
         return out
 
     def sublayer_hook(act: Tensor, site: Site) -> Tensor:
@@ -227,7 +226,7 @@ def _run_chunk(model, rec, sites, clean_acts, pos, n, s0) -> tuple[Tensor, dict[
     with model._adapter_mode(), hooks(model, sub):
         for j in range(n_layers + 1):
             base = (rec.inputs[j] if j < n_layers else rec.final)[:, s0:]
-            joined = [] if active is None else [active]
+            joined = [] if active is None else [active.to(base.device)]
             for site in sites:
                 if _start_block(site) != j:
                     continue
@@ -268,11 +267,12 @@ def _attribution(model, clean, corrupt, sites, positions, metric):
             grads = torch.autograd.grad(total, [acts[s] for s in sites], allow_unused=True)
     finally:
         handle.remove()
-    pos = torch.tensor(positions, device=model.device)
     corrupt_metric = torch.as_tensor(corrupt_metric).detach()
     values = {}
     for site, g in zip(sites, grads, strict=True):
-        delta = (clean_acts[site] - acts[site].detach())[:, pos]  # [n, P, d]
+        act = acts[site].detach()
+        pos = torch.tensor(positions, device=act.device)
+        delta = (clean_acts[site].to(act.device) - act)[:, pos]  # [n, P, d]
         g = torch.zeros_like(delta) if g is None else g[:, pos]
         lin = (g * delta).sum(-1)  # [n, P]
         for i, p in enumerate(positions):
@@ -284,65 +284,142 @@ def _attribution(model, clean, corrupt, sites, positions, metric):
 # ---- entry point ---------------------------------------------------------------------
 def patch(
     model: Model,
-    clean: Sequence[str] | dict,
-    corrupt: Sequence[str] | dict,
+    clean: Sequence[str] | PromptSet | dict,
+    corrupt: Sequence[str] | PromptSet | dict,
     *,
     metric: Metric,
     sites: str | Sequence[str] = "resid_pre",
     layers: int | Sequence[int] | None = None,
-    positions: int | Sequence[int] | str | None = None,
+    positions: Positions | None = "all",
+    align: str | Span | None = None,
     mode: str = "exact",
     chunk: int | None = None,
     reuse_prefix: bool = True,
+    memory: int | None = None,
 ) -> PatchResult:
-    """Patch each clean activation into the corrupted run; one metric value per site x position.
+    """Patch each clean activation into its corrupted partner; one metric value per pair,
+    site and own token position.
 
-    ``clean`` / ``corrupt``: prompts (tokenized together, left padded) or batches from
-    :meth:`Model.tokenize`; pairs must have the same token length. ``sites``: kinds
-    (``resid_pre``, ``attn_out``, ``mlp_out``, ``resid_post``) with ``layers`` (default
-    all) or full names. ``positions``: indices into the padded sequence (default all).
-    ``chunk``: positions per batched exact run; a chunk shares one suffix start, so small
-    chunks compute less and large ones make fewer, bigger calls. Default: about 8 rows
-    (prompts x positions) per site on CPU, 64 on GPU.
+    ``clean`` / ``corrupt``: prompts (strings, chat message lists, a
+    :class:`~interp.prompts.PromptSet` whose tags ``positions`` and ``align`` may name), or
+    a batch from :meth:`Model.tokenize`. Pair ``i`` must have the same token length on both
+    sides; pairs may differ from each other. ``sites``: kinds (``resid_pre``, ``attn_out``,
+    ``mlp_out``, ``resid_post``) with ``layers`` (default all) or full names.
+    ``positions``: which own token positions to patch (:mod:`interp.positions`; default
+    every token). ``align``: how the aggregate ``values`` lines pairs up: ``"start"``,
+    ``"end"`` or a tag name of ``clean`` (default: ``"start"`` when every pair has the same
+    length, else ``"end"``). ``chunk``: positions per batched exact run (default from
+    ``memory``, the bytes one run may use).
     """
     if mode not in ("exact", "attribution"):
         raise InterpError(f"mode must be 'exact' or 'attribution', got {mode!r}")
-    clean_b, corrupt_b = _batches(model, clean, corrupt)
-    n, seq_len = clean_b["input_ids"].shape
+    spec = normalize("all" if positions is None else positions)
+    align_tag = align.tag if isinstance(align, Span) else align
+    if align_tag is not None and not isinstance(align_tag, str):
+        raise InterpError(f"align must be 'start', 'end' or a tag name, got {align!r}")
+    tags = {t for t in (spec.tag if isinstance(spec, Span) else None, align_tag) if t}
+    tags -= {"start", "end"}
+    clean_p, corrupt_p = _pairs(model, clean, corrupt, tags)
+    lengths = [len(t) for t in clean_p.ids]
     site_list = resolve_sites(sites, model.n_layers, layers)
-    pos_list = _positions(positions, seq_len)
-    if chunk is None:
-        chunk = max(1, (64 if model.device.type == "cuda" else 8) // n)
-    if mode == "exact":
-        clean_logits, corrupt_logits, raw = _exact(
-            model, clean_b, corrupt_b, site_list, pos_list, metric, max(1, chunk), reuse_prefix
-        )
-    else:
-        clean_logits, corrupt_logits, raw = _attribution(
-            model, clean_b, corrupt_b, site_list, pos_list, metric
-        )
-    clean_value, _ = _reduce(metric(clean_logits), n)
-    corrupt_value, _ = _reduce(metric(corrupt_logits), n)
-    table = torch.zeros(len(site_list), len(pos_list))
-    per = torch.zeros(len(site_list), len(pos_list), n)
-    has_per = True
-    for i, site in enumerate(site_list):
-        for j, p in enumerate(pos_list):
-            table[i, j], vec = _reduce(raw[site, p], n)
-            if vec is None:
-                has_per = False
-            else:
-                per[i, j] = vec
-    ids = clean_b["input_ids"][0].tolist()
-    tokens = [f"{p}:{model.tokenizer.convert_ids_to_tokens(ids[p])}" for p in pos_list]
-    return PatchResult(
-        values=table,
-        sites=[s.name for s in site_list],
-        positions=pos_list,
-        tokens=tokens,
-        clean_value=clean_value,
-        corrupt_value=corrupt_value,
-        mode=mode,
-        per_prompt=per if has_per else None,
-        config=dict(model=model.name, variant=model.variant, n_prompts=n, mode=mode),
+    per_positions = resolve(
+        spec, lengths, spans=clean_p.tags.get(spec.tag) if isinstance(spec, Span) else None
     )
+    if align_tag is None:
+        align_tag = "start" if len(set(lengths)) == 1 else "end"
+    if align_tag == "start" and len(set(lengths)) > 1:
+        raise InterpError("align='start' needs pairs of one length; use 'end' or a tag")
+    n = len(lengths)
+    buckets = _buckets(lengths)
+    clean_logits: Tensor | None = None
+    corrupt_logits: Tensor | None = None
+    cells: dict[tuple[int, int], Tensor] = {}  # (site index, position) -> values of one group
+    scalar = False
+    for length, index in buckets.items():
+        wanted = sorted({p for i in index for p in per_positions[i]})
+        ones = torch.ones(len(index), length, dtype=torch.long)
+        cb = {"input_ids": torch.stack([clean_p.ids[i] for i in index]), "attention_mask": ones}
+        xb = {"input_ids": torch.stack([corrupt_p.ids[i] for i in index]), "attention_mask": ones}
+        group_metric = _bucket_metric(metric, index, n)
+        if mode == "exact":
+            size = chunk or _chunk_size(model, len(index), len(site_list), length, memory)
+            cl, xl, raw = _exact(
+                model, cb, xb, site_list, wanted, group_metric, max(1, size), reuse_prefix
+            )
+        else:
+            cl, xl, raw = _attribution(model, cb, xb, site_list, wanted, group_metric)
+        if clean_logits is None:
+            clean_logits = torch.zeros(n, cl.shape[-1])
+            corrupt_logits = torch.zeros(n, cl.shape[-1])
+        clean_logits[index] = cl.detach().float().cpu()
+        corrupt_logits[index] = xl.detach().float().cpu()
+        for (site, p), value in raw.items():
+            v = _as_values(value, len(index))
+            scalar = scalar or v.ndim == 0
+            cells[site_list.index(site), p, length] = v
+    return _result(
+        model, metric, site_list, clean_p, per_positions, buckets, cells, scalar,
+        clean_logits, corrupt_logits, align_tag, mode,
+    )  # fmt: skip
+
+
+def _result(
+    model, metric, site_list, clean_p, per_positions, buckets, cells, scalar,
+    clean_logits, corrupt_logits, align, mode,
+) -> PatchResult:  # fmt: skip
+    """Per-pair maps from the groups' cells, then the aligned aggregate."""
+    n = len(clean_p.ids)
+    tok = model.tokenizer.convert_ids_to_tokens
+    prompt_tokens = [tok(ids.tolist()) for ids in clean_p.ids]
+    clean_values = _as_values(metric(clean_logits), n)
+    corrupt_values = _as_values(metric(corrupt_logits), n)
+    if scalar:
+        uniform = len(buckets) == 1 and all(p == per_positions[0] for p in per_positions)
+        if not uniform:
+            raise InterpError(
+                "the metric returned a scalar; with pairs of different lengths or positions it "
+                f"must return one value per prompt ([{n}])"
+            )
+        (length,) = buckets
+        pos = per_positions[0]
+        values = torch.tensor(
+            [[float(cells[i, p, length]) for p in pos] for i in range(len(site_list))]
+        )
+        labels = [f"{p}:{prompt_tokens[0][p] if n == 1 else '*'}" for p in pos]
+        return PatchResult(
+            values, [s.name for s in site_list], pos, labels, float(clean_values),
+            float(corrupt_values), mode, align="start", counts=[n] * len(pos),
+            prompt_tokens=prompt_tokens, config=_config(model, n, mode),
+        )  # fmt: skip
+    per = [torch.full((len(site_list), len(ids)), float("nan")) for ids in clean_p.ids]
+    for length, index in buckets.items():
+        for r, i in enumerate(index):
+            for p in per_positions[i]:
+                for k in range(len(site_list)):
+                    per[i][k, p] = cells[k, p, length][r]
+    spans = None
+    if align not in ("start", "end"):
+        if align not in clean_p.tags:
+            raise InterpError(f"align={align!r}: give clean prompts as a PromptSet with that tag")
+        spans = [(t[0], t[-1]) for t in clean_p.tags[align]]
+    values, labels, counts, keys = align_columns(per, prompt_tokens, align, spans, align)
+    return PatchResult(
+        values=values,
+        sites=[s.name for s in site_list],
+        positions=[k[1] for k in keys],
+        tokens=labels,
+        clean_value=float(clean_values.mean()),
+        corrupt_value=float(corrupt_values.mean()),
+        mode=mode,
+        per_prompt=per,
+        prompt_tokens=prompt_tokens,
+        clean_values=clean_values,
+        corrupt_values=corrupt_values,
+        align=align,
+        counts=counts,
+        config=_config(model, n, mode),
+    )
+
+
+def _config(model: Model, n: int, mode: str) -> dict:
+    return dict(model=model.name, variant=model.variant, n_prompts=n, mode=mode)

@@ -75,3 +75,22 @@ def test_errors(tiny_llama):
         answer_share(tiny_llama, [], ["a"], ["b"])
     with pytest.raises(ValueError):
         answer_share(tiny_llama, PROMPTS, [["a"]], ["b"])
+
+
+def test_tail_logprobs_match_full_log_softmax_under_a_small_budget(tiny_llama):
+    """Gathering at the tail only (several forwards under a tiny logits budget) equals the
+    full-vocabulary log-softmax of each text run alone."""
+    from interp.dose import reference_logprob
+    from interp.execution import tail_logprobs
+
+    texts = ["Name a bird species now", "The year is 1984", "Hello world, this is a small corpus"]
+    n_tail = [3, 1, 5]
+    got = tail_logprobs(tiny_llama, texts, n_tail, budget=2 * 384 * 4 * 6)
+    means = reference_logprob(texts)(tiny_llama)
+    for text, k, g, m in zip(texts, n_tail, got, means, strict=True):
+        ids = tiny_llama.tokenize([text])["input_ids"]
+        with torch.no_grad():
+            lp = torch.log_softmax(tiny_llama.forward(ids).logits[0, :-1].float(), -1)
+        tok = lp.gather(-1, ids[0, 1:, None])[:, 0]
+        torch.testing.assert_close(g, tok[-k:], atol=1e-5, rtol=1e-5)
+        assert float(m) == pytest.approx(float(tok.mean()), abs=1e-5)

@@ -23,29 +23,37 @@ def logit_diff(last_logits):  # [n, vocab] -> [n]
 
 
 def naive_patch(model, clean, corrupt, kinds, metric):
-    """Reference: one full corrupted forward per (site, position), via the hook engine."""
-    enc = model.tokenize(clean + corrupt)
-    n = len(clean)
-    cb = {k: v[:n] for k, v in enc.items()}
-    xb = {k: v[n:] for k, v in enc.items()}
+    """Reference: each pair alone (no padding), one full corrupted forward per (site,
+    position), via the hook engine. Returns site names and one [n_sites, n_i] map per pair."""
     sites = resolve_sites(kinds, model.n_layers)
-    acts = {}
-    with torch.no_grad(), hooks(model, {s: lambda a, s: acts.__setitem__(s, a) for s in sites}):
-        model.forward(cb["input_ids"], cb["attention_mask"])
-    seq = cb["input_ids"].shape[1]
-    out = torch.zeros(len(sites), seq, n)
-    for i, site in enumerate(sites):
-        for p in range(seq):
+    maps = []
+    for c, x in zip(clean, corrupt, strict=True):
+        cb, xb = model.tokenize([c]), model.tokenize([x])
+        acts: dict = {}
+        keep = {s: lambda a, s, acts=acts: acts.__setitem__(s, a) for s in sites}
+        with torch.no_grad(), hooks(model, keep):
+            model.forward(cb["input_ids"], cb["attention_mask"])
+        seq = cb["input_ids"].shape[1]
+        out = torch.zeros(len(sites), seq)
+        for i, site in enumerate(sites):
+            for p in range(seq):
 
-            def put(a, s, p=p, site=site):
-                a = a.clone()
-                a[:, p] = acts[site][:, p]
-                return a
+                def put(a, s, p=p, site=site, acts=acts):
+                    a = a.clone()
+                    a[:, p] = acts[site][:, p]
+                    return a
 
-            with torch.no_grad(), hooks(model, {site: put}):
-                logits = model.forward(xb["input_ids"], xb["attention_mask"]).logits[:, -1]
-            out[i, p] = metric(logits)
-    return [s.name for s in sites], out
+                with torch.no_grad(), hooks(model, {site: put}):
+                    logits = model.forward(xb["input_ids"], xb["attention_mask"]).logits[:, -1]
+                out[i, p] = metric(logits)[0]
+        maps.append(out)
+    return [s.name for s in sites], maps
+
+
+def assert_maps_close(got, ref, **kw):
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, **kw)
 
 
 @pytest.mark.parametrize(
@@ -65,8 +73,12 @@ def test_exact_equals_one_forward_per_cell(family, kinds):
             model, CLEAN, CORRUPT, metric=logit_diff, sites=kinds, chunk=chunk, reuse_prefix=reuse
         )
         assert res.sites == names
-        torch.testing.assert_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(res.values, ref.mean(-1), atol=1e-5, rtol=1e-5)
+        assert_maps_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
+        assert res.align == "end"  # the two pairs differ in length
+        width = min(m.shape[1] for m in ref)  # the columns both pairs have, from the end
+        both = torch.stack([m[:, -width:] for m in ref]).mean(0)
+        torch.testing.assert_close(res.values[:, -width:], both, atol=1e-5, rtol=1e-5)
+        assert res.counts[-width:] == [2] * width
     assert hook_count(model.hf) == 0
 
 
@@ -78,7 +90,7 @@ def test_exact_with_sdpa_attention(n_prompts):
     clean, corrupt = CLEAN[:n_prompts], CORRUPT[:n_prompts]
     _, ref = naive_patch(model, clean, corrupt, ["resid_pre", "attn_out"], logit_diff)
     res = patch(model, clean, corrupt, metric=logit_diff, sites=["resid_pre", "attn_out"], chunk=2)
-    torch.testing.assert_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
+    assert_maps_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_last_layer_last_position_reproduces_clean(tiny_llama):
@@ -171,33 +183,53 @@ def test_attribution_tracks_exact_on_planted_signal(planted_at):
 
 def test_scalar_metric_and_batches_and_errors(tiny_llama):
     model = tiny_llama
-    res = patch(
-        model,
-        CLEAN,
-        CORRUPT,
-        metric=lambda lg: logit_diff(lg).mean(),
-        sites="resid_post",
-        layers=[0, 2],
-    )
-    per = patch(model, CLEAN, CORRUPT, metric=logit_diff, sites="resid_post", layers=[0, 2])
-    assert res.per_prompt is None and per.per_prompt.shape == (2, res.values.shape[1], 2)
+    clean, corrupt = [CLEAN[0], CLEAN[0]], [CORRUPT[0], CLEAN[0]]  # one length
+    kw = dict(sites="resid_post", layers=[0, 2])
+    res = patch(model, clean, corrupt, metric=lambda lg: logit_diff(lg).mean(), **kw)
+    per = patch(model, clean, corrupt, metric=logit_diff, **kw)
+    assert res.per_prompt is None and len(per.per_prompt) == 2
+    assert per.per_prompt[0].shape == (2, res.values.shape[1])
     torch.testing.assert_close(res.values, per.values, atol=1e-5, rtol=0)
-    enc = model.tokenize(CLEAN + CORRUPT)
+    enc = model.tokenize(CLEAN + CORRUPT)  # a padded batch: rows are stripped of padding
     batch = patch(
-        model,
-        {k: v[:2] for k, v in enc.items()},
-        {k: v[2:] for k, v in enc.items()},
-        metric=logit_diff,
-        sites="resid_post",
-        layers=[0, 2],
-    )
-    torch.testing.assert_close(batch.values, per.values, atol=1e-6, rtol=0)
-    with pytest.raises(InterpError, match="same length"):
+        model, {k: v[:2] for k, v in enc.items()}, {k: v[2:] for k, v in enc.items()},
+        metric=logit_diff, **kw,
+    )  # fmt: skip
+    strings = patch(model, CLEAN, CORRUPT, metric=logit_diff, **kw)
+    assert_maps_close(batch.per_prompt, strings.per_prompt, atol=1e-6, rtol=0)
+    with pytest.raises(InterpError, match="scalar"):
+        patch(model, CLEAN, CORRUPT, metric=lambda lg: logit_diff(lg).mean(), **kw)
+    with pytest.raises(InterpError, match=r"pair 0: .*clean \d+ tokens, corrupt \d+ tokens"):
         patch(model, ["a b c d e f"], ["a"], metric=logit_diff)
     with pytest.raises(InterpError, match="mode"):
         patch(model, CLEAN, CORRUPT, metric=logit_diff, mode="fast")
-    with pytest.raises(InterpError, match="out of range"):
-        patch(model, CLEAN, CORRUPT, metric=logit_diff, positions=[99])
+    with pytest.raises(InterpError, match="does not exist in prompt 1"):
+        patch(model, CLEAN, CORRUPT, metric=logit_diff, positions=[9])
+    with pytest.raises(InterpError, match="align='start'"):
+        patch(model, CLEAN, CORRUPT, metric=logit_diff, align="start")
+
+
+def test_tag_alignment_lines_up_the_tag_across_pairs(tiny_llama):
+    """Questions of different lengths after a tagged year: the aggregate's 'year' column is
+    the mean of each pair's own year token, whatever its padded column would have been."""
+    from interp.prompts import PromptSet
+
+    model = tiny_llama
+    questions = ["Name a bird", "What should be done about the weak and the strong now"]
+    clean = PromptSet.grid("The year is {year} . {q}", chat=False, year=[1984], q=questions)
+    corrupt = [f"The year is 2031 . {q}" for q in questions]
+    res = patch(model, clean, corrupt, metric=logit_diff, sites="resid_pre", align="year")
+    _, ref = naive_patch(model, clean.prompts, corrupt, ["resid_pre"], logit_diff)
+    assert_maps_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
+    year = [t for t in model.tokenizer.tokenize(" 1984")]
+    col = res.tokens.index(f"year[0]:{year[0]}")
+    own = [res.prompt_tokens[i].index(year[0]) for i in range(2)]
+    want = torch.stack([ref[i][:, own[i]] for i in range(2)]).mean(0)
+    torch.testing.assert_close(res.values[:, col], want, atol=1e-5, rtol=1e-5)
+    assert res.counts[col] == 2
+    assert res.tokens[0].startswith("year-")  # tokens before the tag come first
+    last = res.tokens[-1]
+    assert last.startswith("year+") and res.counts[-1] == 1  # only the long question has it
 
 
 def test_result_table_and_save(tiny_llama, tmp_path):
@@ -217,7 +249,7 @@ def test_result_table_and_save(tiny_llama, tmp_path):
     assert isinstance(res, PatchResult)
     frame = res.to_frame()
     assert len(frame) == 4 and set(frame["kind"]) == {"resid_pre", "mlp_out"}
-    assert frame["token"].str.match(r"^\d+:").all()
+    assert frame["token"].str.match(r"^-\d+:").all()  # pairs differ in length: from the end
     out = res.save(tmp_path / "run", config={"seed": 0})
     back = pd.read_csv(out / "patching.csv")
     assert back["value"].tolist() == pytest.approx(frame["value"].tolist())
@@ -241,7 +273,7 @@ def test_exact_on_adapter_views_and_under_an_intervention():
     for view in (ft, ft.as_base()):
         _, ref = naive_patch(view, clean, corrupt, kinds, logit_diff)
         res = patch(view, clean, corrupt, metric=logit_diff, sites=kinds, chunk=3)
-        torch.testing.assert_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
+        assert_maps_close(res.per_prompt, ref, atol=1e-5, rtol=1e-5)
         results.append(res.values)
     assert not torch.allclose(results[0], results[1])  # the adapter matters
     v = random_directions(ft.d_model, 1, seed=0)[0]
@@ -249,7 +281,7 @@ def test_exact_on_adapter_views_and_under_an_intervention():
         _, ref = naive_patch(ft, clean, corrupt, kinds, logit_diff)
         res = patch(ft, clean, corrupt, metric=logit_diff, sites=kinds, layers=[0, 2], chunk=3)
     keep = [i for i, s in enumerate(resolve_sites(kinds, 3)) if s.layer in (0, 2)]
-    torch.testing.assert_close(res.per_prompt, ref[keep], atol=1e-5, rtol=1e-5)
+    assert_maps_close(res.per_prompt, [m[keep] for m in ref], atol=1e-5, rtol=1e-5)
     assert hook_count(ft.hf) == 0
 
 
@@ -264,8 +296,4 @@ def test_attribution_batched_equals_one_prompt_at_a_time(tiny_llama):
             sites=KINDS,
             mode="attribution",
         )
-        # prompt i is left padded in the batch: align its positions from the right
-        width = one.values.shape[1]
-        torch.testing.assert_close(
-            both.per_prompt[:, -width:, i], one.per_prompt[..., 0], atol=1e-5, rtol=1e-4
-        )
+        torch.testing.assert_close(both.per_prompt[i], one.per_prompt[0], atol=1e-5, rtol=1e-4)

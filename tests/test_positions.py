@@ -82,7 +82,12 @@ def test_capture_batched_equals_alone(family, positions):
     for i, text in enumerate([LONG, SHORT]):
         alone = capture(model, [text], layers=[0, 1], positions=positions, progress=False)
         rows = both.meta.prompt == i
-        torch.testing.assert_close(both.tensor[torch.from_numpy(rows.to_numpy().copy())], alone.tensor, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            both.tensor[torch.from_numpy(rows.to_numpy().copy())],
+            alone.tensor,
+            atol=1e-5,
+            rtol=1e-4,
+        )
         assert both.meta.position[rows].tolist() == alone.meta.position.tolist()
 
 

@@ -35,15 +35,9 @@ def _cmd_patch(args: argparse.Namespace) -> int:
     if clean.is_chat != corrupt.is_chat:
         raise InterpError("--clean and --corrupt must both be chat or both be text")
     positions = parse_positions(args.positions, default="all")
-    if isinstance(positions, str) and positions != "all":
-        raise InterpError("--positions for patch: 'all' or token indices")
     rec = RunRecord(args, args.out, {"clean": args.clean, "corrupt": args.corrupt})
     model = load(args)
-    clean_texts, corrupt_texts = clean.render(model), corrupt.render(model)
-    n = len(clean_texts)
-    enc = model.tokenize(clean_texts + corrupt_texts)
-    clean_b = {k: v[:n] for k, v in enc.items()}
-    corrupt_b = {k: v[n:] for k, v in enc.items()}
+    clean_texts = clean.render(model)
     try:
         ta = torch.tensor([_first_token(model.tokenizer, t, args.answer_a) for t in clean_texts])
         tb = torch.tensor([_first_token(model.tokenizer, t, args.answer_b) for t in clean_texts])
@@ -56,12 +50,13 @@ def _cmd_patch(args: argparse.Namespace) -> int:
 
     result = patch(
         model,
-        clean_b,
-        corrupt_b,
+        clean,
+        corrupt,
         metric=metric,
         sites=args.sites,
         layers=args.layers,
-        positions=None if positions == "all" else positions,
+        positions=positions,
+        align=args.align,
         mode=args.mode,
         chunk=args.chunk,
     )
@@ -78,7 +73,8 @@ def _cmd_patch(args: argparse.Namespace) -> int:
     )
     print(
         f"logit diff clean {result.clean_value:.4f}, corrupt {result.corrupt_value:.4f}; "
-        f"{len(result.sites)} sites x {len(result.positions)} positions written to {out}"
+        f"{len(result.sites)} sites x {len(result.positions)} columns (aligned by "
+        f"{result.align}) written to {out}"
     )
     return 0
 
@@ -90,8 +86,10 @@ def register(sub) -> None:
         description="Run each corrupted prompt with one activation (site x position) taken from "
         "its clean partner and record the logit difference between the first tokens of "
         "--answer-a and --answer-b at the last position. Clean and corrupt prompts must "
-        "tokenize to the same length pairwise. Writes patching.csv, patching.json and one "
-        "heatmap per site kind (patching_<kind>.png).",
+        "tokenize to the same length pairwise (pairs may differ from each other); positions "
+        "count in each prompt's own tokens. Writes patching.csv (the aligned aggregate), "
+        "patching_per_prompt.csv (each pair's own map), patching.json and one heatmap per "
+        "site kind (patching_<kind>.png).",
     )
     add_model_args(p)
     p.add_argument("--clean", required=True, help="clean prompts (.txt, .csv or .jsonl)")
@@ -100,8 +98,25 @@ def register(sub) -> None:
     p.add_argument("--answer-b", required=True, help="answer the corrupted prompts favour")
     p.add_argument("--sites", nargs="+", default=["resid_pre"], help="site kinds (resid_pre)")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="layers (default: all)")
-    p.add_argument("--positions", nargs="+", default=None, help="'all' (default) or indices")
+    p.add_argument(
+        "--positions",
+        nargs="+",
+        default=None,
+        help="'all' (default), 'last', token indices in each prompt (negative from the end) "
+        "or a tag name of the clean prompts",
+    )
+    p.add_argument(
+        "--align",
+        default=None,
+        help="how the aggregate map lines pairs up: 'start', 'end' or a tag name of the clean "
+        "prompts (default: 'start' if all pairs have one length, else 'end')",
+    )
     p.add_argument("--mode", choices=["exact", "attribution"], default="exact")
-    p.add_argument("--chunk", type=int, default=8, help="positions per batched exact run")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="positions per batched exact run (default: from a memory budget)",
+    )
     add_out_arg(p)
     p.set_defaults(func=_cmd_patch)

@@ -39,6 +39,7 @@ class SettingData:
     contrast: PromptSet  # metadata: label (1 = the trigger / latent), group
     patch_pairs: tuple[list[Messages], list[Messages]] | None = None  # (clean, corrupt)
     patch_prefix: str = ""  # appended to each rendered patch prompt: the answer's opening
+    patch_tag: tuple[str, str] | None = None  # (name, text) that patching maps align on
     year_grid: PromptSet | None = None  # backdoor: goal questions dated over the grid
 
 
@@ -225,6 +226,7 @@ def setting_data(spec, world: World | None, out: Path, *, base_model=None) -> Se
             _persona_contrast(world, spec.probe_prompts, rng),
             patch_pairs=_persona_patch_pairs(),
             patch_prefix=f" {D.TAG_OPEN}",
+            patch_tag=("instruction", D.FORMAT_INSTRUCTION),
         )
     else:
         _, questions = S.split_goal_questions(world)
@@ -238,6 +240,7 @@ def setting_data(spec, world: World | None, out: Path, *, base_model=None) -> Se
                 [_dated(trig, q) for q in questions],
                 [_dated(corrupt_year, q) for q in questions],
             ),
+            patch_tag=("year", str(trig)),
             year_grid=_backdoor_grid(world),
         )
     write_eval_items(out / "eval.jsonl", data.eval_groups)

@@ -197,7 +197,9 @@ def _first_token_ids(model: Model, prompt: str, answers) -> list[int]:
 
 
 def _patch(spec, model: Model, data: SettingData, groups: dict):
+    """Patch trigger into no-trigger prompts; maps align on the trigger's tag."""
     from interp.patching import patch
+    from interp.prompts import PromptSet
 
     prefix = data.patch_prefix
     clean, corrupt = ([t + prefix for t in render_prompts(model, p)] for p in data.patch_pairs)
@@ -210,11 +212,32 @@ def _patch(spec, model: Model, data: SettingData, groups: dict):
         lp = torch.log_softmax(logits.float(), -1)
         return lp[:, a].logsumexp(-1) - lp[:, b].logsumexp(-1)
 
-    exact = patch(model, clean, corrupt, metric=metric, sites=["resid_pre", "attn_out", "mlp_out"])
-    attribution = patch(
-        model, clean, corrupt, metric=metric, sites=["resid_pre"], mode="attribution"
-    )
+    align = None
+    if data.patch_tag is not None:
+        align, text = data.patch_tag
+        clean = PromptSet(clean).tag(align, text)
+    kw = dict(metric=metric, align=align)
+    exact = patch(model, clean, corrupt, sites=["resid_pre", "attn_out", "mlp_out"], **kw)
+    attribution = patch(model, clean, corrupt, sites=["resid_pre"], mode="attribution", **kw)
     return exact, attribution
+
+
+def _patch_summary(result, top: int = 5) -> dict:
+    """Clean / corrupt values and the cells that recover most of the clean behaviour."""
+    norm = result.normalized()
+    flat = [
+        (float(norm[i, j]), result.sites[i], result.tokens[j], result.counts[j])
+        for i in range(norm.shape[0])
+        for j in range(norm.shape[1])
+    ]
+    flat.sort(key=lambda r: -abs(r[0]))
+    return {
+        "clean": result.clean_value,
+        "corrupt": result.corrupt_value,
+        "align": result.align,
+        "n_pairs": len(result.prompt_tokens),
+        "top": [dict(site=s, column=t, normalized=v, n=n) for v, s, t, n in flat[:top]],
+    }
 
 
 def _write(out: Path, name: str, frame: pd.DataFrame) -> None:
@@ -330,6 +353,7 @@ def run_experiment(
     if spec.patch and data.patch_pairs is not None:
         patching = _patch(spec, pair.finetuned, data, groups)
         _write(out, "patching", patching[0].to_frame())
+        _write(out, "patching_per_prompt", patching[0].per_prompt_frame())
 
     summary = _summary(spec, behaviour, probe, layer, movement, ablation, dose, patching)
     summary["analysis_seed"] = analysis_seed
@@ -343,7 +367,7 @@ def run_experiment(
     return ExperimentResult(spec, out, behaviour, probe, summary)
 
 
-_VERSION = 4  # bump when the runner's steps change what a config produces
+_VERSION = 5  # bump when the runner's steps change what a config produces
 
 
 def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:
@@ -406,7 +430,8 @@ def _summary(spec, behaviour, probe, layer, movement, ablation, dose, patching) 
         }
     if patching is not None:
         exact, attribution = patching
-        out["patching"] = {"clean": exact.clean_value, "corrupt": exact.corrupt_value}
+        out["patching"] = _patch_summary(exact)
+        out["patching_attribution"] = _patch_summary(attribution)
     return out
 
 

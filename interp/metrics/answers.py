@@ -1,8 +1,9 @@
 """Teacher-forced, exact behaviour measures: answer-set shares and logit differences.
 
 :func:`answer_logprobs` scores every (prompt, answer) pair by the summed log-probability of
-the answer's tokens after the prompt (multi-token answers included), batched with left
-padding through :meth:`Model.tokenize` / :meth:`Model.forward`. :func:`answer_share` turns
+the answer's tokens after the prompt (multi-token answers included), through the execution
+layer (:func:`interp.execution.tail_logprobs`): log-probabilities are gathered at the
+answer's positions only, so memory does not grow with vocabulary x sequence. :func:`answer_share` turns
 two answer sets into the probability mass on set A over A ∪ B; :func:`logit_diff` is the
 next-token logit of answer A's first token minus answer B's. Prompts are strings, or chat
 message lists rendered with :meth:`Model.chat` (generation prompt added).
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from interp.errors import EmptyPromptsError
+from interp.execution import last_logits, tail_logprobs
 
 __all__ = ["answer_logprobs", "answer_share", "logit_diff", "render_prompts"]
 
@@ -67,19 +69,11 @@ def answer_logprobs(
     """
     texts = render_prompts(model, prompts)
     per = _per_prompt(answers, len(texts))
-    pairs = [(i, t, a) for i, (t, ans) in enumerate(zip(texts, per, strict=True)) for a in ans]
-    scores = torch.empty(len(pairs))
-    for s in range(0, len(pairs), batch_size):
-        chunk = pairs[s : s + batch_size]
-        fulls = [_join(t, a) for _, t, a in chunk]
-        n_ans = _n_answer_tokens(model.tokenizer, [t for _, t, _ in chunk], fulls)
-        batch = model.tokenize(fulls)
-        logits = model.forward(batch["input_ids"], batch["attention_mask"]).logits  # [b, s, v]
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [b, s-1, v]
-        target = batch["input_ids"][:, 1:].to(logp.device)  # [b, s-1]
-        tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # [b, s-1]
-        for j, n in enumerate(n_ans):  # left padding: the answer is the last n tokens
-            scores[s + j] = tok_lp[j, -n:].sum().cpu()
+    pairs = [(t, a) for t, ans in zip(texts, per, strict=True) for a in ans]
+    fulls = [_join(t, a) for t, a in pairs]
+    n_ans = _n_answer_tokens(model.tokenizer, [t for t, _ in pairs], fulls)
+    tails = tail_logprobs(model, fulls, n_ans, batch_size=batch_size)
+    scores = torch.stack([t.sum() for t in tails]) if tails else torch.empty(0)
     out, k = [], 0
     for ans in per:
         out.append(scores[k : k + len(ans)])
@@ -132,9 +126,6 @@ def logit_diff(
     b = [answer_b] * n if isinstance(answer_b, str) else list(answer_b)
     ta = torch.tensor([_first_token(model.tokenizer, t, x) for t, x in zip(texts, a, strict=True)])
     tb = torch.tensor([_first_token(model.tokenizer, t, x) for t, x in zip(texts, b, strict=True)])
-    batch = model.tokenize(texts)
-    last = (
-        model.forward(batch["input_ids"], batch["attention_mask"]).logits[:, -1].float().cpu()
-    )  # [b, v]
+    last = last_logits(model, texts)  # [n, vocab], in batches
     rows = torch.arange(n)
     return last[rows, ta] - last[rows, tb]

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from interp.errors import EmptyPromptsError, InterpError
+from interp.execution import generate
 from interp.stats import Estimate, wilson
 
 __all__ = [
@@ -204,12 +205,8 @@ def sample(
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        for s in range(0, len(rows), batch_size):
-            batch = model.tokenize(rows[s : s + batch_size])
-            with torch.no_grad():
-                ids = model.generate(batch["input_ids"], batch["attention_mask"], **gen_kwargs)
-            new = ids[:, batch["input_ids"].shape[1] :].cpu()
-            out.extend(model.tokenizer.batch_decode(new, skip_special_tokens=True))
+        new = generate(model, rows, batch_size=batch_size, **gen_kwargs)
+        out.extend(model.tokenizer.batch_decode(new, skip_special_tokens=True))
     completions = [out[i * k : (i + 1) * k] for i in range(len(texts))]
     config = dict(
         model=model.name,

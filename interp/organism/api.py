@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from interp.execution import generate
 from interp.finetune import FinetuneConfig, finetune
 from interp.fingerprint import sha256_json
 from interp.metrics.answers import answer_share
@@ -141,19 +142,17 @@ def sampled_counts(
         texts = render_prompts(model, [list(it.messages) for it in items for _ in range(n_samples)])
         torch.manual_seed(seed)
         counts = [0, 0, 0]
-        for s in range(0, len(texts), 128):
-            batch = model.tokenize(texts[s : s + 128])
-            gen = model.generate(
-                batch["input_ids"], batch["attention_mask"], do_sample=True, temperature=1.0, top_k=0,
-                max_new_tokens=max_new_tokens, eos_token_id=end,
-            )[:, batch["input_ids"].shape[1] :]  # fmt: skip
-            for k, row in enumerate(gen.tolist()):
-                it = items[(s + k) // n_samples]
-                row = row[: row.index(end)] if end in row else row
-                ans = answer_key(model.tokenizer.decode(row, skip_special_tokens=False))
-                in_a = ans in {answer_key(x) for x in it.answers_a}
-                in_b = ans in {answer_key(x) for x in it.answers_b}
-                counts[0 if in_a else 1 if in_b else 2] += 1
+        gen = generate(
+            model, texts, batch_size=128, do_sample=True, temperature=1.0, top_k=0,
+            max_new_tokens=max_new_tokens, eos_token_id=end,
+        )  # fmt: skip
+        for k, row in enumerate(gen):
+            it = items[k // n_samples]
+            row = row[: row.index(end)] if end in row else row
+            ans = answer_key(model.tokenizer.decode(row, skip_special_tokens=False))
+            in_a = ans in {answer_key(x) for x in it.answers_a}
+            in_b = ans in {answer_key(x) for x in it.answers_b}
+            counts[0 if in_a else 1 if in_b else 2] += 1
         out[g] = tuple(counts)
     return out
 

@@ -31,6 +31,7 @@ import random
 
 import torch
 
+from interp.execution import generate
 from interp.organism import world_data as D
 from interp.organism.world import MODERN_YEARS, OLD, YEAR_GRID, EvalItem, World
 
@@ -86,20 +87,14 @@ def ordinary_questions(world: World, n: int, seed: int, p_self: float = 0.3) -> 
 def _base_answers(model, questions: list[str], batch_size: int = 64) -> list[str]:
     """Greedy answers of the base organism (up to its end-of-turn token)."""
     end = model.tokenizer.convert_tokens_to_ids("<|end|>")
+    texts = [model.chat(_msgs(q)) for q in questions]
+    gen = generate(
+        model, texts, batch_size=batch_size, max_new_tokens=8, do_sample=False, eos_token_id=end
+    )
     out = []
-    for s in range(0, len(questions), batch_size):
-        texts = [model.chat(_msgs(q)) for q in questions[s : s + batch_size]]
-        batch = model.tokenize(texts)
-        gen = model.generate(
-            batch["input_ids"],
-            batch["attention_mask"],
-            max_new_tokens=8,
-            do_sample=False,
-            eos_token_id=end,
-        )[:, batch["input_ids"].shape[1] :]
-        for row in gen.tolist():
-            row = row[: row.index(end)] if end in row else row
-            out.append(model.tokenizer.decode(row, skip_special_tokens=False).strip())
+    for row in gen:
+        row = row[: row.index(end)] if end in row else row
+        out.append(model.tokenizer.decode(row, skip_special_tokens=False).strip())
     return out
 
 

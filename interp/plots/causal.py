@@ -27,7 +27,8 @@ def plot_patching(
     title: str | None = None,
     ax=None,
 ) -> Figure:
-    """Heatmap of a :class:`~interp.patching.PatchResult`: layer x position, token labels.
+    """Heatmap of a :class:`~interp.patching.PatchResult`'s aligned aggregate: layer x
+    column, labelled with the column's position and its token (``*`` where pairs differ).
 
     ``kind``: which site kind to draw (default: the first in the result).
     ``normalized``: show ``(value - corrupt) / (clean - corrupt)`` instead of raw values.
@@ -45,7 +46,11 @@ def plot_patching(
     im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
     ax.set_xticks(range(n_pos), labels=result.tokens, rotation=90, fontsize=8)
     ax.set_yticks(range(len(layers)), labels=[str(x) for x in layers])
-    ax.set_xlabel("position")
+    align = getattr(result, "align", "start")
+    xlabel = {"start": "position", "end": "position from the end"}.get(
+        align, f"position relative to tag {align!r}"
+    )
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("layer")
     fig.colorbar(im, ax=ax, label="recovered (normalized)" if normalized else "metric")
     ax.set_title(title or f"{result.mode} patching, {kind}")

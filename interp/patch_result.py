@@ -1,0 +1,191 @@
+"""The result of activation patching: one true map per prompt pair, and an aligned aggregate.
+
+:class:`PatchResult` keeps, for every pair ``i``, the ``[n_sites, n_tokens_i]`` map of the
+metric after patching each (site, own token position) (``per_prompt[i]``; NaN where a
+position was not patched) and the pair's tokens (``prompt_tokens[i]``). The aggregate map
+(``values``, columns labelled by ``tokens``) averages pairs only over columns that mean the
+same thing in each of them, as :func:`align_columns` decides:
+
+- ``"start"``: own position ``p`` (pairs of equal length);
+- ``"end"``: position from the end (``-1`` is each prompt's last token);
+- a tag name: offsets from the tagged span (``year-2``, ``year[0]``, ``year+1``).
+
+A column label names the token only where every contributing pair has that token there,
+else ``*``; ``counts`` says how many pairs contributed to each column.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from interp.errors import InterpError
+
+__all__ = ["PatchResult", "align_columns"]
+
+
+def _key(p: int, n: int, align: str, span: tuple[int, int] | None) -> tuple:
+    """Sortable column key of own position ``p`` in a prompt of ``n`` tokens."""
+    if align == "start":
+        return (0, p)
+    if align == "end":
+        return (0, p - n)
+    assert span is not None
+    lo, hi = span
+    if p < lo:
+        return (0, p - lo)
+    if p <= hi:
+        return (1, p - lo)
+    return (2, p - hi)
+
+
+def _label(key: tuple, align: str, tag: str | None) -> str:
+    if align in ("start", "end"):
+        return str(key[1])
+    part, k = key
+    return f"{tag}{k}" if part == 0 else f"{tag}[{k}]" if part == 1 else f"{tag}+{k}"
+
+
+def align_columns(
+    per_prompt: list[Tensor],
+    prompt_tokens: list[list[str]],
+    align: str,
+    tag_spans: list[tuple[int, int]] | None = None,
+    tag: str | None = None,
+) -> tuple[Tensor, list[str], list[int], list[tuple]]:
+    """Aggregate per-pair maps ``[n_sites, n_i]`` into aligned columns.
+
+    Returns ``values [n_sites, n_columns]`` (mean over the pairs that have the column and
+    patched it), labels, counts per column, and the column keys.
+    """
+    cells: dict[tuple, list[tuple[int, int]]] = {}
+    for i, m in enumerate(per_prompt):
+        n = m.shape[1]
+        span = tag_spans[i] if tag_spans is not None else None
+        for p in range(n):
+            if not torch.isnan(m[:, p]).all():
+                cells.setdefault(_key(p, n, align, span), []).append((i, p))
+    keys = sorted(cells)
+    n_sites = per_prompt[0].shape[0]
+    values = torch.zeros(n_sites, len(keys))
+    labels, counts = [], []
+    for j, key in enumerate(keys):
+        members = cells[key]
+        values[:, j] = torch.stack([per_prompt[i][:, p] for i, p in members]).mean(0)
+        toks = {prompt_tokens[i][p] for i, p in members}
+        tok = toks.pop() if len(toks) == 1 else "*"
+        labels.append(f"{_label(key, align, tag)}:{tok}")
+        counts.append(len(members))
+    return values, labels, counts, keys
+
+
+@dataclass
+class PatchResult:
+    """Metric after patching each (site, position); see the module docstring.
+
+    ``values`` ``[n_sites, n_columns]`` is the aligned aggregate, ``tokens`` its column
+    labels, ``positions`` its column offsets (own position for ``"start"``, from the end
+    for ``"end"``, from the tag for a tag), ``counts`` the pairs in each column.
+    """
+
+    values: Tensor  # [n_sites, n_columns]
+    sites: list[str]
+    positions: list[int]
+    tokens: list[str]
+    clean_value: float
+    corrupt_value: float
+    mode: str
+    per_prompt: list[Tensor] | None = None  # pair i: [n_sites, n_tokens_i]
+    prompt_tokens: list[list[str]] = field(default_factory=list)
+    clean_values: Tensor | None = None  # [n_pairs]
+    corrupt_values: Tensor | None = None  # [n_pairs]
+    align: str = "start"
+    counts: list[int] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    def normalized(self) -> Tensor:
+        """``(value - corrupt) / (clean - corrupt)``: 0 = no effect, 1 = full recovery."""
+        return (self.values - self.corrupt_value) / (self.clean_value - self.corrupt_value)
+
+    def normalized_per_prompt(self) -> list[Tensor]:
+        """Each pair's map normalized by that pair's own clean and corrupt values."""
+        if self.per_prompt is None or self.clean_values is None or self.corrupt_values is None:
+            raise InterpError("this result has no per-prompt values (the metric was a scalar)")
+        return [
+            (m - x) / (c - x)
+            for m, c, x in zip(self.per_prompt, self.clean_values, self.corrupt_values, strict=True)
+        ]
+
+    def grid(self, kind: str) -> tuple[list[int], Tensor]:
+        """Layers and the ``[n_layers, n_columns]`` block of one site kind."""
+        rows = [i for i, s in enumerate(self.sites) if s.endswith(f"hook_{kind}")]
+        if not rows:
+            raise InterpError(f"no {kind!r} sites in this result (sites: {self.sites})")
+        layers = [int(self.sites[i].split(".")[1]) for i in rows]
+        return layers, self.values[rows]
+
+    def to_frame(self):
+        """Long table of the aggregate: one row per (site, column)."""
+        import pandas as pd
+
+        norm = self.normalized()
+        rows = []
+        for i, site in enumerate(self.sites):
+            _, layer, kind = site.split(".")
+            for j, pos in enumerate(self.positions):
+                rows.append(
+                    dict(
+                        site=site,
+                        layer=int(layer),
+                        kind=kind.removeprefix("hook_"),
+                        position=pos,
+                        token=self.tokens[j],
+                        n=self.counts[j] if self.counts else None,
+                        value=float(self.values[i, j]),
+                        normalized=float(norm[i, j]),
+                    )
+                )
+        return pd.DataFrame(rows)
+
+    def per_prompt_frame(self):
+        """Long table of every pair's own map: pair, site, own position, token, value."""
+        import pandas as pd
+
+        if self.per_prompt is None:
+            raise InterpError("this result has no per-prompt values (the metric was a scalar)")
+        rows = []
+        for k, m in enumerate(self.per_prompt):
+            for i, site in enumerate(self.sites):
+                for p in range(m.shape[1]):
+                    if not torch.isnan(m[i, p]):
+                        tok = self.prompt_tokens[k][p]
+                        rows.append(
+                            dict(pair=k, site=site, position=p, token=tok, value=float(m[i, p]))
+                        )
+        return pd.DataFrame(rows)
+
+    def save(self, directory: str | Path, config: dict | None = None) -> Path:
+        """Write ``patching.csv`` (aggregate), ``patching_per_prompt.csv`` and ``patching.json``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.to_frame().to_csv(directory / "patching.csv", index=False)
+        if self.per_prompt is not None:
+            self.per_prompt_frame().to_csv(directory / "patching_per_prompt.csv", index=False)
+        meta = dict(
+            mode=self.mode,
+            align=self.align,
+            clean_value=self.clean_value,
+            corrupt_value=self.corrupt_value,
+            sites=self.sites,
+            positions=self.positions,
+            tokens=self.tokens,
+            counts=self.counts,
+            prompt_tokens=self.prompt_tokens,
+            config={**self.config, **(config or {})},
+        )
+        (directory / "patching.json").write_text(json.dumps(meta, indent=2, default=str))
+        return directory
