@@ -152,17 +152,34 @@ def _last_logits(model: Model, batch: dict) -> Tensor:
     return forward(model, batch, logits_to_keep=1).logits[:, -1]
 
 
-def _chunk_size(model: Model, n: int, n_sites: int, seq: int, memory: int | None) -> int:
+def _budget(model: Model, memory: int | None) -> int:
+    if memory is not None:
+        if memory < 1:
+            raise InterpError(f"memory must be a positive number of bytes, got {memory}")
+        return memory
+    if model.device.type == "cuda":
+        return torch.cuda.mem_get_info(model.device)[0] // 2
+    return CPU_BUDGET
+
+
+def _row_bytes(model: Model, n_sites: int, seq: int) -> int:
+    """Bytes one (prompt, patched position) costs at the deepest block, where every site's
+    rows have joined: the sequence's d_model floats per site, and about 8x that for the
+    block's intermediates (attention, MLP)."""
+    return n_sites * seq * model.d_model * 4 * 8
+
+
+def _groups(index: list[int], row: int, budget: int) -> list[list[int]]:
+    """A length group split so that one patched position of all its prompts fits."""
+    size = max(1, min(len(index), budget // max(1, row)))
+    return [index[k : k + size] for k in range(0, len(index), size)]
+
+
+def _chunk_size(model: Model, n: int, row: int, budget: int) -> int:
     """Positions per exact run: about 8 rows per site on CPU (64 on GPU), fewer when the
-    activations of every joined site would not fit ``memory`` bytes."""
-    cuda = model.device.type == "cuda"
-    default = max(1, (64 if cuda else 8) // n)
-    if memory is None:
-        memory = torch.cuda.mem_get_info(model.device)[0] // 2 if cuda else CPU_BUDGET
-    # per patched position at the deepest block: n rows per site, the suffix of the
-    # sequence, d_model floats, and about 8x that for the block's intermediates
-    per_position = n * n_sites * seq * model.d_model * 4 * 8
-    return max(1, min(default, memory // max(1, per_position)))
+    rows of every joined site would not fit the budget."""
+    default = max(1, (64 if model.device.type == "cuda" else 8) // n)
+    return max(1, min(default, budget // max(1, n * row)))
 
 
 # ---- exact ---------------------------------------------------------------------------
@@ -331,32 +348,42 @@ def patch(
         raise InterpError("align='start' needs pairs of one length; use 'end' or a tag")
     n = len(lengths)
     buckets = _buckets(lengths)
+    budget = _budget(model, memory)
     clean_logits: Tensor | None = None
     corrupt_logits: Tensor | None = None
-    cells: dict[tuple[int, int], Tensor] = {}  # (site index, position) -> values of one group
+    cells: dict[tuple[int, int, int], Tensor] = {}  # (site index, position, length) -> values
     scalar = False
-    for length, index in buckets.items():
-        wanted = sorted({p for i in index for p in per_positions[i]})
-        ones = torch.ones(len(index), length, dtype=torch.long)
-        cb = {"input_ids": torch.stack([clean_p.ids[i] for i in index]), "attention_mask": ones}
-        xb = {"input_ids": torch.stack([corrupt_p.ids[i] for i in index]), "attention_mask": ones}
-        group_metric = _bucket_metric(metric, index, n)
-        if mode == "exact":
-            size = chunk or _chunk_size(model, len(index), len(site_list), length, memory)
-            cl, xl, raw = _exact(
-                model, cb, xb, site_list, wanted, group_metric, max(1, size), reuse_prefix
-            )
-        else:
-            cl, xl, raw = _attribution(model, cb, xb, site_list, wanted, group_metric)
-        if clean_logits is None:
-            clean_logits = torch.zeros(n, cl.shape[-1])
-            corrupt_logits = torch.zeros(n, cl.shape[-1])
-        clean_logits[index] = cl.detach().float().cpu()
-        corrupt_logits[index] = xl.detach().float().cpu()
-        for (site, p), value in raw.items():
-            v = _as_values(value, len(index))
-            scalar = scalar or v.ndim == 0
-            cells[site_list.index(site), p, length] = v
+    for length, members in buckets.items():
+        row = _row_bytes(model, len(site_list), length)
+        parts = _groups(members, row, budget) if mode == "exact" else [members]
+        got: dict[tuple[int, int], list[Tensor]] = {}
+        wanted = sorted({p for i in members for p in per_positions[i]})
+        for index in parts:
+            ones = torch.ones(len(index), length, dtype=torch.long)
+            cb = {"input_ids": torch.stack([clean_p.ids[i] for i in index]), "attention_mask": ones}
+            xb = {
+                "input_ids": torch.stack([corrupt_p.ids[i] for i in index]),
+                "attention_mask": ones,
+            }
+            group_metric = _bucket_metric(metric, index, n)
+            if mode == "exact":
+                size = chunk or _chunk_size(model, len(index), row, budget)
+                cl, xl, raw = _exact(
+                    model, cb, xb, site_list, wanted, group_metric, max(1, size), reuse_prefix
+                )
+            else:
+                cl, xl, raw = _attribution(model, cb, xb, site_list, wanted, group_metric)
+            if clean_logits is None:
+                clean_logits = torch.zeros(n, cl.shape[-1])
+                corrupt_logits = torch.zeros(n, cl.shape[-1])
+            clean_logits[index] = cl.detach().float().cpu()
+            corrupt_logits[index] = xl.detach().float().cpu()
+            for (site, p), value in raw.items():
+                v = _as_values(value, len(index))
+                scalar = scalar or v.ndim == 0
+                got.setdefault((site_list.index(site), p), []).append(v)
+        for (k, p), parts_v in got.items():
+            cells[k, p, length] = parts_v[0] if len(parts_v) == 1 else torch.cat(parts_v)
     return _result(
         model, metric, site_list, clean_p, per_positions, buckets, cells, scalar,
         clean_logits, corrupt_logits, align_tag, mode,

@@ -297,3 +297,16 @@ def test_attribution_batched_equals_one_prompt_at_a_time(tiny_llama):
             mode="attribution",
         )
         torch.testing.assert_close(both.per_prompt[i], one.per_prompt[0], atol=1e-5, rtol=1e-4)
+
+
+def test_a_small_memory_budget_splits_groups_and_chunks_without_changing_values(tiny_llama):
+    """Under a budget too small for one batch, every pair and position runs in its own
+    piece; the maps are the same as with the default budget."""
+    clean = [CLEAN[0], CLEAN[0], CLEAN[1]]
+    corrupt = [CORRUPT[0], CLEAN[0], CORRUPT[1]]
+    kw = dict(metric=logit_diff, sites=["resid_pre", "mlp_out"])
+    big = patch(tiny_llama, clean, corrupt, **kw)
+    small = patch(tiny_llama, clean, corrupt, memory=1, **kw)
+    assert_maps_close(small.per_prompt, big.per_prompt, atol=1e-5, rtol=1e-5)
+    with pytest.raises(InterpError, match="memory"):
+        patch(tiny_llama, clean, corrupt, memory=0, **kw)
