@@ -195,7 +195,6 @@ def evaluate_setting(
     """
     from interp.models import load_finetuned, load_model
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     world = world_of(organism)
     groups = S.eval_items(world, setting)
     summarize = (

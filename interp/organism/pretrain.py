@@ -110,7 +110,6 @@ def pretrain(config: OrganismConfig, out_dir: str | Path, *, progress: bool = Tr
     """Train an organism from scratch into ``out_dir`` (no caching; see :func:`build_organism`)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     torch.manual_seed(config.seed)
     world = World(config.world)
     tok = build_tokenizer(world.vocabulary())

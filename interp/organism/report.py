@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from interp.finetune import FinetuneConfig
 from interp.organism.api import (
     DEFAULT_FINETUNE,
@@ -121,6 +123,7 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def main(argv=None) -> None:
+    torch.set_num_threads(min(2, torch.get_num_threads()))  # a CLI: two spin-free threads
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", choices=["small", "default"], default="default")
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))

@@ -16,7 +16,6 @@ of dead latents (never active on the evaluation rows).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -88,18 +87,6 @@ def _loss(sae: SAE, x: Tensor, cfg: SAETrainConfig) -> tuple[Tensor, Tensor]:
     return loss, f
 
 
-@contextlib.contextmanager
-def _threads_for(work: int):
-    """One intra-op thread for tiny steps (thread hand-offs cost more than they save)."""
-    before = torch.get_num_threads()
-    if work < 50_000_000:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_sae(
     sae: SAE,
     x,
@@ -135,8 +122,7 @@ def train_sae(
     history: list[dict] = []
     thresholds: list[float] = []
     sae.train()
-    with _threads_for(cfg.batch_size * sae.d_in * sae.d_sae):
-        _loop(sae, x, cfg, opt, g, history, thresholds, progress)
+    _loop(sae, x, cfg, opt, g, history, thresholds, progress)
     sae.eval()
     if isinstance(sae, BatchTopKSAE) and thresholds:
         sae.threshold.fill_(sum(thresholds) / len(thresholds))
