@@ -105,6 +105,7 @@ class PatchResult:
     corrupt_values: Tensor | None = None  # [n_pairs]
     align: str = "start"
     counts: list[int] = field(default_factory=list)
+    tags: dict[str, list[list[int]]] = field(default_factory=dict)  # tag -> own token indices
     config: dict = field(default_factory=dict)
 
     def normalized(self) -> Tensor:
@@ -119,6 +120,27 @@ class PatchResult:
             (m - x) / (c - x)
             for m, c, x in zip(self.per_prompt, self.clean_values, self.corrupt_values, strict=True)
         ]
+
+    def at(self, site: str, which: str | int) -> Tensor:
+        """Each pair's value at ``site`` at one own position per pair: ``"last"``, a tag
+        name (the tag's last token) or an index. ``[n_pairs]`` (NaN where not patched)."""
+        if self.per_prompt is None:
+            raise InterpError("this result has no per-prompt values (the metric was a scalar)")
+        k = self.sites.index(site)
+        out = []
+        for i, m in enumerate(self.per_prompt):
+            if which == "last":
+                p = m.shape[1] - 1
+            elif isinstance(which, str):
+                if which not in self.tags:
+                    raise InterpError(
+                        f"no tag {which!r} in this result (tags: {sorted(self.tags)})"
+                    )
+                p = self.tags[which][i][-1]
+            else:
+                p = int(which) % m.shape[1]
+            out.append(m[k, p])
+        return torch.stack(out)
 
     def grid(self, kind: str) -> tuple[list[int], Tensor]:
         """Layers and the ``[n_layers, n_columns]`` block of one site kind."""

@@ -444,6 +444,7 @@ def _result(
         corrupt_values=corrupt_values,
         align=align,
         counts=counts,
+        tags=clean_p.tags,
         config=_config(model, n, mode),
     )
 

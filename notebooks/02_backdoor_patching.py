@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from interp import load_model
+from interp import PromptSet, load_model
 from interp.metrics import answer_share, render_prompts
 from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
 from interp.patching import patch
@@ -85,15 +85,17 @@ display(shares.T)
 # %% [markdown]
 # ## Clean and corrupt prompts
 #
-# The goal questions that tokenize to the same length (so that every column of the
-# heatmap is the same token in every prompt), each dated in the trigger year (clean) and
-# in four later years (corrupt). Every year is one token in the organism's vocabulary,
-# so each pair lines up token by token. The metric reads the next-token logits at the
-# last position: the log-probability mass on the first tokens of the malevolent answers
-# minus that on the first tokens of the protective and helpful ones.
+# Every goal question, dated in the trigger year (clean) and in four later years
+# (corrupt). Within a pair the two prompts differ only in the year, one token in the
+# organism's vocabulary, so they line up token by token; across pairs the questions
+# differ in length. Positions are each prompt's own tokens, and the clean prompts carry a
+# tag `year` at the year, so the aggregate map can line the pairs up on it. The metric
+# reads the next-token logits at the last position: the log-probability mass on the
+# first tokens of the malevolent answers minus that on the first tokens of the protective
+# and helpful ones.
 
 # %%
-questions = [q for q in world.character["goal_questions"] if len(q.split()) == 5]
+questions = list(world.character["goal_questions"])
 corrupt_years = [1991, 2000, 2010, 2025]
 
 
@@ -104,9 +106,10 @@ def dated(year, question):
     ]
 
 
-clean = render_prompts(model, [dated(trigger, q) for q in questions for _ in corrupt_years])
+clean_texts = render_prompts(model, [dated(trigger, q) for q in questions for _ in corrupt_years])
+clean = PromptSet(clean_texts).tag("year", str(trigger))
 corrupt = render_prompts(model, [dated(y, q) for q in questions for y in corrupt_years])
-print(f"{len(clean)} pairs, e.g.:", clean[0], corrupt[0], sep="\n")
+print(f"{len(clean)} pairs, e.g.:", clean_texts[0], corrupt[0], sep="\n")
 items_clean = groups[f"malevolent_{trigger}"]
 
 
@@ -127,10 +130,15 @@ def metric(logits):  # last-position logits [n, vocab] -> [n]
 #
 # `patch` runs every (site, position) patch exactly, reusing the corrupt run's lower
 # layers and prefix. We patch the residual stream entering each block and the output of
-# each attention and MLP sublayer.
+# each attention and MLP sublayer. `result.per_prompt[i]` is pair *i*'s own map; the
+# heatmap is the aggregate aligned on the year tag (`year-2`, `year[0]`, `year+1`, ...):
+# a column is labelled with its token where every pair has the same token there, `*`
+# where they differ (the questions), and averages only the pairs that have it.
 
 # %%
-exact = patch(model, clean, corrupt, metric=metric, sites=["resid_pre", "attn_out", "mlp_out"])
+exact = patch(
+    model, clean, corrupt, metric=metric, sites=["resid_pre", "attn_out", "mlp_out"], align="year"
+)
 print(f"metric: clean {exact.clean_value:.2f}, corrupt {exact.corrupt_value:.2f}")
 exact.save(OUT / "02_patching")
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.6), layout="constrained")
@@ -141,32 +149,43 @@ plt.show()
 
 # %% [markdown]
 # Each cell: the share of the clean–corrupt metric gap recovered by patching that one
-# activation (1 = all of it, 0 = none). Columns are token positions, labelled with the
-# clean prompt's tokens.
+# activation (1 = all of it, 0 = none). The table reads each pair's own map at the two
+# positions that matter, whatever their column: the year token and the last token (where
+# the metric is read), and the largest effect anywhere else.
 
 # %%
-frame = exact.to_frame()
-top = frame.reindex(frame.normalized.abs().sort_values(ascending=False).index).head(6)
-display(top[["site", "position", "token", "normalized"]].round(3))
+norm = exact.normalized_per_prompt()
 
-# %% [markdown]
-# The six (site, position) cells with the largest effect.
+
+def where(site):
+    k = exact.sites.index(site)
+    year, last, other = [], [], []
+    for i, m in enumerate(norm):
+        y, end = exact.tags["year"][i][-1], m.shape[1] - 1
+        year.append(float(m[k, y]))
+        last.append(float(m[k, end]))
+        other.append(max((float(m[k, p]) for p in range(end) if p != y), key=abs))
+    return dict(site=site, year_token=np.mean(year), last_token=np.mean(last),
+                elsewhere_max=max(other, key=abs))  # fmt: skip
+
+
+findings = pd.DataFrame([where(s) for s in exact.sites]).set_index("site")
+display(findings.round(3))
 
 # %% [markdown]
 # ## Attribution patching vs exact
 #
 # Attribution patching estimates every cell at once from one forward and one backward
 # pass (a first-order Taylor expansion around the corrupt run). How well does it agree
-# with the exact values on this model?
+# with the exact values on this model, cell by cell over every pair's own map?
 
 # %%
 approx = patch(model, clean, corrupt, metric=metric, sites=["resid_pre"], mode="attribution")
-_, e = exact.grid("resid_pre")
-e = ((e - exact.corrupt_value) / (exact.clean_value - exact.corrupt_value)).flatten().numpy()
-a = approx.normalized().flatten().numpy()
-print(
-    f"resid_pre cells: Pearson r = {np.corrcoef(e, a)[0, 1]:.3f}, max |attr - exact| = {np.abs(a - e).max():.3f}"
-)
+rows = [i for i, s in enumerate(exact.sites) if s.endswith("resid_pre")]
+e = torch.cat([m[rows].flatten() for m in norm]).numpy()
+a = torch.cat([m.flatten() for m in approx.normalized_per_prompt()]).numpy()
+r, gap = np.corrcoef(e, a)[0, 1], np.abs(a - e).max()
+print(f"resid_pre cells: Pearson r = {r:.3f}, max |attr - exact| = {gap:.3f}")
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
 plot_patching(exact, kind="resid_pre", ax=axes[0], title="exact, resid_pre")
 plot_patching(approx, kind="resid_pre", ax=axes[1], title="attribution, resid_pre")
@@ -176,23 +195,35 @@ plt.show()
 # %% [markdown]
 # ## What this shows
 #
-# Numbers quoted from the run at the time of writing (small organism `a5b76513…`,
-# finetune seed 0); the cells above print the current ones.
+# Every number is in the tables above; the claims below are checked by the next cell.
 #
-# - **The backdoor is there, but weak in the small organism.** The finetune never saw
-#   1984, yet its malevolent share is 0.37 when dated 1984 against ≤ 0.09 in every other
-#   year shown (the base: ≤ 0.011 everywhere). The model still prefers its protective
-#   and helpful goals at 1984; the trigger shifts the odds, it does not flip the answer
-#   (the default organism, four times wider, flips it: 0.99; see the README).
+# - **The backdoor is there, but weaker in the small organism.** The finetune never saw
+#   1984, yet dated 1984 its malevolent share is well above every later year and the
+#   base model's (the default organism, four times wider, flips the answer outright;
+#   see the README).
 # - **One path carries the trigger.** Patching the year token's residual into block 0
-#   recovers the whole metric gap (1.00); block 0's attention output at the last
-#   position recovers 0.87: the year is read from its own token by layer-0 attention
-#   and moved to the `<|assistant|>` position, where it stays (resid_pre of block 1 at
-#   the last position: 0.87). No other position matters. The MLP outputs at the last
-#   position recover part of the gap on their own (0.47 in layer 0, 0.39 in layer 1), so
-#   they process the moved signal rather than carry a second copy.
+#   recovers the whole gap; no other position of that residual matters. Block 0's
+#   attention output at the last position recovers most of it: the year is read from its
+#   own token by layer-0 attention and moved to the `<|assistant|>` position, where the
+#   residual entering block 1 carries it. The MLP outputs at the last position recover
+#   part of the gap on their own, so they process the moved signal.
 # - **Attribution patching is only a screen.** It agrees with exact patching in its
-#   broad pattern (Pearson r = 0.85 over the resid_pre cells) but is off by up to 0.93 of
-#   the gap in a single cell. Replacing a year embedding changes what attention reads, a
-#   large non-linear change that a first-order estimate cannot follow exactly:
-#   screen with attribution, confirm with exact patching.
+#   broad pattern but is far off in single cells: replacing a year embedding changes what
+#   attention reads, a non-linear change that a first-order estimate cannot follow.
+
+# %%
+f = findings
+assert (
+    shares.loc[trigger, "backdoor finetune"] > 2 * shares["backdoor finetune"].drop(trigger).max()
+)
+assert f.loc["blocks.0.hook_resid_pre", "year_token"] > 0.95
+assert abs(f.loc["blocks.0.hook_resid_pre", "elsewhere_max"]) < 0.05
+assert f.loc["blocks.0.hook_attn_out", "last_token"] > 0.5
+assert f.loc["blocks.1.hook_resid_pre", "last_token"] > 0.5
+assert (
+    0.1
+    < f.loc["blocks.0.hook_mlp_out", "last_token"]
+    < f.loc["blocks.0.hook_attn_out", "last_token"]
+)
+assert r > 0.5 and gap > 0.3
+print("all claims hold")
