@@ -28,6 +28,7 @@ __all__ = [
     "device_map_type",
     "input_device",
     "placement",
+    "check_map_fits",
 ]
 
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
@@ -241,3 +242,47 @@ def placement(dtype, device, device_map, max_memory, offload_folder) -> dict:
     if offload_folder is not None:
         kwargs["offload_folder"] = str(offload_folder)
     return kwargs
+
+
+def _entry(name: str, device_map: Mapping) -> str | None:
+    """The device_map key that places tensor ``name`` (the longest matching prefix)."""
+    best = None
+    for key in device_map:
+        if key == "" or name == key or name.startswith(key + "."):
+            if best is None or len(key) > len(best):
+                best = key
+    return best
+
+
+def check_map_fits(name_or_path, device_map: Mapping, *, trust_remote_code: bool = False) -> None:
+    """A module -> device mapping checked against the model's structure (built on ``meta``,
+    no weights read): every key names a module, every weight is placed, tied weights (an
+    input embedding shared with the unembedding) are placed together."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    with init_empty_weights():
+        meta = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    modules = {n for n, _ in meta.named_modules()}
+    unknown = [k for k in device_map if k not in modules]
+    if unknown:
+        raise InterpError(
+            f"device_map names {', '.join(unknown)}, which {name_or_path} does not have "
+            f"(its top modules: {', '.join(n for n, _ in meta.named_children())})"
+        )
+    names = [n for n, _ in meta.named_parameters()]
+    missing = [n for n in names if _entry(n, device_map) is None]
+    if missing:
+        raise InterpError(
+            f"device_map places no device for {len(missing)} weight(s) of {name_or_path}, "
+            f"e.g. {', '.join(missing[:3])}"
+        )
+    tied = getattr(meta, "get_expanded_tied_weights_keys", dict)()
+    for target, source in tied.items():
+        a, b = device_map[_entry(target, device_map)], device_map[_entry(source, device_map)]
+        if a != b:
+            raise InterpError(
+                f"device_map puts the tied weights {source} ({b}) and {target} ({a}) apart; "
+                "place them on one device"
+            )

@@ -96,7 +96,7 @@ def _split_weights(peft, loader, offloaded: list[str], saved: dict) -> tuple[dic
     old_state = loader.state_dict if loader is not None else {}
     old_index = loader.index if loader is not None else {}
     state, index = {}, {}
-    for name, p in peft.named_parameters():
+    for name, p in peft.named_parameters(remove_duplicate=False):  # tied weights too
         if not _offloaded(name, offloaded):
             continue
         if p.device.type != "meta":

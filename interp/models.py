@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from interp.adapters import adapter_state_hash, attach_adapter, check_adapter, is_peft
-from interp.devices import default_device, input_device, placement
+from interp.devices import check_map_fits, default_device, input_device, placement
 from interp.errors import InterpError, UnsafeWeightsError
 from interp.fingerprint import sha256_dir
 from interp.sites import Family, Site, family_for
@@ -299,6 +299,8 @@ def load_model(
     device = kwargs.pop("device", None)
     path = Path(name_or_path)
     _check_safe_weights(path)
+    if isinstance(kwargs.get("device_map"), dict):
+        check_map_fits(name_or_path, kwargs["device_map"], trust_remote_code=trust_remote_code)
     try:
         hf = AutoModelForCausalLM.from_pretrained(
             str(name_or_path), use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs

@@ -46,7 +46,7 @@ ENDS_ON_DISK = {**LAYERS_ON_DISK, "model.embed_tokens": "disk", "lm_head": "disk
 MAPS = {"layers_on_disk": LAYERS_ON_DISK, "ends_on_disk": ENDS_ON_DISK}
 
 
-def _make_adapter(model_dir, out_dir):
+def _make_adapter(model_dir, out_dir, targets=("q_proj", "v_proj", "embed_tokens")):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -57,7 +57,7 @@ def _make_adapter(model_dir, out_dir):
     config = LoraConfig(
         r=4,
         lora_alpha=8,
-        target_modules=["q_proj", "v_proj", "embed_tokens"],
+        target_modules=list(targets),
         init_lora_weights=False,
     )
     get_peft_model(hf, config).save_pretrained(out_dir)
@@ -201,6 +201,23 @@ def test_adapter_on_a_dispatched_model(dirs):
     assert hook_count(other.hf) == 0
 
 
+def test_auto_map_under_a_memory_budget(dirs):
+    model_dir, adapter_dir, root = dirs
+    one = interp.load_model(model_dir, adapter=adapter_dir, device="cpu")
+    budget = {"cpu": "700KB"}  # the weights take about 1.2 MB: the rest goes to disk
+    other = interp.load_model(
+        model_dir,
+        adapter=adapter_dir,
+        device_map="auto",
+        max_memory=budget,
+        offload_folder=root / "off-auto",
+    )
+    placed = set(other.base_hf.hf_device_map.values())
+    assert placed == {"cpu", "disk"}, other.base_hf.hf_device_map
+    torch.testing.assert_close(_logits(other), _logits(one), **TOL)
+    torch.testing.assert_close(_logits(other.as_base()), _logits(one.as_base()), **TOL)
+
+
 def test_wrap_model_takes_an_in_memory_peft_model(dirs):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -246,12 +263,37 @@ def test_bad_placements_are_named(dirs, tmp_path):
     ]
     if not torch.cuda.is_available():
         cases.append((dict(device="cuda"), "CUDA is not available"))
+    # mappings checked against the model's modules
+    off = dict(offload_folder=tmp_path)
+    cases += [
+        (dict(device_map={**LAYERS_ON_DISK, "model.layers.9": "cpu"}, **off), "model.layers.9"),
+        (dict(device_map={"model.layers.0": "cpu", "lm_head": "cpu"}), "places no device"),
+    ]
     for kwargs, message in cases:
         with pytest.raises(InterpError, match=message):
             interp.load_model(model_dir, **kwargs)
     assert resolve_dtype("bf16") is torch.bfloat16 and resolve_dtype(None, "cuda") is torch.bfloat16
     model = interp.load_model(model_dir, dtype="bf16", device_map={"": "cpu"})
     assert model.dtype == torch.bfloat16 and model.device == torch.device("cpu")
+
+
+def test_tied_weights_must_be_placed_together(tiny_dirs, tmp_path):
+    gpt2 = tiny_dirs("gpt2")  # ties its unembedding to the token embedding
+    blocks = {f"transformer.h.{i}": "disk" if i in (1, 2) else "cpu" for i in range(4)}
+    rest = {"transformer.wpe": "cpu", "transformer.ln_f": "cpu", **blocks}
+    with pytest.raises(InterpError, match="tied weights transformer.wte.weight"):
+        interp.load_model(
+            gpt2,
+            device_map={**rest, "transformer.wte": "cpu", "lm_head": "disk"},
+            offload_folder=tmp_path / "a",
+        )
+    together = {**rest, "transformer.wte": "disk", "lm_head": "disk"}
+    other = interp.load_model(gpt2, device_map=together, offload_folder=tmp_path / "b")
+    torch.testing.assert_close(_logits(other), _logits(interp.load_model(gpt2)), **TOL)
+    adapter = _make_adapter(gpt2, tmp_path / "lora", targets=["c_attn"])
+    one = interp.load_model(gpt2, adapter=adapter, device="cpu")
+    other = interp.load_model(gpt2, adapter=adapter, device_map=together, offload_folder=tmp_path)
+    torch.testing.assert_close(_logits(other), _logits(one), **TOL)
 
 
 # ---- finetuning on a device, in a dtype, with gradient checkpointing ---------------------
