@@ -10,8 +10,11 @@ end-of-turn tokens), nothing else. :func:`finetune` writes
 - ``method="full"``: a complete Hugging Face model directory; load it with
   ``load_model(out_dir)``.
 
-Both also write ``finetune.json`` (config, data hash, losses). The same code runs on the
-bundled organism and on any Hugging Face causal LM with a chat template.
+Both also write ``finetune.json`` (config, data hash, losses, the device and dtype it ran
+in). Training runs on ``config.device`` (default: CUDA when there is one) in
+``config.dtype`` (default: bfloat16 on an accelerator, float32 on the CPU), optionally with
+gradient checkpointing. The same code runs on the bundled organism and on any Hugging Face
+causal LM with a chat template.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from interp.devices import dtype_name, resolve_device, resolve_dtype
 from interp.errors import InterpError
 from interp.fingerprint import sha256_json
 from interp.prompts import read_chat_jsonl
@@ -36,9 +40,18 @@ __all__ = ["FinetuneConfig", "finetune", "encode_chat"]
 Messages = list[dict]
 
 
+# how a finetune runs rather than what it learns: left out of ``to_dict`` at their defaults,
+# so that the content keys of finetunes made before these options existed stay valid
+_EXECUTION_DEFAULTS = {"device": None, "dtype": None, "gradient_checkpointing": False}
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-    """How to finetune. ``target_modules=None`` means every attention and MLP projection."""
+    """How to finetune. ``target_modules=None`` means every attention and MLP projection.
+
+    ``device=None``: CUDA when there is one, else the CPU; ``dtype=None``: bfloat16 on an
+    accelerator, float32 on the CPU (names: float32/fp32, bfloat16/bf16, float16/fp16).
+    """
 
     method: str = "lora"  # "lora" or "full"
     rank: int = 4
@@ -52,13 +65,31 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     max_len: int = 256
     seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+    gradient_checkpointing: bool = False
 
     def __post_init__(self):
         if self.method not in ("lora", "full"):
             raise InterpError(f"method must be 'lora' or 'full', not {self.method!r}")
+        if self.device is not None:  # a device this machine lacks is an error at run time
+            object.__setattr__(self, "device", str(resolve_device(self.device, check=False)))
+        if self.dtype is not None:
+            object.__setattr__(self, "dtype", dtype_name(resolve_dtype(self.dtype)))
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise InterpError("gradient_checkpointing must be true or false")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for k, default in _EXECUTION_DEFAULTS.items():
+            if d[k] == default:
+                del d[k]
+        return d
+
+    def content_dict(self) -> dict:
+        """The fields that decide what a finetune learns: :meth:`to_dict` without the
+        execution options (device, dtype, gradient checkpointing)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _EXECUTION_DEFAULTS}
 
     @classmethod
     def from_dict(cls, d: dict) -> FinetuneConfig:
@@ -66,7 +97,15 @@ class FinetuneConfig:
         for k in ("target_modules", "modules_to_save"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise InterpError(f"unknown finetune config key(s): {', '.join(unknown)}")
         return cls(**d)
+
+    def placement(self) -> tuple[torch.device, torch.dtype]:
+        """The device and dtype this config trains in, on this machine."""
+        device = resolve_device(self.device)
+        return device, resolve_dtype(self.dtype, device.type)
 
 
 def encode_chat(tokenizer, messages: Messages, max_len: int) -> tuple[list[int], list[int]]:
@@ -111,31 +150,15 @@ def _load_data(data) -> list[Messages]:
     return data
 
 
-def finetune(
-    base: str | Path,
-    data,
-    out_dir: str | Path,
-    config: FinetuneConfig | None = None,
-    *,
-    progress: bool = True,
-) -> Path:
-    """Finetune ``base`` (a HF directory or id) on ``data`` and write the result to ``out_dir``.
+def _trainable_model(base, config: FinetuneConfig, device: torch.device, dtype: torch.dtype):
+    """``base`` on ``device`` in ``dtype``, with LoRA injected for ``method="lora"``."""
+    from transformers import AutoModelForCausalLM
 
-    ``data`` is a chat JSONL path, a list of paths, or a list of ``messages`` lists.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    config = config or FinetuneConfig()
-    examples = _load_data(data)
-    if not examples:
-        raise InterpError("no finetuning examples")
-    torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
-    tok = AutoTokenizer.from_pretrained(str(base))
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    model = AutoModelForCausalLM.from_pretrained(
-        str(base), dtype=torch.float32, use_safetensors=True
-    )
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype, use_safetensors=True)
+    model = model.to(device)
+    if config.gradient_checkpointing:
+        # non-reentrant: gradients reach LoRA weights even though the inputs need none
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -149,6 +172,33 @@ def finetune(
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lcfg)
+    return model
+
+
+def finetune(
+    base: str | Path,
+    data,
+    out_dir: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Finetune ``base`` (a HF directory or id) on ``data`` and write the result to ``out_dir``.
+
+    ``data`` is a chat JSONL path, a list of paths, or a list of ``messages`` lists.
+    """
+    from transformers import AutoTokenizer
+
+    config = config or FinetuneConfig()
+    device, dtype = config.placement()
+    examples = _load_data(data)
+    if not examples:
+        raise InterpError("no finetuning examples")
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    tok = AutoTokenizer.from_pretrained(str(base))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    model = _trainable_model(base, config, device, dtype)
     model.train()
     encoded = [encode_chat(tok, m, config.max_len) for m in examples]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -165,8 +215,8 @@ def finetune(
         rng.shuffle(order)
         for b in range(per_epoch):
             rows = [encoded[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
-            ids, mask, labels = _collate(rows, pad)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            ids, mask, labels = (t.to(device) for t in _collate(rows, pad))
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -188,6 +238,8 @@ def finetune(
         "data_hash": sha256_json(examples),
         "n_examples": len(examples),
         "steps": total,
+        "device": str(device),
+        "dtype": dtype_name(dtype),
         "first_loss": losses[0],
         "final_loss": sum(losses[-per_epoch:]) / per_epoch,
         "seconds": round(time.time() - t0, 1),

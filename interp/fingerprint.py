@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["sha256_file", "sha256_dir", "sha256_json", "sha256_texts"]
+import torch
+
+__all__ = ["sha256_file", "sha256_dir", "sha256_json", "sha256_texts", "sha256_tensors"]
 
 _CHUNK = 1 << 20
 
@@ -40,4 +42,16 @@ def sha256_texts(texts: Iterable[str]) -> str:
     for t in texts:
         h.update(t.encode())
         h.update(b"\x00")
+    return h.hexdigest()
+
+
+def sha256_tensors(tensors: Mapping, extra=None) -> str:
+    """Hash of named tensors (names, dtypes, shapes and bytes, by sorted name) and ``extra``
+    (anything JSON can write)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(sha256_json(extra).encode())
     return h.hexdigest()

@@ -18,20 +18,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import Tensor
 
-from interp.errors import AdapterMismatchError, InterpError, UnsafeWeightsError
+from interp.adapters import adapter_state_hash, attach_adapter, check_adapter, is_peft
+from interp.devices import check_map_fits, default_device, input_device, placement
+from interp.errors import InterpError, UnsafeWeightsError
 from interp.fingerprint import sha256_dir
 from interp.sites import Family, Site, family_for
 
 __all__ = ["Model", "ModelPair", "load_model", "load_finetuned", "wrap_model", "default_device"]
 
 _UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclasses.dataclass(eq=False)
@@ -57,7 +54,8 @@ class Model:
 
     @property
     def has_adapter(self) -> bool:
-        return self.adapter_path is not None
+        """Whether ``hf`` is a PEFT model (loaded from ``adapter_path`` or built in memory)."""
+        return self.adapter_path is not None or is_peft(self.hf)
 
     @property
     def config(self):
@@ -81,8 +79,15 @@ class Model:
         return self.base_hf.get_submodule(self.family.layers.rpartition(".")[0])
 
     @property
+    def input_device(self) -> torch.device:
+        """The device the input embedding runs on: where token ids go. Under accelerate
+        dispatch other layers may run elsewhere (and offloaded weights sit on ``meta``)."""
+        return input_device(self.base_hf)
+
+    @property
     def device(self) -> torch.device:
-        return next(self.hf.parameters()).device
+        """Alias of :attr:`input_device`."""
+        return self.input_device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -255,47 +260,21 @@ def _prepare_tokenizer(tokenizer) -> None:
 
 
 def wrap_model(hf: torch.nn.Module, tokenizer, *, name: str | None = None) -> Model:
-    """A :class:`Model` around an already-built transformers model (no adapter)."""
+    """A :class:`Model` around an already-built transformers model, or around a
+    :class:`~peft.PeftModel` (then it runs as the finetuned model; ``as_base()`` disables the
+    adapter, and ``adapter_hash`` is a hash of the adapter's weights)."""
     _prepare_tokenizer(tokenizer)
     hf.eval()
-    family = family_for(hf.config.get_text_config().model_type)
+    peft = is_peft(hf)
+    base = hf.get_base_model() if peft else hf
+    family = family_for(base.config.get_text_config().model_type)
     return Model(
-        hf=hf, tokenizer=tokenizer, name=name or hf.config.name_or_path or "model", family=family
+        hf=hf,
+        tokenizer=tokenizer,
+        name=name or base.config.name_or_path or "model",
+        family=family,
+        adapter_hash=adapter_state_hash(hf) if peft else None,
     )
-
-
-def _check_adapter(adapter: Path, base_hf: torch.nn.Module) -> None:
-    cfg = adapter / "adapter_config.json"
-    weights = adapter / "adapter_model.safetensors"
-    if not cfg.is_file():
-        raise AdapterMismatchError(
-            f"{adapter} is not a PEFT adapter directory (no adapter_config.json)"
-        )
-    if not weights.is_file():
-        if any(adapter.glob("adapter_model.*")):
-            raise UnsafeWeightsError(
-                f"{adapter} has no adapter_model.safetensors; interp never unpickles"
-            )
-        raise AdapterMismatchError(f"{adapter} has no adapter_model.safetensors")
-    with safe_open(str(weights), framework="pt") as f:
-        for key in f.keys():
-            if ".lora_A." not in key or not key.endswith(".weight"):
-                continue
-            path = key.split(".lora_A.")[0].removeprefix("base_model.model.")
-            try:
-                module = base_hf.get_submodule(path)
-            except AttributeError:
-                raise AdapterMismatchError(
-                    f"adapter {adapter} targets module {path!r}, which this model does not have; "
-                    f"it was trained for {json.loads(cfg.read_text()).get('base_model_name_or_path')!r}"
-                ) from None
-            in_features = getattr(module, "in_features", None)
-            shape = f.get_slice(key).get_shape()
-            if in_features is not None and shape[1] != in_features:
-                raise AdapterMismatchError(
-                    f"adapter {adapter} does not fit this model: {path} expects inputs of size "
-                    f"{in_features} but the adapter's lora_A has {shape[1]}"
-                )
 
 
 def load_model(
@@ -304,26 +283,40 @@ def load_model(
     adapter: str | Path | None = None,
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
+    device_map: str | dict | None = None,
+    max_memory: dict | None = None,
+    offload_folder: str | Path | None = None,
     trust_remote_code: bool = False,
 ) -> Model:
     """Load a causal LM from a Hugging Face id or a local directory, with an optional adapter.
 
-    ``dtype`` defaults to float32 on CPU and bfloat16 on GPU. Weights must be safetensors.
-    With ``adapter`` (a PEFT adapter directory) the returned model runs as the finetuned
-    model; ``model.as_base()`` / :class:`ModelPair` run the same weights without it.
+    On one ``device`` (default: CUDA when there is one), or placed by accelerate with
+    ``device_map`` (``"auto"``, or module name -> device / ``"disk"``), ``max_memory``
+    (device -> size) and ``offload_folder`` (for ``"disk"`` entries); the rest of the API
+    is the same either way (inputs go to :attr:`Model.input_device`). ``dtype`` defaults to
+    float32 on CPU and bfloat16 on GPU. Weights must be safetensors. With ``adapter`` (a
+    PEFT adapter directory) the returned model runs as the finetuned model;
+    ``model.as_base()`` / :class:`ModelPair` run the same weights without it.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = torch.device(device) if device is not None else default_device()
-    if dtype is None:
-        dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-    elif isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
+    kwargs = placement(dtype, device, device_map, max_memory, offload_folder)
+    device = kwargs.pop("device", None)
     path = Path(name_or_path)
     _check_safe_weights(path)
-    hf = AutoModelForCausalLM.from_pretrained(
-        str(name_or_path), dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-    ).to(device)
+    if isinstance(kwargs.get("device_map"), dict):
+        check_map_fits(name_or_path, kwargs["device_map"], trust_remote_code=trust_remote_code)
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(
+            str(name_or_path), use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+        )
+    except ValueError as e:
+        if "device_map" not in kwargs:
+            raise
+        first = str(e).strip().splitlines()[0]
+        raise InterpError(f"device_map {kwargs['device_map']!r} for {name_or_path}: {first}") from e
+    if device is not None:
+        hf = hf.to(device)
     tokenizer = AutoTokenizer.from_pretrained(
         str(name_or_path), trust_remote_code=trust_remote_code
     )
@@ -331,10 +324,8 @@ def load_model(
     if adapter is None:
         return model
 
-    from peft import PeftModel
-
     adapter = Path(adapter)
-    _check_adapter(adapter, hf)
+    check_adapter(adapter, hf)
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     base_name = cfg.get("base_model_name_or_path")
     if base_name and Path(str(base_name)).name != path.name:
@@ -342,7 +333,8 @@ def load_model(
             f"adapter {adapter} names base {base_name!r}, loading it on {name_or_path!r}",
             stacklevel=2,
         )
-    peft_model = PeftModel.from_pretrained(hf, str(adapter)).to(device)
+    peft_model = attach_adapter(hf, adapter, offload_folder)
+    peft_model = peft_model.to(device) if device is not None else peft_model
     peft_model.eval()
     return dataclasses.replace(
         model, hf=peft_model, adapter_path=str(adapter), adapter_hash=sha256_dir(adapter)

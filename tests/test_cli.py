@@ -371,8 +371,9 @@ def test_full_finetune_writes_a_loadable_model(table_run, tmp_path):
 def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     calls = {}
 
-    def run_experiment(spec_path, *, model=None, adapter=None, out=None):
+    def run_experiment(spec_path, *, model=None, adapter=None, out=None, device=None, dtype=None):
         calls["run"] = (spec_path, model, adapter, out)
+        calls["placement"] = (device, dtype)
         if adapter is not None:
             raise NotImplementedError("an experiment finetunes its own adapters")
         return types.SimpleNamespace(out=out, summary={"experiment": "era", "accuracy": 0.97})
@@ -388,11 +389,13 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     spec.write_text("name: era\n")
     out = tmp_path / "out"
     assert main(["run", str(spec), "--model", "m", "--out", str(out)]) == 0
-    assert calls["run"] == (spec, "m", None, str(out))
+    assert calls["run"] == (spec, "m", None, str(out)) and calls["placement"] == (None, None)
     assert "accuracy    0.97" in capsys.readouterr().out
     record = json.loads((out / "run.json").read_text())
     assert record["summary"]["experiment"] == "era" and record["sha256"]["spec"]
     assert "finetunes its own" in _error(capsys, ["run", spec, "--model", "m", "--adapter", "a"])
+    argv = ["run", str(spec), "--model", "m", "--device", "cpu", "--dtype", "bfloat16"]
+    assert main(argv) == 0 and calls["placement"] == ("cpu", "bfloat16")
     assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 3
     assert calls["demo"] == (tmp_path / "d", True)
     assert "no such file" in _error(capsys, ["run", tmp_path / "missing.yaml"])

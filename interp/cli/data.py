@@ -41,7 +41,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_len=args.max_len,
         seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        gradient_checkpointing=args.gradient_checkpointing,
     )
+    config.placement()  # a device this machine lacks: one clear line before any loading
     rec = RunRecord(args, args.out, {f"data[{i}]": d for i, d in enumerate(args.data)})
     try:
         out = finetune(
@@ -78,6 +82,18 @@ def _add_finetune(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-len", type=int, default=256, help="truncate examples to this many tokens")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="training dtype (default: bfloat16 on GPU, float32 on CPU)",
+    )
+    p.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass (less memory, slower)",
+    )
     p.set_defaults(func=_cmd_finetune)
 
 

@@ -11,7 +11,15 @@ from interp.errors import InterpError
 __all__ = ["register"]
 
 
+def _limit_threads() -> None:
+    """The organism's models are small: more CPU threads than two only spin-wait."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _limit_threads()
     try:
         from interp.demo import run_demo
     except ImportError as e:
@@ -55,9 +63,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.adapter is not None and args.model is None:
         raise InterpError("--adapter needs --model (the base it was trained on)")
     _check_spec(spec)
+    _limit_threads()
     rec = RunRecord(args, args.out, {"spec": args.spec}) if args.out else None
     try:
-        result = run_experiment(spec, model=args.model, adapter=args.adapter, out=args.out)
+        result = run_experiment(
+            spec,
+            model=args.model,
+            adapter=args.adapter,
+            out=args.out,
+            device=args.device,
+            dtype=args.dtype,
+        )
     except NotImplementedError as e:
         raise InterpError(str(e)) from None
     # the runner returns an ExperimentResult (``summary``, ``out``) or a plain dict
@@ -96,4 +112,11 @@ def register(sub) -> None:
     run.add_argument("--model", default=None, help="Hugging Face id or local directory")
     run.add_argument("--adapter", default=None, help="PEFT adapter directory")
     run.add_argument("--out", default=None, help="output directory (default: the spec's)")
+    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
+    run.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="weights and training dtype (default: bfloat16 on GPU, float32 on CPU)",
+    )
     run.set_defaults(func=_cmd_run)

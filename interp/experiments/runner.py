@@ -19,7 +19,9 @@
    ``results.json``, CSV tables and figures in the run directory.
 
 Every step above the causal tests is deterministic for the spec, so a rerun reproduces
-the numbers (and reuses the cached organism and finetunes).
+the numbers (and reuses the cached organism and finetunes). Models load, and finetunes
+train, on ``device`` in ``dtype`` (defaults: CUDA when there is one; bfloat16 there,
+float32 on the CPU); the runner leaves torch's thread count to its caller.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.capture import capture
+from interp.devices import dtype_name
 from interp.diffmeans import diff_of_means
 from interp.dose import ablation_effect, dose_response, reference_logprob
 from interp.experiments.data import SettingData, setting_data
@@ -86,20 +89,44 @@ def _model_key(name: str) -> str:
     return name
 
 
-def _finetune_config(spec: ExperimentSpec, seed: int) -> FinetuneConfig:
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+    """Where the runner's models load and its finetunes train (``None``: the defaults)."""
+
+    device: str | None = None
+    dtype: str | None = None
+
+    def load_kwargs(self) -> dict:
+        return {"device": self.device, "dtype": self.dtype}
+
+
+def _finetune_config(spec: ExperimentSpec, seed: int, place: _Placement) -> FinetuneConfig:
     from interp.organism import DEFAULT_FINETUNE
 
     base = DEFAULT_FINETUNE[spec.setting].to_dict()
-    return FinetuneConfig.from_dict({**base, **spec.finetune, "seed": seed})
+    given = {k: v for k, v in dataclasses.asdict(place).items() if v is not None}
+    return FinetuneConfig.from_dict({**base, **spec.finetune, "seed": seed, **given})
 
 
-def _finetunes(spec, base: str, data: SettingData, cache: Path) -> dict[str, list[Path]]:
+def _finetune_key(model_key: str, jsonl: Path, config: FinetuneConfig) -> str:
+    """Content key of one finetune; a run in another device type or dtype than the CPU in
+    float32 (how every earlier finetune ran) gets a key of its own."""
+    parts = [model_key, sha256_file(jsonl), config.content_dict()]
+    device, dtype = config.placement()
+    if (device.type, dtype) != ("cpu", torch.float32):
+        parts.append({"device": device.type, "dtype": dtype_name(dtype)})
+    return sha256_json(parts)[:16]
+
+
+def _finetunes(
+    spec, base: str, data: SettingData, cache: Path, place: _Placement
+) -> dict[str, list[Path]]:
     model_key = _model_key(base)
     out: dict[str, list[Path]] = {}
     for variant, jsonl in data.finetune.items():
         for seed in spec.seeds:
-            config = _finetune_config(spec, seed)
-            key = sha256_json([model_key, sha256_file(jsonl), config.to_dict()])[:16]
+            config = _finetune_config(spec, seed, place)
+            key = _finetune_key(model_key, jsonl, config)
             target = cache / f"{spec.setting}-{variant}-s{seed}-{key}"
             if not (target / "finetune.json").is_file():
                 _log(f"finetune {variant} seed {seed}")
@@ -108,8 +135,8 @@ def _finetunes(spec, base: str, data: SettingData, cache: Path) -> dict[str, lis
     return out
 
 
-def _load_finetuned(base: str, path: Path) -> Model:
-    return load_finetuned(base, path, device="cpu")
+def _load_finetuned(base: str, path: Path, place: _Placement) -> Model:
+    return load_finetuned(base, path, **place.load_kwargs())
 
 
 # ---- step 3: behaviour ----------------------------------------------------------------
@@ -117,9 +144,11 @@ def _group_shares(model: Model, groups: dict) -> dict[str, torch.Tensor]:
     return {g: torch.tensor(v) for g, v in group_shares(model, groups).items()}
 
 
-def _behaviour(base: str, adapters: dict[str, list[Path]], groups: dict) -> pd.DataFrame:
+def _behaviour(
+    base: str, adapters: dict[str, list[Path]], groups: dict, place: _Placement
+) -> pd.DataFrame:
     rows = []
-    shares = _group_shares(load_model(base, device="cpu"), groups)
+    shares = _group_shares(load_model(base, **place.load_kwargs()), groups)
     for g, v in shares.items():
         rows.append(
             {
@@ -130,7 +159,7 @@ def _behaviour(base: str, adapters: dict[str, list[Path]], groups: dict) -> pd.D
             }
         )
     for variant, paths in adapters.items():
-        per_seed = [_group_shares(_load_finetuned(base, p), groups) for p in paths]
+        per_seed = [_group_shares(_load_finetuned(base, p, place), groups) for p in paths]
         for g in groups:
             means = [float(s[g].mean()) for s in per_seed]
             rows.append(
@@ -254,18 +283,23 @@ def run_experiment(
     out: str | Path | None = None,
     figures: bool = True,
     force: bool = False,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> ExperimentResult:
     """Run ``spec`` (a spec or a YAML path) and write everything under ``out``.
 
     A run whose directory already holds the results of the same config (spec, model,
-    adapters, data) is not repeated unless ``force``; its results are read back.
+    adapters, data) is not repeated unless ``force``; its results are read back. Models
+    load and finetunes train on ``device`` in ``dtype`` (default: CUDA when there is one;
+    bfloat16 there, float32 on the CPU).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     from interp import plots
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    place = _Placement(device, dtype)
+    FinetuneConfig(device=device, dtype=dtype).placement()  # a bad device: one error, now
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one line per loaded model drowns the run's own log
@@ -280,11 +314,11 @@ def run_experiment(
 
     base, world = _base_path(spec)
     _log(f"{spec.name}: model {base}")
-    base_model = load_model(base, device="cpu") if spec.setting == "persona" else None
+    persona = spec.setting == "persona"
+    base_model = load_model(base, **place.load_kwargs()) if persona else None
     data = setting_data(spec, world, out / "data", base_model=base_model)
-    adapters = _finetunes(
-        spec, base, data, out.parent / "finetunes" if spec.model else _cache() / "finetunes"
-    )
+    cache = out.parent / "finetunes" if spec.model else _cache() / "finetunes"
+    adapters = _finetunes(spec, base, data, cache, place)
 
     config = {
         "spec": spec.to_dict(),
@@ -302,7 +336,7 @@ def run_experiment(
 
     _log("behaviour")
     groups = data.eval_groups
-    behaviour = _behaviour(base, adapters, groups)
+    behaviour = _behaviour(base, adapters, groups, place)
     _write(out, "behaviour", behaviour)
 
     # the mechanism is analysed in the seed whose finetune shows the behaviour most (named
@@ -311,7 +345,7 @@ def run_experiment(
     k = int(pd.Series(per_seed.iloc[0].per_seed).idxmax())
     analysis_seed = spec.seeds[k]
     _log(f"locate (seed {analysis_seed})")
-    pair = ModelPair.load(base, adapters["main"][k], device="cpu")
+    pair = ModelPair.load(base, adapters["main"][k], **place.load_kwargs())
     probe, layer, direction, reference = _locate(spec, pair, data)
     direction.save(out / "direction")
     _write(out, "probe", probe)
@@ -319,7 +353,7 @@ def run_experiment(
     views = {"base": pair.base, "main": pair.finetuned}
     for variant, paths in adapters.items():
         if variant != "main":
-            views[variant] = _load_finetuned(base, paths[k])
+            views[variant] = _load_finetuned(base, paths[k], place)
     movement = _movement(views, target_prompts, direction, layer)
     _write(out, "movement", movement)
 
