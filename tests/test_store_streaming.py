@@ -270,3 +270,20 @@ def test_corrupted_shard_still_raises(captured, tmp_path):
         del s["parts"]
     clean.manifest_path.write_text(json.dumps(clean_manifest))
     assert torch.equal(clean.site(site), acts.site(site))
+
+
+def test_bf16_store_streams_like_in_memory(tiny_llama, tmp_path):
+    kw = dict(sites="resid_post", positions="all", batch_size=4, dtype=torch.bfloat16)
+    store = interp.capture(tiny_llama, _prompts(), to=tmp_path / "bf16", progress=False, **kw)
+    acts = interp.capture(tiny_llama, _prompts(), progress=False, **kw)
+    assert acts.tensor.dtype == torch.bfloat16 and len(store.manifest["shards"]) == 3
+    site = acts.sites[2]
+    assert torch.equal(store.site(site), acts.site(site))
+    x, trig = acts.site(site).double(), torch.tensor(acts.meta.trigger.to_numpy())
+    naive = x[trig].mean(0) - x[~trig].mean(0)
+    streamed, in_memory = (diff_of_means(src, by="trigger", site=site) for src in (store, acts))
+    assert torch.equal(streamed.vector, in_memory.vector)  # bf16 values sum exactly in float64
+    # the Direction is kept in the activations' dtype (bf16: ~3 significant digits)
+    assert streamed.vector.dtype == torch.bfloat16
+    assert torch.allclose(streamed.raw.double(), naive, atol=1e-2 * float(naive.abs().max()))
+    assert mean_norms(store) == pytest.approx(mean_norms(acts), rel=1e-12)
