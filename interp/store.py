@@ -152,6 +152,9 @@ class ActivationStore:
         """
         m = self.manifest
         idx = None if sites is None else [site_index(m["request"]["sites"], s) for s in sites]
+        return self._iter(m, idx, columns, verify)
+
+    def _iter(self, m: dict, idx, columns, verify: bool) -> Iterator[tuple[Tensor, pd.DataFrame]]:
         prompt_meta = pd.DataFrame(**m["prompt_meta"])
         for shard in m["shards"]:
             acts, index = _read_shard(self.path, shard, idx, verify)
@@ -175,18 +178,21 @@ class ActivationStore:
         return out
 
     def load(self) -> Activations:
-        """All shards as one :class:`Activations` (verifies checksums)."""
-        parts = list(self.iter_shards())
-        if not parts:
+        """All shards as one :class:`Activations` (verifies checksums; peak: the store
+        plus one shard)."""
+        m = self.manifest  # one snapshot: a capture may be appending shards meanwhile
+        n = sum(shard["rows"] for shard in m["shards"])
+        out, metas, row = None, [], 0
+        for t, meta in self._iter(m, None, None, True):
+            if out is None:
+                out = torch.empty(n, *t.shape[1:], dtype=t.dtype)
+            out[row : row + len(t)] = t
+            row += len(t)
+            metas.append(meta)
+        if out is None:
             raise InterpError(f"{self.path} holds no shard yet")
-        return Activations(
-            torch.cat([t for t, _ in parts]),
-            self.sites,
-            pd.concat([meta for _, meta in parts], ignore_index=True),
-            self.model_name,
-            self.adapter_hash,
-            self.info,
-        )
+        meta = pd.concat(metas, ignore_index=True)
+        return Activations(out, self.sites, meta, self.model_name, self.adapter_hash, self.info)
 
 
 _INDEX = ("prompt", "position", "token_id")
