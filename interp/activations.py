@@ -22,12 +22,32 @@ from torch import Tensor
 from interp.errors import InterpError, SiteError
 from interp.sites import SITE_KINDS, Site
 
-__all__ = ["Activations"]
+__all__ = ["Activations", "site_index"]
 
 
 def _parse(name: str) -> tuple[int, str]:
     _, layer, hook = name.split(".", 2)
     return int(layer), hook.removeprefix("hook_")
+
+
+def site_index(sites: tuple[str, ...] | list[str], key: str | int | Site) -> int:
+    """Index in ``sites`` of a full name, a short kind (``"resid_post"``) or a layer."""
+    if isinstance(key, Site):
+        key = key.name
+    if isinstance(key, int):
+        matches = [i for i, s in enumerate(sites) if _parse(s)[0] == key]
+        if len(matches) != 1:
+            raise SiteError(
+                f"layer {key} matches {len(matches)} captured sites; name the site instead "
+                f"(captured: {', '.join(sites)})"
+            )
+        return matches[0]
+    if key in sites:
+        return list(sites).index(key)
+    short = [i for i, s in enumerate(sites) if s.endswith(f".hook_{key}")]
+    if len(short) == 1:
+        return short[0]
+    raise SiteError(f"site {key!r} was not captured (captured: {', '.join(sites)})")
 
 
 @dataclass
@@ -76,22 +96,7 @@ class Activations:
 
     # ---- selection -------------------------------------------------------------------
     def site_index(self, key: str | int | Site) -> int:
-        if isinstance(key, Site):
-            key = key.name
-        if isinstance(key, int):
-            matches = [i for i, s in enumerate(self.sites) if _parse(s)[0] == key]
-            if len(matches) != 1:
-                raise SiteError(
-                    f"layer {key} matches {len(matches)} captured sites; name the site instead "
-                    f"(captured: {', '.join(self.sites)})"
-                )
-            return matches[0]
-        if key in self.sites:
-            return self.sites.index(key)
-        short = [i for i, s in enumerate(self.sites) if s.endswith(f".hook_{key}")]
-        if len(short) == 1:
-            return short[0]
-        raise SiteError(f"site {key!r} was not captured (captured: {', '.join(self.sites)})")
+        return site_index(self.sites, key)
 
     def site(self, key: str | int | Site) -> Tensor:
         """``[n_rows, d_model]`` at one site (a name, a layer when one kind was captured)."""

@@ -64,7 +64,7 @@ def test_killed_then_resumed_equals_uninterrupted(tiny_dirs, tmp_path):
 def test_store_streams_one_shard_per_batch(tiny_llama, tmp_path):
     store = _capture(tiny_llama, tmp_path / "s")
     assert len(store.manifest["shards"]) == N_PROMPTS // 2
-    assert [len(part) for part in store.iter_shards()] == [2] * (N_PROMPTS // 2)
+    assert [len(meta) for _, meta in store.iter_shards()] == [2] * (N_PROMPTS // 2)
     assert store.manifest["request"]["model"] == tiny_llama.name
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import torch
@@ -12,6 +14,7 @@ from interp.errors import InterpError
 from interp.probes.estimator import LinearProbe, _as_numpy
 from interp.probes.solver import auroc, fit_logistic
 from interp.stats import Estimate, mean_ci
+from interp.store import ActivationStore
 
 __all__ = ["probe_layers", "cv_folds"]
 
@@ -41,22 +44,26 @@ def cv_folds(y: np.ndarray, groups: np.ndarray | None, cv: int, seed: int) -> li
     return [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
 
 
-def _layer_data(acts, site: str | None) -> tuple[list[str], list[int | None], Tensor]:
-    """Site names, layers and a ``[n, n_sites, d]`` tensor from Activations or a tensor."""
+def _layer_data(acts, site: str | None) -> tuple[list[str], list[int | None], int, Callable]:
+    """Site names, layers, the row count and ``load(j) -> [n, d]`` for the j-th site.
+
+    ``acts``: a tensor ``[n, n_sites, d]`` or ``[n, d]``, Activations, or an
+    :class:`~interp.store.ActivationStore` (``load`` then reads that site alone).
+    """
     if isinstance(acts, Tensor):
         t = acts if acts.ndim == 3 else acts[:, None]
-        return [None] * t.shape[1], list(range(t.shape[1])), t  # type: ignore[list-item]
+        return [None] * t.shape[1], list(range(t.shape[1])), t.shape[0], lambda j: t[:, j]  # type: ignore[list-item]
     sites = list(acts.sites)
+    keep = list(range(len(sites)))
     if site is not None:
         keep = [i for i, s in enumerate(sites) if s.endswith(f".hook_{site}") or s == site]
         if not keep:
             raise InterpError(f"no captured site matches {site!r} (captured: {', '.join(sites)})")
-        sites = [sites[i] for i in keep]
-        tensor = acts.tensor[:, keep]
-    else:
-        tensor = acts.tensor
-    layers = [int(s.split(".")[1]) for s in sites]
-    return sites, layers, tensor
+    names = [sites[i] for i in keep]
+    layers = [int(s.split(".")[1]) for s in names]
+    if isinstance(acts, ActivationStore):
+        return names, layers, len(acts), lambda j: acts.site(names[j])
+    return names, layers, len(acts), lambda j: acts.tensor[:, keep[j]]
 
 
 def probe_layers(
@@ -76,7 +83,9 @@ def probe_layers(
 ) -> pd.DataFrame:
     """Probe every captured site; one row per site.
 
-    ``acts``: :class:`~interp.activations.Activations` or a tensor ``[n, n_layers, d]``.
+    ``acts``: :class:`~interp.activations.Activations`, a tensor ``[n, n_layers, d]`` or
+    an :class:`~interp.store.ActivationStore`, which is read one site at a time (memory
+    ``n * d``, not ``n * n_sites * d``); each gives the same table for the same values.
     ``labels`` / ``groups``: metadata column names or arrays ``[n]``. With ``groups``
     each group stays within one fold. With ``train`` and ``test`` (boolean masks ``[n]``,
     e.g. ``acts.meta.year <= 2004`` and ``acts.meta.year >= 2017``) the probe is fit on
@@ -87,9 +96,8 @@ def probe_layers(
     ``auroc``, ``auroc_lo``, ``auroc_hi``, ``n_folds``, ``n_train``, ``n_test`` and
     ``direction`` (a :class:`Direction` fit on all rows, or on the train rows).
     """
-    sites, layers, tensor = _layer_data(acts, site)
+    sites, layers, n, load = _layer_data(acts, site)
     meta = getattr(acts, "meta", None)
-    n = tensor.shape[0]
     y_raw = _column(meta, labels, n, "labels")
     classes = np.unique(y_raw)
     if len(classes) != 2:
@@ -126,7 +134,7 @@ def probe_layers(
 
     rows = []
     for j, (site_name, layer) in enumerate(zip(sites, layers, strict=True)):
-        X = tensor[:, j]
+        X = load(j)  # [n, d]: one site at a time (a store reads only this site)
         if not X.is_floating_point() or X.dtype in (torch.float16, torch.bfloat16):
             X = X.float()
         if solver == "torch":
