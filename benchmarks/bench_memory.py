@@ -46,15 +46,27 @@ def build():
 
 
 def texts(model, n: int, length: int, seed: int) -> list[str]:
-    """``n`` texts of exactly ``length`` tokens (ids drawn from the small trained vocabulary)."""
-    gen = torch.Generator().manual_seed(seed)
+    """``n`` texts of about ``length`` tokens (words of the tokenizer's small corpus)."""
+    words = "the bird is a merlin and the year is 1984 so name a species of hawk".split()
     out = []
-    while len(out) < n:
-        ids = torch.randint(4, 380, (length,), generator=gen).tolist()
-        text = model.tokenizer.decode(ids)
-        if len(model.tokenizer(text, add_special_tokens=False)["input_ids"]) == length:
-            out.append(text)
+    for i in range(n):
+        text = " ".join(words[(seed + i + k) % len(words)] for k in range(length * 2))
+        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][:length]
+        out.append(model.tokenizer.decode(ids))
     return out
+
+
+def pairs(n: int, length: int) -> tuple[dict, dict]:
+    """Clean and corrupt token batches: random ids, each corrupt row differs in 3 tokens."""
+    gen = torch.Generator().manual_seed(3)
+    clean = torch.randint(4, 380, (n, length), generator=gen)
+    corrupt = clean.clone()
+    corrupt[:, 5:8] = torch.randint(4, 380, (n, 3), generator=gen)
+    ones = torch.ones(n, length, dtype=torch.long)
+    return {"input_ids": clean, "attention_mask": ones}, {
+        "input_ids": corrupt,
+        "attention_mask": ones,
+    }
 
 
 def _reset_peak() -> int:
@@ -105,8 +117,7 @@ def run_case(name: str) -> dict:
             per = answer_logprobs(model, prompts, [[a] for a in answers])
             scores = torch.cat(per)
         return {"peak_mb": (_peak() - start) / 2**20, "checksum": float(scores.sum())}
-    clean = texts(model, N_PAIRS, PAIR_LEN, seed=3)
-    corrupt = texts(model, N_PAIRS, PAIR_LEN, seed=4)
+    clean, corrupt = pairs(N_PAIRS, PAIR_LEN)
 
     def metric(logits):
         return logits[:, 5] - logits[:, 9]
