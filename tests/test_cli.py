@@ -171,8 +171,10 @@ def test_capture_from_csv_table_and_resume(table_run):
 def test_capture_into_a_different_store_is_an_error(table_run, capsys):
     argv = [*table_run["argv"]]
     argv[argv.index("--layers") + 1] = "1"
+    before = (table_run["acts"] / "run.json").read_bytes()
     err = _error(capsys, argv[1:])
-    assert "holds a different capture" in err
+    assert "holds an earlier `interp capture` run with other options (layers:" in err
+    assert (table_run["acts"] / "run.json").read_bytes() == before  # the record is kept
 
 
 def test_probe_held_out_with_positive_value(table_run):

@@ -11,6 +11,7 @@ from interp.cli.common import (
     add_out_arg,
     load,
     parse_positions,
+    positive_int,
     read_prompts,
 )
 from interp.errors import InterpError
@@ -42,6 +43,13 @@ def _cmd_patch(args: argparse.Namespace) -> int:
     clean_texts, corrupt_texts = clean.render(model), corrupt.render(model)
     n = len(clean_texts)
     enc = model.tokenize(clean_texts + corrupt_texts)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    for i, (a, b) in enumerate(zip(lengths[:n], lengths[n:], strict=True)):
+        if a != b:
+            raise InterpError(
+                f"pair {i + 1} (line {i + 1} of --clean / --corrupt): the clean prompt has {a} "
+                f"tokens, the corrupt one {b}; patching needs each pair to have the same length"
+            )
     clean_b = {k: v[:n] for k, v in enc.items()}
     corrupt_b = {k: v[n:] for k, v in enc.items()}
     try:
@@ -102,6 +110,6 @@ def register(sub) -> None:
     p.add_argument("--layers", type=int, nargs="+", default=None, help="layers (default: all)")
     p.add_argument("--positions", nargs="+", default=None, help="'all' (default) or indices")
     p.add_argument("--mode", choices=["exact", "attribution"], default="exact")
-    p.add_argument("--chunk", type=int, default=8, help="positions per batched exact run")
+    p.add_argument("--chunk", type=positive_int, default=8, help="positions per batched exact run")
     add_out_arg(p)
     p.set_defaults(func=_cmd_patch)
