@@ -282,7 +282,9 @@ def parse_questions(data, where: str, extra_judges=None) -> QuestionFile:
     judges.update(extra_judges or {})
     legacy = list(judges)  # interp's named judges: the default of a question without any
     if not isinstance(data, list) or not data:
-        _fail(where, "expected a non-empty list of questions (or a mapping with 'questions:')")
+        _fail(
+            where, "expected a list of questions (a non-empty list, or a mapping with 'questions:')"
+        )
     items = []
     for i, item in enumerate(data):
         if not isinstance(item, dict) or "id" not in item:

@@ -319,7 +319,7 @@ def test_eval_question_file_errors(table_run, tmp_path, capsys, monkeypatch):
 
 def test_eval_without_judges_only_samples(table_run, tmp_path):
     q = tmp_path / "q.yaml"
-    q.write_text("- {id: a, paraphrases: [hi, hello], samples_per_paraphrase: 2, judge: gpt-4o}\n")
+    q.write_text("- {id: a, paraphrases: [hi, hello], samples_per_paraphrase: 2}\n")
     out = tmp_path / "e"
     argv = ["-q", "eval", "--model", str(table_run["model"]), "--questions", str(q), "--device", "cpu",
             "--max-new-tokens", "2", "--temperature", "0", "--system", "Be brief.",
