@@ -23,7 +23,15 @@ from pathlib import Path
 from interp.errors import IntegrityError, InterpError
 from interp.fingerprint import sha256_file, sha256_json
 
-__all__ = ["read_text", "read_json", "read_safetensors", "seal", "verify", "CHECKSUM_KEY"]
+__all__ = [
+    "read_text",
+    "read_json",
+    "read_safetensors",
+    "seal",
+    "verify",
+    "yaml_problem",
+    "CHECKSUM_KEY",
+]
 
 CHECKSUM_KEY = "sha256"
 
@@ -64,6 +72,13 @@ def read_safetensors(path: str | Path, what: str = "tensor file") -> dict:
     except (SafetensorError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise IntegrityError(f"{p}: corrupted or truncated safetensors file ({first})") from None
+
+
+def yaml_problem(error) -> str:
+    """A YAML parse error in one line: what is wrong and where (``line 3, column 7``)."""
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def _header_hash(meta: dict) -> str:

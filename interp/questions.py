@@ -338,12 +338,13 @@ def read_yaml(path: str | Path, what: str = "question file"):
     import yaml
 
     from interp.integrity import read_text
+    from interp.integrity import yaml_problem as _yaml_problem
 
     text = read_text(path, what)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        first = str(e).strip().splitlines()[0]
+        first = _yaml_problem(e)
         raise QuestionFileError(f"{path}: not valid YAML ({first})") from None
 
 

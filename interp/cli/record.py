@@ -51,6 +51,14 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
+def _on_disk(value) -> list[Path]:
+    """The files an input names: itself, or the ``.json`` / ``.safetensors`` of a stem."""
+    p = Path(value)
+    if p.exists():
+        return [p]
+    return [f for f in (p.with_name(p.name + e) for e in (".json", ".safetensors")) if f.exists()]
+
+
 def claim_out(out: Path, command: str, options: dict, inputs: dict, adopt: bool = False) -> None:
     """Refuse an ``--out`` that writing into would lose data; create it otherwise.
 
@@ -63,7 +71,7 @@ def claim_out(out: Path, command: str, options: dict, inputs: dict, adopt: bool 
     if out.exists() and not out.is_dir():
         raise RunDirectoryError(f"--out {out} is a file, not a directory")
     for key, value in inputs.items():
-        if value is not None and Path(value).exists() and _inside(Path(value), out):
+        if value is not None and any(_inside(p, out) for p in _on_disk(value)):
             raise RunDirectoryError(
                 f"--out {out} holds the input {key} ({value}); interp never writes beside "
                 "its inputs: choose another --out"

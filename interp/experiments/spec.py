@@ -101,6 +101,7 @@ class ExperimentSpec:
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentSpec:
         from interp.integrity import read_text
+        from interp.integrity import yaml_problem as _yaml_problem
 
         path = Path(path)
         if not path.is_file():
@@ -108,7 +109,7 @@ class ExperimentSpec:
         try:
             d = yaml.safe_load(read_text(path, "experiment spec"))
         except yaml.YAMLError as e:
-            first = str(e).strip().splitlines()[0]
+            first = _yaml_problem(e)
             raise InterpError(f"{path}: not valid YAML ({first})") from None
         if not isinstance(d, dict):
             raise InterpError(f"{path}: an experiment spec is a YAML mapping")

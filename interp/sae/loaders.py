@@ -283,6 +283,11 @@ def _dictionary_learning(path: Path, trainer: dict, state: dict, jumprelu_encode
     elif dict_class in ("JumpReluAutoEncoder", "JumpReLUSAE") and "W_enc" in state:
         d_in, d_sae = state["W_enc"].shape
         tensors = {k: state[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
+        for name, shape in (("W_dec", (d_sae, d_in)), ("b_enc", (d_sae,)), ("threshold", (d_sae,))):
+            if tuple(tensors[name].shape) != shape:
+                raise InterpError(
+                    f"{path}: {name} has shape {tuple(tensors[name].shape)}, expected {shape}"
+                )
         if jumprelu_encode == "scaled":
             # the current code scales f by |W_dec row| in encode and divides in decode;
             # folding that scale into W_enc, b_enc, threshold and W_dec gives the same f.
