@@ -616,8 +616,12 @@ def test_rerun_into_own_run_directory_resumes(world, tmp_path):
             "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     first = (out / "probes.csv").read_bytes()
+    # a record written before -q/--debug stopped counting as options still matches
+    _edit_json(out / "run.json", lambda r: r["options"].update(quiet=True))
+    argv[-1] = str(out) + "/"  # the same directory, spelled differently
     assert main(argv) == 0
     assert (out / "probes.csv").read_bytes() == first
+    assert json.loads((out / "run.json").read_text())["status"] == "done"
 
 
 def test_patch_length_error_names_both_lengths(world, tmp_path, capsys):

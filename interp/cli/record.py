@@ -90,8 +90,11 @@ def claim_out(out: Path, command: str, options: dict, inputs: dict, adopt: bool 
                 f"--out {out} holds a run of `interp {what}`; interp never replaces another "
                 "run's results: choose another --out"
             )
-        before = old.get("options") or {}
-        changed = sorted(k for k in {*before, *options} if before.get(k) != options.get(k))
+        before = old.get("options") if isinstance(old.get("options"), dict) else {}
+        before = {k: v for k, v in before.items() if k not in _NOT_OPTIONS and k[:1] != "_"}
+        changed = sorted(  # --out itself may be spelled differently: it is this directory
+            k for k in {*before, *options} - {"out"} if before.get(k) != options.get(k)
+        )
         if changed:
             shown = ", ".join(f"{k}: {before.get(k)!r} -> {options.get(k)!r}" for k in changed[:3])
             raise RunDirectoryError(
