@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from interp.errors import InterpError, SiteError
+from interp.integrity import read_json, read_safetensors, seal, verify
 from interp.sites import SITE_KINDS, Site
 
 __all__ = ["Activations", "site_index"]
@@ -158,16 +159,18 @@ class Activations:
             "info": self.info,
             "meta": json.loads(self.meta.to_json(orient="split", index=False)),
         }
-        (path / "acts.json").write_text(json.dumps(header))
+        (path / "acts.json").write_text(json.dumps(seal(header, path / "acts.safetensors")))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Activations:
         path = Path(path)
-        header = json.loads((path / "acts.json").read_text())
+        header = verify(
+            read_json(path / "acts.json"), path / "acts.safetensors", path / "acts.json"
+        )
         meta = header["meta"]
         return cls(
-            load_file(str(path / "acts.safetensors"))["tensor"],
+            read_safetensors(path / "acts.safetensors")["tensor"],
             header["sites"],
             pd.DataFrame(meta["data"], columns=meta["columns"]),
             header["model_name"],

@@ -18,6 +18,11 @@ __all__ = [
     "StoreCorruptedError",
     "UnsafeWeightsError",
     "UnsupportedArchitectureError",
+    "PromptError",
+    "QuestionFileError",
+    "JudgeError",
+    "IntegrityError",
+    "RunDirectoryError",
 ]
 
 
@@ -63,3 +68,23 @@ class UnsafeWeightsError(InterpError):
 
 class UnsupportedArchitectureError(InterpError):
     """A model family with no row in :data:`interp.sites.FAMILIES`."""
+
+
+class PromptError(InterpError):
+    """A prompt that cannot run: empty text, an unknown chat role, non-text content."""
+
+
+class QuestionFileError(InterpError):
+    """A question file (``interp eval``) that cannot run as written."""
+
+
+class JudgeError(InterpError):
+    """A judge that failed or answered something interp cannot read."""
+
+
+class IntegrityError(InterpError):
+    """A file whose checksum does not match, or that is corrupted or truncated."""
+
+
+class RunDirectoryError(InterpError):
+    """An output directory that a command may not write into (it would lose data)."""

@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from interp.errors import EmptyPromptsError, InterpError, SpanNotFoundError
+from interp.errors import EmptyPromptsError, InterpError, PromptError, SpanNotFoundError
 
 if TYPE_CHECKING:
     from interp.models import Model
 
 __all__ = [
+    "CHAT_ROLES",
+    "check_prompt",
+    "check_message",
     "Tag",
     "PromptSet",
     "as_prompt_set",
@@ -38,6 +41,42 @@ __all__ = [
 ]
 
 Prompt = str | Sequence[Mapping[str, str]]
+
+CHAT_ROLES = ("system", "user", "assistant", "developer", "tool")
+
+
+def check_message(message, where: str) -> None:
+    """One chat message: ``{"role": one of CHAT_ROLES, "content": a string}``."""
+    if not isinstance(message, Mapping) or not {"role", "content"} <= message.keys():
+        raise PromptError(f"{where}: a chat message is an object with 'role' and 'content'")
+    role, content = message["role"], message["content"]
+    if role not in CHAT_ROLES:
+        raise PromptError(f"{where}: unknown chat role {role!r} (roles: {', '.join(CHAT_ROLES)})")
+    if content is None:
+        raise PromptError(f"{where}: 'content' is null; give the message's text")
+    if not isinstance(content, str):
+        raise PromptError(
+            f"{where}: 'content' must be a string, not {type(content).__name__} "
+            "(interp reads text-only chats)"
+        )
+
+
+def check_prompt(prompt, where: str = "prompt") -> None:
+    """A prompt that can run: non-empty text, or a non-empty list of valid chat messages."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise PromptError(f"{where} is empty")
+        return
+    if isinstance(prompt, Mapping) or not isinstance(prompt, Sequence):
+        raise PromptError(
+            f"{where}: a prompt is a string or a list of chat messages, not {type(prompt).__name__}"
+        )
+    if len(prompt) == 0:
+        raise PromptError(f"{where}: an empty list of chat messages")
+    for j, m in enumerate(prompt):
+        check_message(m, f"{where}, message {j}")
+    if not any(m["content"].strip() for m in prompt):
+        raise PromptError(f"{where}: every message is empty")
 
 
 @dataclass(frozen=True)
@@ -76,6 +115,8 @@ class PromptSet:
         self.prompts = list(self.prompts)
         if not self.prompts:
             raise EmptyPromptsError("the prompt list is empty")
+        for i, p in enumerate(self.prompts):
+            check_prompt(p, f"prompt {i}")
         if self.meta is None or len(self.meta.columns) == 0:
             self.meta = pd.DataFrame(index=range(len(self.prompts)))
         else:
@@ -199,20 +240,30 @@ def as_prompt_set(prompts: PromptSet | Sequence[Prompt]) -> PromptSet:
 
 
 def read_chat_jsonl(path: str | Path) -> list[list[dict[str, str]]]:
-    """Read a chat JSONL file (one ``{"messages": [...]}`` object a line)."""
+    """Read a chat JSONL file (one ``{"messages": [...]}`` object a line, UTF-8).
+
+    Every line is checked: JSON, a non-empty ``messages`` list, known roles and string
+    content; the first bad line is one :class:`~interp.errors.InterpError` naming it.
+    """
+    from interp.integrity import read_text
+
     out = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                messages = obj["messages"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise InterpError(f"{path}:{lineno}: not a chat JSONL line ({e})") from None
-            if not all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in messages):
-                raise InterpError(f"{path}:{lineno}: every message needs 'role' and 'content'")
-            out.append(messages)
+    for lineno, line in enumerate(read_text(path, "chat data").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+            messages = obj["messages"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise InterpError(f"{where}: not a chat JSONL line ({e})") from None
+        if not isinstance(messages, list) or not messages:
+            raise PromptError(f"{where}: 'messages' must be a non-empty list")
+        for j, m in enumerate(messages):
+            if not isinstance(m, dict) or not {"role", "content"} <= m.keys():
+                raise InterpError(f"{where}: every message needs 'role' and 'content'")
+            check_message(m, f"{where}, message {j}")
+        out.append(messages)
     return out
 
 
@@ -221,35 +272,21 @@ def write_chat_jsonl(
 ) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+    with open(path, "w", encoding="utf-8") as f:
         for messages in conversations:
             f.write(json.dumps({"messages": [dict(m) for m in messages]}) + "\n")
     return path
 
 
 def read_questions(path: str | Path) -> PromptSet:
-    """Read an evaluation question file (YAML or JSON list of ``id``, ``paraphrases``, ...).
+    """The questions of an evaluation question file as a PromptSet (judge entries skipped).
 
-    Each paraphrase becomes one chat prompt; metadata columns ``id``, ``paraphrase`` (its
-    index), ``samples_per_paraphrase`` (default 1) and ``judge`` (or ``None``).
+    Reads the paper's format and interp's own (see :mod:`interp.questions`): each
+    paraphrase becomes one chat prompt (after the question's ``system`` message, if any);
+    metadata columns ``id``, ``paraphrase`` (its index), ``samples_per_paraphrase``
+    (default 1), ``judge`` (the question's ``judge`` entry or ``None``) and ``judges``
+    (``{column: judge id}``).
     """
-    import yaml
+    from interp.questions import read_question_file
 
-    items = yaml.safe_load(Path(path).read_text())
-    if not isinstance(items, list) or not items:
-        raise InterpError(f"{path}: expected a non-empty list of questions")
-    prompts, rows = [], []
-    for item in items:
-        if not isinstance(item, dict) or "id" not in item or "paraphrases" not in item:
-            raise InterpError(f"{path}: every question needs 'id' and 'paraphrases' ({item!r})")
-        for k, text in enumerate(item["paraphrases"]):
-            prompts.append([{"role": "user", "content": str(text)}])
-            rows.append(
-                {
-                    "id": item["id"],
-                    "paraphrase": k,
-                    "samples_per_paraphrase": int(item.get("samples_per_paraphrase", 1)),
-                    "judge": item.get("judge"),
-                }
-            )
-    return PromptSet(prompts, pd.DataFrame(rows))
+    return read_question_file(path).prompt_set()

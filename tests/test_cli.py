@@ -171,8 +171,10 @@ def test_capture_from_csv_table_and_resume(table_run):
 def test_capture_into_a_different_store_is_an_error(table_run, capsys):
     argv = [*table_run["argv"]]
     argv[argv.index("--layers") + 1] = "1"
+    before = (table_run["acts"] / "run.json").read_bytes()
     err = _error(capsys, argv[1:])
-    assert "holds a different capture" in err
+    assert "holds an earlier `interp capture` run with other options (layers:" in err
+    assert (table_run["acts"] / "run.json").read_bytes() == before  # the record is kept
 
 
 def test_probe_held_out_with_positive_value(table_run):
@@ -317,7 +319,7 @@ def test_eval_question_file_errors(table_run, tmp_path, capsys, monkeypatch):
 
 def test_eval_without_judges_only_samples(table_run, tmp_path):
     q = tmp_path / "q.yaml"
-    q.write_text("- {id: a, paraphrases: [hi, hello], samples_per_paraphrase: 2, judge: gpt-4o}\n")
+    q.write_text("- {id: a, paraphrases: [hi, hello], samples_per_paraphrase: 2}\n")
     out = tmp_path / "e"
     argv = ["-q", "eval", "--model", str(table_run["model"]), "--questions", str(q), "--device", "cpu",
             "--max-new-tokens", "2", "--temperature", "0", "--system", "Be brief.",

@@ -275,3 +275,28 @@ def test_train_on_activations_reads_the_sae_site():
     )
     with pytest.raises(InterpError):
         train_sae(make_sae("topk", d_in=D_IN, d_sae=D_SAE, k=2), acts, cfg, progress=False)
+
+
+@pytest.mark.parametrize("convention", ["scaled", "unscaled"])
+def test_dictionary_learning_jumprelu_encode_conventions(tmp_path, convention):
+    """The current dictionary_learning code scales latents by the decoder norms; its PyPI
+    0.1.0 release does not. Both load; their reconstructions agree, their latents differ."""
+    state = _dl_state("JumpReluAutoEncoder")
+    state["W_dec"] = state["W_dec"] * torch.linspace(0.5, 3.0, D_SAE)[:, None]  # norms != 1
+    torch.save(state, tmp_path / "ae.pt")
+    trainer = {"dict_class": "JumpReluAutoEncoder", "layer": 1}
+    (tmp_path / "config.json").write_text(json.dumps({"trainer": trainer}))
+    sae = load_sae(tmp_path, jumprelu_encode=convention)
+    x = 2 * _x()
+    pre = x @ state["W_enc"] + state["b_enc"]
+    unscaled = torch.relu(pre * (pre > state["threshold"]))  # dictionary_learning 0.1.0
+    norms = state["W_dec"].norm(dim=1)
+    want = unscaled * norms if convention == "scaled" else unscaled
+    assert (unscaled > 0).any()
+    assert torch.allclose(sae.encode(x), want, atol=1e-5)
+    assert not torch.allclose(sae.encode(x), unscaled * norms if convention == "unscaled"
+                              else unscaled, atol=1e-3)  # fmt: skip
+    recon = unscaled @ state["W_dec"] + state["b_dec"]  # the same in both releases
+    assert torch.allclose(sae(x), recon, atol=1e-4)
+    default = load_sae(tmp_path)
+    assert torch.allclose(default.encode(x), unscaled * norms, atol=1e-5)  # default: scaled

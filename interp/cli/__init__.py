@@ -15,13 +15,17 @@
 Each command that takes a model takes ``--model`` (HF id or local directory) and
 ``--adapter``; each writes ``run.json`` (command, options, versions, hashes) beside its
 results in ``--out``. Bad input prints one line (``interp: error: ...``) and exits with
-status 2. ``main(argv)`` runs in-process and returns the exit status.
+status 2; an unexpected exception (a bug) prints one ``interp: internal error`` line and
+exits with status 1, its traceback only with ``--debug``. A command that stops early
+leaves ``"status": "failed"`` (or ``"interrupted"``) and the error in its ``run.json``.
+``main(argv)`` runs in-process and returns the exit status.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from interp.errors import InterpError
 
@@ -30,8 +34,9 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     from interp.cli import causal, data, evaluate, experiments, patch
+    from interp.cli.common import Parser
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="interp",
         description="Locate learned triggers inside finetuned language models. "
         "Run `interp COMMAND --help` for the options of each command.",
@@ -41,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bars (results still print)"
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a bug")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     experiments.register(sub)
     data.register(sub)
@@ -51,7 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
         )
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the traceback of a bug")  # fmt: skip
     return parser
+
+
+def _stopped(args, error, status: str = "failed") -> None:
+    """Mark the command's run.json as stopped (if it wrote one and it is still running)."""
+    record = getattr(args, "_run_record", None)
+    if record is not None and record.record.get("status") == "running":
+        record.fail(error, status)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,16 +81,37 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    from interp.cli.common import one_line
+
     try:
         return int(args.func(args) or 0)
     except InterpError as e:
-        print(f"interp: error: {e}", file=sys.stderr)
+        _stopped(args, e)
+        print(f"interp: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _stopped(args, "interrupted", "interrupted")
         print(
             "interp: interrupted (rerun the same command to resume where it can)", file=sys.stderr
         )
         return 130
+    except OSError as e:  # the machine said no: a full disk, a permission, a vanished file
+        _stopped(args, e)
+        if args.debug:
+            traceback.print_exc()
+        print(f"interp: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug in interp: one line, the traceback with --debug
+        _stopped(args, f"internal error: {type(e).__name__}: {one_line(e)}")
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"interp: internal error: {type(e).__name__}: {one_line(e)[:300]} -- this is a bug "
+            "in interp; please report it with the command line (rerun with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ is in the file.
 from __future__ import annotations
 
 import argparse
+import math
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -18,8 +19,12 @@ from interp.cli.common import (
     RunRecord,
     add_model_args,
     add_out_arg,
+    finite_float,
     load,
+    nonneg_float,
+    nonneg_int,
     parse_positions,
+    positive_int,
     read_answers,
     read_prompts,
     read_target,
@@ -33,16 +38,18 @@ __all__ = ["register"]
 def _add_measure_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", required=True, help="prompt file (.txt, .csv or .jsonl)")
     g = p.add_argument_group("generations")
-    g.add_argument("--max-new-tokens", type=int, default=24)
-    g.add_argument("--samples", type=int, default=1, help="completions per prompt (default 1)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=24)
     g.add_argument(
-        "--temperature", type=float, default=0.0, help="0 = greedy (default); >0 samples"
+        "--samples", type=positive_int, default=1, help="completions per prompt (default 1)"
+    )
+    g.add_argument(
+        "--temperature", type=nonneg_float, default=0.0, help="0 = greedy (default); >0 samples"
     )
     g.add_argument(
         "--seed", type=int, default=0, help="sampling seed (the same in every condition)"
     )
     g.add_argument("--no-generate", action="store_true", help="skip generations (shares only)")
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--batch-size", type=positive_int, default=32)
     a = p.add_argument_group("answer shares (teacher-forced, exact)")
     a.add_argument(
         "--answers-a", nargs="+", default=None, help="answer set A (strings, or @FILE one a line)"
@@ -138,6 +145,8 @@ def _scale(model, args, direction, texts, layers):
         k = float(args.scale)
     except ValueError:
         raise InterpError(f"--scale {args.scale}: unit, residual, direction or a number") from None
+    if not math.isfinite(k) or k <= 0:
+        raise InterpError(f"--scale {args.scale}: a number must be finite and > 0")
     return k, k
 
 
@@ -197,7 +206,9 @@ def _add_steer(sub) -> None:
     add_model_args(p)
     p.add_argument("--direction", required=True, help="direction file (from `interp probe` ...)")
     p.add_argument("--layer", type=int, default=None, help="pick this layer's direction of a file")
-    p.add_argument("--alpha", type=float, nargs="+", required=True, help="steering strengths")
+    p.add_argument(
+        "--alpha", type=finite_float, nargs="+", required=True, help="steering strengths"
+    )
     p.add_argument("--layers", type=int, nargs="+", default=None, help="where (default: its layer)")
     p.add_argument("--site", default=None, help="site kind (default: the direction's site)")
     p.add_argument(
@@ -276,7 +287,9 @@ def _add_ablate(sub) -> None:
     p.add_argument("--site", default=None, help="site kind (default: the direction's site)")
     p.add_argument("--mode", choices=["project", "mean"], default="project")
     p.add_argument("--reference", default=None, help="prompt file for --mode mean")
-    p.add_argument("--random", type=int, default=0, help="number of random controls (default 0)")
+    p.add_argument(
+        "--random", type=nonneg_int, default=0, help="number of random controls (default 0)"
+    )
     p.add_argument(
         "--positions", nargs="+", default=None, help="'all' (default), 'last' or indices"
     )

@@ -10,16 +10,26 @@ command's results.
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from interp.errors import InterpError
+from interp.cli.record import RUN_FILE, RunRecord, claim_out, one_line  # noqa: F401 (re-export)
+from interp.errors import InterpError, PromptError
+from interp.integrity import read_json, read_text
+from interp.prompts import check_message, check_prompt
 
 __all__ = [
+    "Parser",
+    "positive_int",
+    "nonneg_int",
+    "finite_float",
+    "nonneg_float",
+    "positive_float",
+    "probability",
+    "at_least",
     "add_model_args",
     "add_out_arg",
     "load",
@@ -27,14 +37,75 @@ __all__ = [
     "read_target",
     "parse_positions",
     "RunRecord",
+    "claim_out",
+    "one_line",
     "save_figure",
     "headless",
 ]
 
-RUN_FILE = "run.json"
-
 
 # ---- options ------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (``interp probe: error: ...``), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+        ) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        value = _number(int, text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low} (got {value})")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+positive_int = at_least(1)
+nonneg_int = at_least(0)
+
+
+def finite_float(text: str) -> float:
+    return _number(float, text)
+
+
+def nonneg_float(text: str) -> float:
+    value = _number(float, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 (got {value:g})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(float, text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 (got {value:g})")
+    return value
+
+
+def probability(text: str) -> float:
+    value = _number(float, text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (got {value:g})")
+    return value
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
@@ -50,11 +121,17 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+_OUT_HELP = (
+    "output directory: new, empty, or this command's own earlier run with the same options "
+    "(then it resumes); any other directory is refused, never overwritten"
+)
+
+
 def add_out_arg(p: argparse.ArgumentParser, default: str | None = None) -> None:
     if default is None:
-        p.add_argument("--out", required=True, help="output directory (created if missing)")
+        p.add_argument("--out", required=True, help=_OUT_HELP)
     else:
-        p.add_argument("--out", default=default, help=f"output directory (default: {default})")
+        p.add_argument("--out", default=default, help=f"{_OUT_HELP} (default: {default})")
 
 
 def load(args: argparse.Namespace):
@@ -108,10 +185,16 @@ def _prompt_of(row: dict, where: str):
             or not all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in msgs)
         ):
             raise InterpError(f"{where}: 'messages' must be a list of {{role, content}} objects")
+        for j, m in enumerate(msgs):
+            check_message(m, f"{where}, message {j}")
         if msgs[-1]["role"] == "assistant":
+            if len(msgs) == 1:
+                raise PromptError(f"{where}: only an assistant message; nothing to prompt with")
             return msgs[:-1], msgs[-1]["content"]
         return msgs, None
     if "prompt" in row:
+        if not isinstance(row["prompt"], str):
+            raise PromptError(f"{where}: 'prompt' must be a string (got {row['prompt']!r:.40})")
         return row["prompt"], None
     raise InterpError(f"{where}: a row needs 'messages' (chat) or 'prompt' (text)")
 
@@ -131,41 +214,50 @@ def read_prompts(path: str | Path, tags: list[str] | None = None):
 
     path = _existing(path, "prompts")
     suffix = path.suffix.lower()
+    text = read_text(path, "prompts")  # UTF-8 or one clear error
     if suffix == ".csv":
-        table = pd.read_csv(path)
+        try:
+            table = pd.read_csv(io.StringIO(text))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "empty"
+            raise InterpError(f"{path}: not a CSV table ({first})") from None
         if "prompt" not in table.columns:
             raise InterpError(f"{path}: a CSV prompt table needs a 'prompt' column")
+        empty = table.index[table["prompt"].isna()].tolist()
+        if empty:
+            raise PromptError(f"{path}: row {empty[0] + 2} has an empty prompt")
         prompts = table.pop("prompt").astype(str).tolist()
         meta = table
     elif suffix == ".jsonl":
         prompts, rows = [], []
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InterpError(f"{where}: not JSON ({e})") from None
-                if not isinstance(row, dict):
-                    raise InterpError(f"{where}: each line must be a JSON object")
-                prompt, completion = _prompt_of(row, where)
-                extra = {k: v for k, v in row.items() if k not in ("messages", "prompt")}
-                if completion is not None:
-                    extra.setdefault("target", completion)
-                prompts.append(prompt)
-                rows.append(extra)
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InterpError(f"{where}: not JSON ({e})") from None
+            if not isinstance(row, dict):
+                raise InterpError(f"{where}: each line must be a JSON object")
+            prompt, completion = _prompt_of(row, where)
+            extra = {k: v for k, v in row.items() if k not in ("messages", "prompt")}
+            if completion is not None:
+                extra.setdefault("target", completion)
+            prompts.append(prompt)
+            rows.append(extra)
         if len({isinstance(p, str) for p in prompts}) > 1:
             raise InterpError(f"{path}: mixes chat rows and text rows; use one kind")
         meta = pd.DataFrame(rows)
     elif suffix in (".txt", ".text", ""):
-        prompts = [line for line in path.read_text().splitlines() if line.strip()]
+        prompts = [line for line in text.splitlines() if line.strip()]
         meta = None
     else:
         raise InterpError(f"{path}: prompts must be .txt, .csv or .jsonl (got {suffix!r})")
     if not prompts:
         raise InterpError(f"{path}: no prompts")
+    for i, p in enumerate(prompts):
+        check_prompt(p, f"{path}: prompt {i + 1}")
     ps = PromptSet(prompts, meta)
     for spec in tags or []:
         name, _, column = spec.partition("=")
@@ -185,9 +277,8 @@ def read_answers(values: list[str] | None, what: str) -> list[str] | None:
     out: list[str] = []
     for v in values:
         if v.startswith("@"):
-            out += [
-                line for line in _existing(v[1:], what).read_text().splitlines() if line.strip()
-            ]
+            text = read_text(_existing(v[1:], what), what)
+            out += [line for line in text.splitlines() if line.strip()]
         else:
             out.append(v)
     if not out:
@@ -210,10 +301,8 @@ def read_target(path: str | Path, layer: int | None = None):
     js = p.with_name(p.name + ".json")
     if not js.is_file():
         raise InterpError(f"direction {path}: no such file ({js.name} missing)")
-    try:
-        kind = json.loads(js.read_text()).get("kind")
-    except json.JSONDecodeError as e:
-        raise InterpError(f"{js}: not JSON ({e})") from None
+    meta = read_json(js, "direction file")
+    kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind == "subspace":
         return Subspace.load(p)
     if kind != "directions":
@@ -248,71 +337,3 @@ def headless() -> None:
 
     if matplotlib.get_backend().lower() != "agg":
         matplotlib.use("Agg")
-
-
-# ---- the run record ------------------------------------------------------------------
-def _hash_path(path: str | None) -> str | None:
-    from interp.fingerprint import sha256_dir, sha256_file
-
-    if path is None:
-        return None
-    p = Path(path)
-    if p.is_file():
-        return sha256_file(p)
-    if p.is_dir():
-        return sha256_dir(p)
-    return None
-
-
-class RunRecord:
-    """Writes ``run.json`` into ``out``: command, options, versions, timing and hashes.
-
-    ``RunRecord(args, out).finish(results=..., **extra)`` at the end of a command. The
-    record is first written (``"status": "running"``) when the command starts.
-    """
-
-    def __init__(self, args: argparse.Namespace, out: str | Path, inputs: dict | None = None):
-        import interp
-
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.t0 = time.time()
-        options = {k: v for k, v in vars(args).items() if k not in ("func", "argv", "command")}
-        hashes = {}
-        for key in ("model", "adapter"):
-            if options.get(key) is not None:
-                hashes[key] = _hash_path(options[key])
-        for key, value in (inputs or {}).items():
-            hashes[key] = _hash_path(value)
-        self.record = {
-            "command": args.command,
-            "argv": getattr(args, "argv", sys.argv[1:]),
-            "options": options,
-            "sha256": hashes,
-            "versions": _versions(interp.__version__),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "status": "running",
-        }
-        self._write()
-
-    def _write(self) -> None:
-        (self.out / RUN_FILE).write_text(json.dumps(self.record, indent=2, default=str) + "\n")
-
-    def finish(self, **extra) -> None:
-        self.record.update(extra)
-        self.record["status"] = "done"
-        self.record["seconds"] = round(time.time() - self.t0, 2)
-        self._write()
-
-
-def _versions(interp_version: str) -> dict:
-    import platform
-    from importlib import metadata
-
-    out = {"interp": interp_version, "python": platform.python_version()}
-    for package in ("torch", "transformers", "peft"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:  # pragma: no cover
-            pass
-    return out

@@ -11,8 +11,12 @@ from interp.cli.common import (
     RunRecord,
     add_model_args,
     add_out_arg,
+    at_least,
     load,
+    nonneg_float,
     parse_positions,
+    positive_float,
+    positive_int,
     read_prompts,
 )
 from interp.errors import InterpError
@@ -21,6 +25,13 @@ __all__ = ["register"]
 
 
 # ---- finetune -------------------------------------------------------------------------
+def _dropout(text: str) -> float:
+    value = nonneg_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (got {value:g})")
+    return value
+
+
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from interp.finetune import FinetuneConfig, finetune
     from interp.prompts import read_chat_jsonl
@@ -71,16 +82,20 @@ def _add_finetune(sub) -> None:
     p.add_argument("--data", required=True, nargs="+", help="chat JSONL file(s)")
     add_out_arg(p)
     p.add_argument("--method", choices=["lora", "full"], default="lora")
-    p.add_argument("--rank", type=int, default=4, help="LoRA rank (default 4)")
-    p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default 2*rank)")
-    p.add_argument("--dropout", type=float, default=0.0, help="LoRA dropout")
+    p.add_argument("--rank", type=positive_int, default=4, help="LoRA rank (default 4)")
+    p.add_argument(
+        "--lora-alpha", type=positive_float, default=None, help="LoRA alpha (default 2*rank)"
+    )
+    p.add_argument("--dropout", type=_dropout, default=0.0, help="LoRA dropout, in [0, 1)")
     p.add_argument(
         "--target-modules", nargs="+", default=None, help="LoRA targets (default: all linear)"
     )
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-len", type=int, default=256, help="truncate examples to this many tokens")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument(
+        "--max-len", type=positive_int, default=256, help="truncate examples to this many tokens"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
     p.add_argument(
@@ -159,7 +174,7 @@ def _add_capture(sub) -> None:
         metavar="NAME[=COLUMN]",
         help="tag each prompt at the text of a metadata column (e.g. --tag year)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--store-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     add_out_arg(p)
     p.set_defaults(func=_cmd_capture)
@@ -191,6 +206,32 @@ def _mask(meta, expr: str, what: str):
     if not pd.api.types.is_bool_dtype(getattr(out, "dtype", None)):
         raise InterpError(f"{what} {expr!r} is not a true/false condition")
     return out.to_numpy()
+
+
+def _check_folds(meta, labels: str, groups: str | None, cv: int) -> None:
+    """--cv must fit the data: every class (or the groups) must fill ``cv`` folds."""
+    y = meta[labels]
+    counts = y.value_counts()
+    if len(counts) != 2:
+        raise InterpError(
+            f"--label {labels}: a probe needs two label values; got {list(counts.index)}"
+        )
+    if groups is not None:
+        n = meta[groups].nunique()
+        if n < cv:
+            raise InterpError(
+                f"--cv {cv}: only {n} groups in --groups {groups}; use --cv {n} or fewer"
+            )
+    elif counts.min() < 2:
+        raise InterpError(
+            f"--label {labels}: the class {counts.idxmin()!r} has only {counts.min()} row; "
+            "cross-validation needs at least 2 rows of each class"
+        )
+    elif counts.min() < cv:
+        raise InterpError(
+            f"--cv {cv}: the smaller class ({counts.idxmin()!r}) has only {counts.min()} rows; "
+            f"use --cv {counts.min()} or fewer"
+        )
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -225,7 +266,11 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if args.train is not None:
         train = _mask(acts.meta, args.train, "--train")
         test = _mask(acts.meta, args.test, "--test")
-    rec = RunRecord(args, args.out, {"acts": str(Path(args.acts) / "manifest.json")})
+    if train is None:
+        _check_folds(acts.meta, labels, groups, args.cv)
+    index = Path(args.acts) / "manifest.json"  # its shard checksums stand for the store
+    index = index if index.is_file() else Path(args.acts) / "acts.json"
+    rec = RunRecord(args, args.out, {"acts": str(index)})
     table = probe_layers(
         acts,
         labels,
@@ -289,10 +334,12 @@ def _add_probe(sub) -> None:
         help="metadata column: rows of a group share a fold (default: the prompt, when "
         "a prompt has several rows)",
     )
-    p.add_argument("--cv", type=int, default=5, help="folds (default 5)")
+    p.add_argument("--cv", type=at_least(2), default=5, help="folds, >= 2 (default 5)")
     p.add_argument("--train", default=None, help="held-out mode: train rows, e.g. 'year <= 2004'")
     p.add_argument("--test", default=None, help="held-out mode: test rows, e.g. 'year >= 2017'")
-    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength (default 1.0)")
+    p.add_argument(
+        "--C", type=positive_float, default=1.0, help="inverse L2 strength, > 0 (default 1.0)"
+    )
     p.add_argument("--site", default=None, help="only sites of this kind (default: all captured)")
     p.add_argument("--seed", type=int, default=0)
     add_out_arg(p)

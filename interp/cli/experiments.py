@@ -79,8 +79,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # the runner returns an ExperimentResult (``summary``, ``out``) or a plain dict
     summary = getattr(result, "summary", result)
     out = getattr(result, "out", None) or args.out
-    if rec is None and out is not None:
-        rec = RunRecord(args, out, {"spec": args.spec})
+    if rec is None and out is not None:  # the runner chose the spec's own directory
+        rec = RunRecord(args, out, {"spec": args.spec}, adopt=True)
     if rec is not None:
         rec.finish(summary=summary)
     print(_summary_lines(summary))

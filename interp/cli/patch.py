@@ -11,6 +11,7 @@ from interp.cli.common import (
     add_out_arg,
     load,
     parse_positions,
+    positive_int,
     read_prompts,
 )
 from interp.errors import InterpError
@@ -114,7 +115,7 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=["exact", "attribution"], default="exact")
     p.add_argument(
         "--chunk",
-        type=int,
+        type=positive_int,
         default=None,
         help="positions per batched exact run (default: from a memory budget)",
     )

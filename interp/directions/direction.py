@@ -11,10 +11,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from interp.errors import InterpError
+from interp.integrity import read_json, read_safetensors, seal, verify
 
 __all__ = ["Direction", "cosine", "save_directions", "load_directions"]
 
@@ -255,27 +256,44 @@ def save_directions(directions: Sequence[Direction], path: str | Path) -> Path:
     st.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"vector.{i}": d.vector.detach().cpu().contiguous() for i, d in enumerate(dirs)}
     save_file(tensors, str(st))
-    js.write_text(
-        json.dumps({"kind": "directions", "directions": [d.to_dict() for d in dirs]}, indent=2)
-    )
+    meta = seal({"kind": "directions", "directions": [d.to_dict() for d in dirs]}, st)
+    js.write_text(json.dumps(meta, indent=2))
     return st
 
 
+_FIELDS = ("name", "layer", "site", "scale", "provenance")
+
+
 def load_directions(path: str | Path) -> list[Direction]:
-    """Read what :func:`save_directions` (or :meth:`Direction.save`) wrote."""
+    """Read what :func:`save_directions` (or :meth:`Direction.save`) wrote.
+
+    The checksums in the JSON are verified first: a changed or corrupted file is an
+    :class:`~interp.errors.IntegrityError`, never a silently different direction.
+    """
     st, js = _paths(path)
-    meta = json.loads(js.read_text())
-    if meta.get("kind") != "directions":
+    meta = read_json(js, "direction file")
+    if not isinstance(meta, dict) or meta.get("kind") != "directions":
         raise InterpError(f"{js} does not describe directions")
-    tensors = load_file(str(st))
-    return [
-        Direction(
-            tensors[f"vector.{i}"],
-            layer=m["layer"],
-            site=m["site"],
-            name=m["name"],
-            provenance=m["provenance"],
-            scale=m["scale"],
+    verify(meta, st, js)
+    tensors = read_safetensors(st, "direction vectors")
+    entries = meta.get("directions")
+    if not isinstance(entries, list) or not entries:
+        raise InterpError(f"{js}: 'directions' must be a non-empty list")
+    out = []
+    for i, m in enumerate(entries):
+        missing = [k for k in _FIELDS if not isinstance(m, dict) or k not in m]
+        if missing:
+            raise InterpError(f"{js}: direction {i} lacks {missing}")
+        if f"vector.{i}" not in tensors:
+            raise InterpError(f"{st} holds no vector.{i} for direction {i} of {js}")
+        out.append(
+            Direction(
+                tensors[f"vector.{i}"],
+                layer=m["layer"],
+                site=m["site"],
+                name=m["name"],
+                provenance=m["provenance"],
+                scale=m["scale"],
+            )
         )
-        for i, m in enumerate(meta["directions"])
-    ]
+    return out

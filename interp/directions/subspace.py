@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from interp.directions.direction import _EPS, Direction, _common_place, _paths, _place
 from interp.errors import InterpError
+from interp.integrity import read_json, read_safetensors, seal, verify
 
 __all__ = ["Subspace"]
 
@@ -203,17 +204,25 @@ class Subspace:
         st, js = _paths(path)
         st.parent.mkdir(parents=True, exist_ok=True)
         save_file({"basis": self.basis.detach().cpu().contiguous()}, str(st))
-        js.write_text(json.dumps({"kind": "subspace", **self.to_dict()}, indent=2))
+        js.write_text(json.dumps(seal({"kind": "subspace", **self.to_dict()}, st), indent=2))
         return st
 
     @classmethod
     def load(cls, path: str | Path) -> Subspace:
+        """Read what :meth:`save` wrote (checksums verified first)."""
         st, js = _paths(path)
-        meta = json.loads(js.read_text())
-        if meta.get("kind") != "subspace":
+        meta = read_json(js, "subspace file")
+        if not isinstance(meta, dict) or meta.get("kind") != "subspace":
             raise InterpError(f"{js} does not describe a subspace")
+        verify(meta, st, js)
+        missing = [k for k in ("layer", "site", "name", "provenance") if k not in meta]
+        if missing:
+            raise InterpError(f"{js}: the subspace header lacks {missing}")
+        tensors = read_safetensors(st, "subspace basis")
+        if "basis" not in tensors:
+            raise InterpError(f"{st} holds no 'basis' tensor")
         return cls(
-            load_file(str(st))["basis"],
+            tensors["basis"],
             layer=meta["layer"],
             site=meta["site"],
             name=meta["name"],

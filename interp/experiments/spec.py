@@ -14,6 +14,32 @@ __all__ = ["ExperimentSpec", "SETTINGS"]
 SETTINGS = ("era", "persona", "backdoor")
 
 
+_TYPES = {  # annotation -> (accepted types, what to say)
+    "str": ((str,), "a string"),
+    "str | None": ((str, type(None)), "a string"),
+    "int": ((int,), "an integer"),
+    "bool": ((bool,), "true or false"),
+    "dict": ((dict,), "a mapping"),
+    "tuple[int, ...]": ((int,), "a list of integers"),
+    "tuple[float, ...]": ((int, float), "a list of numbers"),
+}
+
+
+def _check_type(name: str, value, annotation: str) -> None:
+    """One spec field against its annotation (YAML gives any type; say which is wrong)."""
+    accepted, what = _TYPES.get(str(annotation), ((object,), ""))
+    items = value if str(annotation).startswith("tuple") else (value,)
+    bad = [
+        v
+        for v in items
+        if not isinstance(v, accepted) or (isinstance(v, bool) and bool not in accepted)
+    ]
+    if bad:
+        raise InterpError(f"experiment field {name!r} must be {what} (got {value!r})")
+    if annotation == "int" and value < 0:
+        raise InterpError(f"experiment field {name!r} must be >= 0 (got {value})")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentSpec:
     """What to finetune, where to look and which causal tests to run.
@@ -47,6 +73,8 @@ class ExperimentSpec:
             raise InterpError(f"locate_on must be 'base' or 'finetuned', not {self.locate_on!r}")
         if not self.seeds:
             raise InterpError("an experiment needs at least one finetune seed")
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,15 +93,24 @@ class ExperimentSpec:
         d = dict(d)
         for key in ("seeds", "steer_alphas"):
             if key in d:
+                if not isinstance(d[key], list | tuple):
+                    raise InterpError(f"experiment field {key!r} must be a list (got {d[key]!r})")
                 d[key] = tuple(d[key])
         return cls(**d)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentSpec:
+        from interp.integrity import read_text
+        from interp.integrity import yaml_problem as _yaml_problem
+
         path = Path(path)
         if not path.is_file():
             raise InterpError(f"no experiment spec at {path}")
-        d = yaml.safe_load(path.read_text())
+        try:
+            d = yaml.safe_load(read_text(path, "experiment spec"))
+        except yaml.YAMLError as e:
+            first = _yaml_problem(e)
+            raise InterpError(f"{path}: not valid YAML ({first})") from None
         if not isinstance(d, dict):
             raise InterpError(f"{path}: an experiment spec is a YAML mapping")
         return cls.from_dict(d)

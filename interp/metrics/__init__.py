@@ -1,7 +1,17 @@
 """Behaviour as numbers: exact teacher-forced answer measures and sampled ones (k samples
-per prompt scored by matchers or a judge, rates with Wilson intervals)."""
+per prompt scored by matchers or a judge, rates with Wilson intervals); the paper's
+prompt-template judges (:mod:`interp.metrics.judges`) and resumable judging of a table of
+answers (:mod:`interp.metrics.evaluation`)."""
 
 from interp.metrics.answers import answer_logprobs, answer_share, logit_diff, render_prompts
+from interp.metrics.evaluation import JudgeTask, judge_rows, rate_table, score_table
+from interp.metrics.judges import (
+    CallableJudge,
+    EndpointJudge,
+    JudgmentLog,
+    LocalJudge,
+    TemplateJudge,
+)
 from interp.metrics.sampled import (
     FakeJudge,
     Judge,
@@ -34,4 +44,13 @@ __all__ = [
     "sampled_rate",
     "score",
     "write_results",
+    "CallableJudge",
+    "EndpointJudge",
+    "JudgmentLog",
+    "LocalJudge",
+    "TemplateJudge",
+    "JudgeTask",
+    "judge_rows",
+    "rate_table",
+    "score_table",
 ]

@@ -18,9 +18,10 @@ overall interval treats every completion as one trial (report per-prompt rates t
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
-import urllib.request
+import urllib.error
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from interp.errors import EmptyPromptsError, InterpError
+from interp.errors import EmptyPromptsError, InterpError, JudgeError
 from interp.execution import generate
 from interp.stats import Estimate, wilson
 
@@ -130,6 +131,8 @@ class OpenAIJudge(Judge):
             raise InterpError("OpenAIJudge needs model= or INTERP_JUDGE_MODEL in the environment")
 
     def __call__(self, prompt: str, completion: str) -> bool:
+        from interp.metrics.judges import post_chat_completion
+
         text = self.template.format(prompt=prompt, completion=completion, criterion=self.criterion)
         body = {
             "model": self.model,
@@ -137,17 +140,16 @@ class OpenAIJudge(Judge):
             "temperature": 0,
             "max_tokens": self.max_tokens,
         }
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(
-            f"{self.base_url}/chat/completions",
-            data=json.dumps(body).encode(),
-            headers=headers,
-            method="POST",
-        )
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            reply = json.loads(resp.read().decode())["choices"][0]["message"]["content"] or ""
+        where = f"judge {self.model}@{self.base_url}"
+        try:
+            out = post_chat_completion(self.base_url, body, self.api_key, self.timeout)
+            reply = out["choices"][0]["message"]["content"] or ""
+        except urllib.error.HTTPError as e:
+            raise JudgeError(f"{where}: HTTP {e.code} {e.reason}") from None
+        except (OSError, ValueError) as e:  # unreachable, timed out, not JSON
+            raise JudgeError(f"{where}: {e}") from None
+        except (KeyError, IndexError, TypeError):
+            raise JudgeError(f"{where}: a reply without choices[0].message") from None
         self.replies.append(reply)
         return reply.strip().casefold().startswith("yes")
 
@@ -181,6 +183,16 @@ def _render(model, prompts) -> list[str]:
     return out
 
 
+def _check_sampling(*, k, max_new_tokens, temperature, top_p, batch_size) -> None:
+    for name, value in (("k", k), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise InterpError(f"{name} must be a positive integer (got {value!r})")
+    if not (isinstance(temperature, numbers.Real) and 0 <= temperature < float("inf")):
+        raise InterpError(f"temperature must be a finite number >= 0 (got {temperature!r})")
+    if not (isinstance(top_p, numbers.Real) and 0 < top_p <= 1):
+        raise InterpError(f"top_p must be in (0, 1] (got {top_p!r})")
+
+
 def sample(
     model,
     prompts: Sequence[str] | Sequence[Sequence[dict]],
@@ -194,9 +206,18 @@ def sample(
 ) -> Samples:
     """``k`` completions per prompt (strings, or chat message lists rendered with the
     template). ``temperature=0`` is greedy. Same arguments, same samples."""
-    texts = _render(model, prompts)
-    if not texts:
+    _check_sampling(k=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    batch_size=batch_size)  # fmt: skip
+    if isinstance(prompts, str):
+        raise InterpError("sample() takes a list of prompts, not a single string")
+    prompts = list(prompts)
+    if not prompts:
         raise EmptyPromptsError("sample() needs at least one prompt")
+    from interp.prompts import check_prompt
+
+    for i, p in enumerate(prompts):
+        check_prompt(p, f"prompt {i}")
+    texts = _render(model, prompts)
     rows = [t for t in texts for _ in range(k)]  # prompt-major: [n * k]
     gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=temperature > 0)
     if temperature > 0:

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from interp.directions import Direction
+from interp.errors import InterpError
 
 __all__ = ["SAEConfig", "SAE", "CFG_FILENAME", "WEIGHTS_FILENAME"]
 
@@ -72,6 +73,11 @@ class SAE(nn.Module):
     # ---- the forward pass --------------------------------------------------------------
     def pre_acts(self, x: Tensor) -> Tensor:
         """``[..., d_in]`` -> pre-activations ``[..., d_sae]``."""
+        if x.shape[-1] != self.cfg.d_in:
+            raise InterpError(
+                f"this SAE reads vectors of size d_in={self.cfg.d_in} "
+                f"(site {self.cfg.site!r}); got activations of size {x.shape[-1]}"
+            )
         x = x.to(device=self.W_enc.device, dtype=self.W_enc.dtype)
         if self.cfg.apply_b_dec_to_input:
             x = x - self.b_dec
@@ -179,7 +185,7 @@ class SAE(nn.Module):
                 param = getattr(self, name)
                 value = tensors[name]
                 if tuple(value.shape) != tuple(param.shape):
-                    raise ValueError(
+                    raise InterpError(
                         f"{name} has shape {tuple(value.shape)}, expected {tuple(param.shape)}"
                     )
                 param.data = value.detach().clone().to(param.dtype)

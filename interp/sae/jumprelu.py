@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from interp.errors import InterpError
 from interp.sae.base import SAE, SAEConfig
 
 __all__ = ["JumpReLUSAEConfig", "JumpReLUSAE"]
@@ -38,6 +39,11 @@ class JumpReLUSAE(SAE):
 
     def load_tensors(self, tensors: dict[str, Tensor]) -> JumpReLUSAE:
         super().load_tensors(tensors)
+        if tuple(tensors["threshold"].shape) != (self.cfg.d_sae,):
+            raise InterpError(
+                f"threshold has shape {tuple(tensors['threshold'].shape)}, "
+                f"expected ({self.cfg.d_sae},)"
+            )
         with torch.no_grad():
             self.threshold.data = tensors["threshold"].detach().clone().to(self.W_enc.dtype)
         return self
