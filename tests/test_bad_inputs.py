@@ -544,7 +544,7 @@ CLI = [
     ("steer-direction-json-edited", _steer_dir(lambda s: _edit_json(s.with_name("dir.json"), lambda m: m["directions"][0].update(scale=9.0))), "JSON header was changed"),
     ("probe-acts-flipped", _probe_saved(lambda d: _flip(d / "acts.safetensors")), "checksum mismatch"),
     # patch and run
-    ("patch-lengths", _patch, r"pair 1 \(line 1 of --clean / --corrupt\): the clean prompt has \d+ tokens, the corrupt one \d+; patching needs each pair to have the same length"),
+    ("patch-lengths", _patch, r"pair 0: clean and corrupt prompts must tokenize to the same length .*\(clean \d+ tokens, corrupt \d+ tokens\)"),
     ("run-spec-not-yaml", _run_spec("name: era\nsetting: [era\n"), "not valid YAML"),
     ("run-spec-bad-type", _run_spec("name: e\nsetting: era\ntarget_group: g\nn_random: lots\n"), "'n_random' must be an integer"),
 ]  # fmt: skip
@@ -633,4 +633,4 @@ def test_patch_length_error_names_both_lengths(world, tmp_path, capsys):
     capsys.readouterr()
     assert main(["-q", *map(str, argv)]) == 2
     err = capsys.readouterr().err
-    assert f"the clean prompt has {want[0]} tokens, the corrupt one {want[1]}" in err
+    assert f"(clean {want[0]} tokens, corrupt {want[1]} tokens)" in err

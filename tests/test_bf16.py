@@ -99,13 +99,14 @@ def test_patch_in_bf16_matches_a_naive_patch(model):
     res = patch(model, clean, corrupt, metric=metric, sites="resid_pre", layers=[0, 1])
     for i, (c, x) in enumerate(zip(clean, corrupt, strict=True)):
         cb, xb = model.tokenize([c]), model.tokenize([x])
-        acts = {}
-        with torch.no_grad(), hooks(model, {f"blocks.{l}.hook_resid_pre": (lambda a, s: acts.__setitem__(s.layer, a)) for l in (0, 1)}):  # fmt: skip  # noqa: E501, E741
+        acts: dict = {}
+        keep = {f"blocks.{k}.hook_resid_pre": lambda a, s, acts=acts: acts.__setitem__(s.layer, a) for k in (0, 1)}  # fmt: skip  # noqa: E501
+        with torch.no_grad(), hooks(model, keep):
             model.forward(cb["input_ids"], cb["attention_mask"])
         for layer in (0, 1):
             for p in range(cb["input_ids"].shape[1]):
 
-                def put(a, s, p=p, layer=layer):
+                def put(a, s, p=p, layer=layer, acts=acts):
                     a = a.clone()
                     a[:, p] = acts[layer][:, p]
                     return a
