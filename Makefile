@@ -30,6 +30,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check interp tests benchmarks experiments
 	$(VENV)/bin/ruff format --check interp tests benchmarks experiments
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	cd benchmarks && ../$(PY) bench_capture.py

@@ -148,7 +148,10 @@ def finetune(
             modules_to_save=list(config.modules_to_save) or None,
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, lcfg)
+        from interp.compat import peft_wrap
+
+        with peft_wrap():
+            model = get_peft_model(model, lcfg)
     model.train()
     encoded = [encode_chat(tok, m, config.max_len) for m in examples]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -179,7 +182,10 @@ def finetune(
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    # peft's default ("auto") warns, or probes the base's config, to decide this
+    embeddings = any(n in (config.target_modules or ()) for n in ("embed_tokens", "lm_head"))
+    extra = {"save_embedding_layers": embeddings} if config.method == "lora" else {}
+    model.save_pretrained(out, **extra)
     if config.method == "full":
         tok.save_pretrained(out)
     meta = {

@@ -16,6 +16,7 @@ import json
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -42,7 +43,7 @@ class Model:
     """
 
     hf: torch.nn.Module  # PreTrainedModel, or PeftModel when an adapter is loaded
-    tokenizer: object
+    tokenizer: Any  # a transformers tokenizer (PreTrainedTokenizerBase)
     name: str
     family: Family
     adapter_path: str | None = None
@@ -337,7 +338,10 @@ def load_model(
             f"adapter {adapter} names base {base_name!r}, loading it on {name_or_path!r}",
             stacklevel=2,
         )
-    peft_model = PeftModel.from_pretrained(hf, str(adapter)).to(device)
+    from interp.compat import peft_wrap
+
+    with peft_wrap():
+        peft_model = PeftModel.from_pretrained(hf, str(adapter)).to(device)
     peft_model.eval()
     return dataclasses.replace(
         model, hf=peft_model, adapter_path=str(adapter), adapter_hash=sha256_dir(adapter)

@@ -29,6 +29,7 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from interp import __version__
     from interp.cli import causal, data, evaluate, experiments, patch
 
     parser = argparse.ArgumentParser(
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bars (results still print)"
     )
+    parser.add_argument("--version", action="version", version=f"interp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     experiments.register(sub)
     data.register(sub)
