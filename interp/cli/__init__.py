@@ -10,6 +10,7 @@
 ``interp ablate``         remove a direction or subspace -> same, plus random controls
 ``interp patch``          activation patching -> patching.csv + heatmaps
 ``interp eval``           sample answers to a question file, judge them -> rates (Wilson)
+``interp report RUN``     one self-contained report.html for any run directory
 ========================  =============================================================
 
 Each command that takes a model takes ``--model`` (HF id or local directory) and
@@ -30,7 +31,7 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     from interp import __version__
-    from interp.cli import causal, data, evaluate, experiments, patch
+    from interp.cli import causal, data, evaluate, experiments, patch, report
 
     parser = argparse.ArgumentParser(
         prog="interp",
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     causal.register(sub)
     patch.register(sub)
     evaluate.register(sub)
+    report.register(sub)
     for command in sub.choices.values():  # -q also after the command; SUPPRESS keeps the top one
         command.add_argument(
             "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
