@@ -134,7 +134,9 @@ def _provenance(run: Run, prefix: str) -> str:
     out = []
     rec = run.record
     if rec:
-        facts = {"command": "interp " + " ".join(str(a) for a in rec.get("argv", []))}
+        facts: dict[str, object] = {
+            "command": "interp " + " ".join(str(a) for a in rec.get("argv", []))
+        }
         facts["started"] = rec.get("started")
         status = rec.get("status")
         if status == "running":

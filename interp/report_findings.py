@@ -69,7 +69,7 @@ def _command_help(command: str) -> str:
         from interp.cli import build_parser
 
         sub = next(a for a in build_parser()._actions if a.dest == "command")
-        for action in sub._choices_actions:
+        for action in getattr(sub, "_choices_actions", []):
             if action.dest == command:
                 return f"`interp {command}`: {action.help}."
     except Exception:  # pragma: no cover - a report never fails over its title
