@@ -32,6 +32,14 @@ def _parse(name: str) -> tuple[int, str]:
 
 @dataclass
 class Activations:
+    """Activations at several sites, one row per (prompt, position).
+
+    ``tensor`` is ``[n_rows, n_sites, d_model]``; ``sites`` names its columns
+    (``blocks.{l}.hook_{kind}``, in forward order); ``meta`` has one row per tensor row
+    (``prompt``, ``position``, ``token_id`` and the prompt set's own columns). Made by
+    :func:`interp.capture` or :meth:`ActivationStore.load`, not by hand.
+    """
+
     tensor: Tensor  # [n_rows, n_sites, d_model]
     sites: tuple[str, ...]
     meta: pd.DataFrame
