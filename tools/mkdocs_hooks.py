@@ -21,8 +21,6 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # document this checkout's interp, whatever is installed
-    sys.path.insert(0, str(ROOT))
 _README = re.compile(r"^<!--\s*readme:\s*(.+?)\s*-->$", re.M)
 _CLI = "<!-- cli-reference -->"
 _ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj):<code>(~?)([^<]*)</code>")
@@ -49,6 +47,14 @@ def readme_section(heading: str, path: Path = ROOT / "README.md") -> str:
     if start is None:
         raise PluginError(f"README.md has no heading {heading!r}")
     return "\n".join(body).strip() + "\n"
+
+
+def on_config(config):
+    # the CLI reference imports this checkout's interp, whatever else is installed (mkdocs
+    # restores sys.path after importing a hook module, so this happens here)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return config
 
 
 @event_priority(100)  # before mkdocs-jupyter wraps the notebook files
