@@ -229,3 +229,26 @@ def test_report_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("interp: error: report:") and "not JSON" in err
     assert len(err.splitlines()) == 1
+
+
+def test_demo_writes_its_report(era_run, tmp_path, monkeypatch, capsys):
+    """``run_demo`` ends with ``report.html`` over its experiments (runner stubbed: the
+    era run stands in for each of the three)."""
+    import types
+
+    import interp.demo as demo
+
+    def run_experiment(spec, *, out):
+        shutil.copytree(era_run, out, ignore=shutil.ignore_patterns("report.html"))
+        summary = json.loads((out / "results.json").read_text())
+        return types.SimpleNamespace(summary=summary, out=out)
+
+    monkeypatch.setattr(demo, "run_experiment", run_experiment)
+    out = tmp_path / "demo"
+    assert demo.run_demo(out=out, quick=True) == 0
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+    page = _parse((out / "report.html").read_text())
+    (glance,) = [t for t in page.tables if t["data-source"] == "headline:Experiments at a glance"]
+    assert [r[0] for r in glance["rows"]] == sorted(demo.SPECS)  # sub-runs by name
+    for name in demo.SPECS:
+        _check_run(page, out / name, prefix=f"{name}/")
