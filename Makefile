@@ -12,7 +12,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.interp-installed
 
-.PHONY: demo test lint bench notebooks clean
+.PHONY: demo test lint docs check-report bench notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,12 +24,36 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/interp demo
 
-test: $(STAMP)
+# the docs build first (strict: a warning fails it), so pytest's summary is the last line
+test: $(STAMP) docs
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check interp tests benchmarks experiments
-	$(VENV)/bin/ruff format --check interp tests benchmarks experiments
+	$(VENV)/bin/ruff check interp tests benchmarks experiments tools
+	$(VENV)/bin/ruff format --check interp tests benchmarks experiments tools
+	$(VENV)/bin/mypy
+
+# the documentation site, into site/ (mkdocs.yml; --strict: broken links, missing
+# references and docstring warnings fail the build)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# report.html of a small-organism run (made first if missing), and a screenshot of it
+# with Debian's headless Chromium where it is installed (apt-get install chromium)
+REPORT_RUN ?= runs/era_small
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+check-report: $(STAMP)
+	test -f $(REPORT_RUN)/results.json || $(VENV)/bin/interp run experiments/era_small.yaml --out $(REPORT_RUN)
+	$(VENV)/bin/interp report $(REPORT_RUN)
+	@if [ -z "$(CHROMIUM)" ]; then echo "no chromium: apt-get install chromium, then rerun"; exit 0; fi; \
+	profile=$$(mktemp -d); \
+	"$(CHROMIUM)" --headless --no-sandbox --disable-gpu --no-first-run \
+		--disable-background-networking --disable-component-update --disable-sync \
+		--hide-scrollbars --user-data-dir=$$profile --window-size=1280,2400 \
+		--screenshot=$(abspath $(REPORT_RUN))/report.png \
+		file://$(abspath $(REPORT_RUN))/report.html 2>/dev/null; \
+	rm -rf $$profile; \
+	test -s $(REPORT_RUN)/report.png && echo "screenshot: $(REPORT_RUN)/report.png"
 
 bench: $(STAMP)
 	cd benchmarks && ../$(PY) bench_capture.py
@@ -38,4 +62,4 @@ notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9]*.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

@@ -53,6 +53,14 @@ def site_index(sites: tuple[str, ...] | list[str], key: str | int | Site) -> int
 
 @dataclass
 class Activations:
+    """Activations at several sites, one row per (prompt, position).
+
+    ``tensor`` is ``[n_rows, n_sites, d_model]``; ``sites`` names its columns
+    (``blocks.{l}.hook_{kind}``, in forward order); ``meta`` has one row per tensor row
+    (``prompt``, ``position``, ``token_id`` and the prompt set's own columns). Made by
+    :func:`interp.capture` or :meth:`ActivationStore.load`, not by hand.
+    """
+
     tensor: Tensor  # [n_rows, n_sites, d_model]
     sites: tuple[str, ...]
     meta: pd.DataFrame

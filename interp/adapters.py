@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from interp.compat import peft_wrap
 from interp.errors import AdapterMismatchError, UnsafeWeightsError
 from interp.fingerprint import sha256_tensors
 
@@ -93,7 +94,8 @@ def attach_adapter(
     if device_map is not None:  # one device: peft would re-plan it with device_map="auto"
         del hf.hf_device_map
     try:
-        return PeftModel.from_pretrained(hf, str(adapter))
+        with peft_wrap():
+            return PeftModel.from_pretrained(hf, str(adapter))
     finally:
         if device_map is not None:
             hf.hf_device_map = device_map

@@ -2,7 +2,8 @@
 
 The first run builds the organism (pretraining, cached), finetunes every setting's main
 model and controls for every seed (cached), and runs each experiment; a rerun reuses
-all of it. Figures go to ``figures/`` and every table to the run directory.
+all of it. Figures go to ``figures/``, every table to the run directory, and one
+``report.html`` over all three experiments beside them.
 """
 
 from __future__ import annotations
@@ -69,9 +70,15 @@ def summary_table(results: dict[str, dict]) -> str:
 
 
 def run_demo(
-    out: Path = Path("runs/demo"), quick: bool = False, figures_dir: Path | None = None
+    out: Path = Path("runs/demo"),
+    quick: bool = False,
+    figures_dir: Path | None = None,
+    report: bool = True,
 ) -> int:
-    """Run the three experiments (``quick``: on the small organism) and print the table."""
+    """Run the three experiments (``quick``: on the small organism) and print the table.
+
+    ``report``: also write ``out/report.html`` (:func:`interp.report.write_report`).
+    """
     t0 = time.time()
     out = Path(out)
     figures_dir = Path(figures_dir) if figures_dir else Path("figures")
@@ -90,4 +97,8 @@ def run_demo(
     (out / "summary.md").write_text(table + "\n")
     print("\n" + table)
     print(f"\nwall time {time.time() - t0:.0f}s; tables and figures under {out}")
+    if report:
+        from interp.report import write_report
+
+        print(f"report: {write_report(out)}")
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from interp.compat import peft_wrap
 from interp.errors import InterpError
 
 __all__ = ["is_dispatched", "peft_on_dispatched"]
@@ -137,9 +138,10 @@ def peft_on_dispatched(
     remove_hook_from_submodules(hf)
     del hf.hf_device_map  # else peft re-plans the placement with device_map="auto"
     try:
-        peft = PeftModel.from_pretrained(
-            hf, str(adapter), low_cpu_mem_usage=True, torch_device="cpu"
-        )
+        with peft_wrap():
+            peft = PeftModel.from_pretrained(
+                hf, str(adapter), low_cpu_mem_usage=True, torch_device="cpu"
+            )
     finally:
         hf.hf_device_map = device_map
     state, index = _split_weights(peft, loader, offloaded, _adapter_tensors(adapter))

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from interp.compat import peft_wrap
 from interp.devices import dtype_name, resolve_device, resolve_dtype
 from interp.errors import InterpError
 from interp.fingerprint import sha256_json
@@ -171,7 +172,8 @@ def _trainable_model(base, config: FinetuneConfig, device: torch.device, dtype: 
             modules_to_save=list(config.modules_to_save) or None,
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, lcfg)
+        with peft_wrap():
+            model = get_peft_model(model, lcfg)
     return model
 
 
@@ -229,7 +231,10 @@ def finetune(
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    # peft's default ("auto") warns, or probes the base's config, to decide this
+    embeddings = any(n in (config.target_modules or ()) for n in ("embed_tokens", "lm_head"))
+    extra = {"save_embedding_layers": embeddings} if config.method == "lora" else {}
+    model.save_pretrained(out, **extra)
     if config.method == "full":
         tok.save_pretrained(out)
     meta = {

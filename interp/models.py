@@ -16,6 +16,7 @@ import json
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,7 +40,7 @@ class Model:
     """
 
     hf: torch.nn.Module  # PreTrainedModel, or PeftModel when an adapter is loaded
-    tokenizer: object
+    tokenizer: Any  # a transformers tokenizer (PreTrainedTokenizerBase)
     name: str
     family: Family
     adapter_path: str | None = None

@@ -270,6 +270,11 @@ def read_chat_jsonl(path: str | Path) -> list[list[dict[str, str]]]:
 def write_chat_jsonl(
     path: str | Path, conversations: Iterable[Sequence[Mapping[str, str]]]
 ) -> Path:
+    """Write ``conversations`` (lists of ``{role, content}``) as chat JSONL; returns ``path``.
+
+    One ``{"messages": [...]}`` object a line, the format :func:`read_chat_jsonl` and
+    :func:`interp.finetune.finetune` read.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

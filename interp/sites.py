@@ -62,6 +62,11 @@ FAMILIES: dict[str, Family] = {
         "gpt_neox.layers", "attention", "mlp", "gpt_neox.final_layer_norm", "gpt_neox.embed_in"
     ),
 }
+"""The architecture table: Hugging Face ``config.model_type`` -> :class:`Family` row.
+
+Supporting another architecture is adding a row here (and a tiny model of it to
+``interp.testing`` so the tests compare it against plain Hugging Face outputs).
+"""
 
 
 def family_for(model_type: str) -> Family:

@@ -17,7 +17,8 @@ from interp.cli import main
 from interp.cli.common import read_prompts
 from interp.errors import InterpError
 
-COMMANDS = ["demo", "run", "finetune", "capture", "probe", "steer", "ablate", "patch", "eval"]
+COMMANDS = ["demo", "run", "finetune", "capture", "probe", "steer", "ablate", "patch", "eval",
+            "report"]  # fmt: skip
 
 
 def _error(capsys, argv) -> str:
@@ -43,7 +44,7 @@ def test_help_of_each_command(cmd, capsys):
     assert main([cmd, "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: interp {cmd}")
-    if cmd not in ("demo", "run", "probe"):
+    if cmd not in ("demo", "run", "probe", "report"):
         assert "--model" in out
     if cmd not in ("run",):
         assert "--out" in out

@@ -10,6 +10,7 @@
 ``interp ablate``         remove a direction or subspace -> same, plus random controls
 ``interp patch``          activation patching -> patching.csv + heatmaps
 ``interp eval``           sample answers to a question file, judge them -> rates (Wilson)
+``interp report RUN``     one self-contained report.html for any run directory
 ========================  =============================================================
 
 Each command that takes a model takes ``--model`` (HF id or local directory) and
@@ -33,7 +34,8 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.cli import causal, data, evaluate, experiments, patch
+    from interp import __version__
+    from interp.cli import causal, data, evaluate, experiments, patch, report
     from interp.cli.common import Parser
 
     parser = Parser(
@@ -47,12 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="no progress bars (results still print)"
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of a bug")
+    parser.add_argument("--version", action="version", version=f"interp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     experiments.register(sub)
     data.register(sub)
     causal.register(sub)
     patch.register(sub)
     evaluate.register(sub)
+    report.register(sub)
     for command in sub.choices.values():  # -q also after the command; SUPPRESS keeps the top one
         command.add_argument(
             "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"

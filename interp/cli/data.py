@@ -133,6 +133,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
         to=args.out,
         progress=not args.quiet,
     )
+    assert isinstance(store, interp.ActivationStore)  # capture(to=...) returns the store
     m = store.manifest
     rows = sum(s["rows"] for s in m["shards"])
     rec.finish(

@@ -279,7 +279,7 @@ def score(samples: Samples, scorer: Matcher | Judge, *, level: float = 0.95) -> 
     for i, (prompt, comps) in enumerate(zip(samples.prompts, samples.completions, strict=True)):
         hits = 0
         for j, c in enumerate(comps):
-            ok = bool(scorer(prompt, c) if judge else scorer(c))
+            ok = bool(scorer(prompt, c) if isinstance(scorer, Judge) else scorer(c))
             hits += ok
             rows.append(dict(prompt_index=i, sample_index=j, prompt=prompt, completion=c, score=ok))
         per.append(wilson(hits, len(comps), level))
