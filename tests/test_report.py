@@ -179,10 +179,11 @@ def test_report_of_a_directory_of_runs(era_run, tmp_path):
     from interp.cli.common import RunRecord
 
     top = tmp_path / "demo"
+    args = argparse.Namespace(command="demo", argv=["demo", "--quick"], out=str(top), quick=True)
+    record = RunRecord(args, top)  # the run directory is claimed first, as `interp demo` does
     for name in ("era", "era_copy"):
         shutil.copytree(era_run, top / name, ignore=shutil.ignore_patterns("report.html"))
-    args = argparse.Namespace(command="demo", argv=["demo", "--quick"], out=str(top), quick=True)
-    RunRecord(args, top).finish(exit_code=0)
+    record.finish(exit_code=0)
     page = _parse(write_report(top).read_text())
     (glance,) = [t for t in page.tables if t["data-source"] == "headline:Experiments at a glance"]
     assert [r[0] for r in glance["rows"]] == ["era", "era_copy"]
