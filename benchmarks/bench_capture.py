@@ -8,7 +8,7 @@ all that a capture of the residual stream ever needs. Peers are run like for lik
 TransformerLens with ``names_filter`` and ``stop_at_layer``, nnsight stopping its trace
 after the last saved layer.
 
-    python benchmarks/bench_capture.py
+    python benchmarks/bench_capture.py [--threads 1 --clock cpu]
 """
 
 from __future__ import annotations
@@ -49,7 +49,13 @@ def prompts_of_length(model: interp.Model, n: int, length: int) -> list[str]:
 
 
 def main() -> None:
-    setup_threads()
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="what to time")
+    args = ap.parse_args()
+    setup_threads(args.threads)
     warnings.filterwarnings("ignore")
     model = build_model()
     texts = prompts_of_length(model, BATCH, SEQ)
@@ -121,7 +127,7 @@ def main() -> None:
         ("nnsight trace, save every layer", nnsight_all),
         ("nnsight trace, save every layer, stop after the last", nnsight_stop),
     ]
-    times = {name: timeit(fn) for name, fn in cases}
+    times = {name: timeit(fn, clock=args.clock) for name, fn in cases}
     base = times["plain HF forward"]
     fair = times["decoder only (no unembedding): the fair baseline"]
     rows = [
@@ -135,7 +141,7 @@ def main() -> None:
     ]
     print(
         f"capture benchmark: batch {BATCH}, seq {SEQ}, d_model {D_MODEL}, {LAYERS} layers, vocab {VOCAB}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}\n"
+        f"{torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}\n"
     )
     print(
         markdown_table(
