@@ -465,7 +465,7 @@ def header(setup: Setup) -> str:
     dev = torch.cuda.get_device_name(0) if setup.device.startswith("cuda") else "CPU"
     return (
         f"gpu_check, {datetime.date.today().isoformat()}: {setup.name} on {dev}, {setup.dtype}, "
-        f"torch {torch.__version__}, interp {interp.__version__ if hasattr(interp, '__version__') else ''}".rstrip()
+        f"torch {torch.__version__}, interp {interp.__version__}"
     )
 
 
