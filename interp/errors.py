@@ -17,6 +17,8 @@ __all__ = [
     "StoreCorruptedError",
     "UnsafeWeightsError",
     "UnsupportedArchitectureError",
+    "UnsupportedAdapterError",
+    "BackendError",
 ]
 
 
@@ -58,3 +60,11 @@ class UnsafeWeightsError(InterpError):
 
 class UnsupportedArchitectureError(InterpError):
     """A model family with no row in :data:`interp.sites.FAMILIES`."""
+
+
+class UnsupportedAdapterError(AdapterMismatchError):
+    """An adapter an engine or backend cannot apply (e.g. vLLM and ``modules_to_save``)."""
+
+
+class BackendError(InterpError):
+    """A model backend that cannot run as asked (e.g. NDIF without an API key)."""

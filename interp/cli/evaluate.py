@@ -105,6 +105,27 @@ def _read_question_file(args) -> tuple[list[dict], dict[str, dict]]:
     return data, judges
 
 
+def _engine(args: argparse.Namespace):
+    """``None`` for Hugging Face generate, else a vLLM engine over --model (and --adapter)."""
+    from interp.metrics.vllm_engine import VLLMEngine, vllm_available
+
+    choice = args.engine
+    if choice == "auto":
+        choice = "vllm" if vllm_available() else "hf"
+    if choice == "hf":
+        return None
+    if args.device not in (None, "cuda"):
+        raise InterpError("--engine vllm runs on the GPU vLLM picks; drop --device")
+    adapters = [args.adapter] if args.adapter else []
+    engine = VLLMEngine(args.model, adapters=adapters, dtype=args.dtype or "auto")
+    engine.backend  # noqa: B018 - vLLM importable, or a clear error now rather than later
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InterpError("--engine vllm needs a CUDA GPU; on this machine use --engine hf")
+    return engine
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     import yaml
 
@@ -145,13 +166,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         wanted[str(q["id"])] = [n for n in names if n in judges]
     scorers = {n: make_scorer(n, spec, args.judge_backend) for n, spec in judges.items()}
 
-    model = load(args)
+    engine = _engine(args)
+    model = load(args) if engine is None else engine.view(args.adapter)
     k_of = (
         meta["samples_per_paraphrase"]
         if args.samples is None
         else pd.Series([args.samples] * len(meta))
     )
-    rows = []
+    rows, drawn_by = [], {}
     for k, idx in tqdm(list(meta.groupby(k_of).groups.items()), desc="sample", disable=args.quiet):
         idx = list(idx)
         sub = prompts.subset(idx)
@@ -165,6 +187,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
         )
+        drawn_by = {k: s.config[k] for k in ("engine", "engine_version")}
         for i, comps in zip(idx, s.completions, strict=True):
             for j, c in enumerate(comps):
                 rows.append(
@@ -215,6 +238,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     rate_table.to_csv(out / "rates.csv", index=False)
     rec.finish(
+        sampling=drawn_by,
         n_samples=len(table),
         judges={n: d for n, (_, d) in scorers.items()},
         rates=rates,
@@ -253,5 +277,12 @@ def register(sub) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--engine",
+        choices=["hf", "vllm", "auto"],
+        default="hf",
+        help="sampling engine: Hugging Face generate (default), vLLM (GPU; pip install "
+        "'interp[vllm]'), or auto (vLLM when it is installed and a GPU is present)",
+    )
     add_out_arg(p)
     p.set_defaults(func=_cmd_eval)

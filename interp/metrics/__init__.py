@@ -16,6 +16,7 @@ from interp.metrics.sampled import (
     score,
     write_results,
 )
+from interp.metrics.vllm_engine import VLLMEngine, check_adapter, merge_adapter
 
 __all__ = [
     "answer_logprobs",
@@ -34,4 +35,7 @@ __all__ = [
     "sampled_rate",
     "score",
     "write_results",
+    "VLLMEngine",
+    "check_adapter",
+    "merge_adapter",
 ]
