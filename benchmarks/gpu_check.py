@@ -342,16 +342,15 @@ def backward_memory(model: interp.Model, setup: Setup) -> list[dict]:
 
 
 def nnsight_vs_hooks(model: interp.Model, setup: Setup) -> list[dict]:
+    """A raw nnsight trace and interp's nnsight backend, each against interp's hooks."""
     import nnsight
-    from nnsight import TransformersModel
 
-    from interp.interop import _plain_hf
+    from interp.backends.nnsight import wrap_nnsight
+    from interp.interop import to_nnsight
 
     texts = mixed(model, n=4, longest=12)
     acts = interp.capture(model, texts, sites="resid_post", progress=False).tensor  # [n, L, d]
-    # nnsight instruments the modules it wraps for good: give it a structural copy that
-    # shares every weight, so the model itself stays plain for the sections after this one
-    nn = TransformersModel(_plain_hf(model), tokenizer=model.tokenizer, task="text-generation")
+    nn = to_nnsight(model)  # a structural copy sharing every weight
     batch = {k: v.to(model.device) for k, v in model.tokenize(texts).items()}
 
     def trace():
@@ -363,20 +362,37 @@ def nnsight_vs_hooks(model: interp.Model, setup: Setup) -> list[dict]:
             nnsight.save(saved)
         return torch.stack(saved, 1)
 
-    got = trace()
+    backend = wrap_nnsight(model)
+    got = interp.capture(backend, texts, sites="resid_post", progress=False).tensor
+    direction = interp.random_directions(model.d_model, 1, seed=4)[0]
+    steered = {}
+    for name, m in (("hooks", model), ("backend", backend)):
+        with interp.steer(m, direction, alpha=2.0, layers=[model.n_layers // 2]):
+            steered[name] = last_logits(m, texts)
 
-    def cap():
-        interp.capture(model, texts, sites="resid_post", progress=False)
+    def cap(m):
+        return lambda: interp.capture(m, texts, sites="resid_post", progress=False)
 
-    t_nn, t_cap = clock(trace, setup.repeats), clock(cap, setup.repeats)
+    t_raw, t_cap = clock(trace, setup.repeats), clock(cap(model), setup.repeats)
+    t_backend = clock(cap(backend), setup.repeats)
     return [
         equal_row(
             "nnsight trace = interp capture (resid_post, every layer, mixed lengths)",
-            got,
+            trace(),
             acts,
             setup.tol,
         ),
-        row("nnsight trace / interp capture time", f"{t_nn / t_cap:.2f}x ({t_cap * 1e3:.1f} ms)"),
+        equal_row("interp on the nnsight backend: capture = hooks", got, acts, setup.tol),
+        equal_row(
+            "interp on the nnsight backend: steering = hooks",
+            steered["backend"],
+            steered["hooks"],
+            setup.tol,
+        ),
+        row(
+            "time: raw nnsight trace / backend capture / hooks capture",
+            f"{t_raw / t_cap:.2f}x / {t_backend / t_cap:.2f}x / 1 ({t_cap * 1e3:.1f} ms)",
+        ),
     ]
 
 

@@ -305,6 +305,9 @@ def patch(
     chunks compute less and large ones make fewer, bigger calls. Default: about 8 rows
     (prompts x positions) per site on CPU, 64 on GPU.
     """
+    if hasattr(model, "patch_by_traces"):  # a backend without local blocks (nnsight, NDIF)
+        kw = dict(sites=sites, layers=layers, positions=positions, chunk=chunk)
+        return model.patch_by_traces(clean, corrupt, metric=metric, mode=mode, **kw)
     if mode not in ("exact", "attribution"):
         raise InterpError(f"mode must be 'exact' or 'attribution', got {mode!r}")
     clean_b, corrupt_b = _batches(model, clean, corrupt)

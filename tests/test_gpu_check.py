@@ -30,6 +30,8 @@ def test_tiny_mode_runs_every_section_and_every_check_passes(gpu_check, tmp_path
     for expected in (
         "random LoRA off (base view) = model without it",
         "nnsight trace = interp capture (resid_post, every layer, mixed lengths)",
+        "interp on the nnsight backend: capture = hooks",
+        "interp on the nnsight backend: steering = hooks",
         "split: capture = one-device run",
         "split: steer = one-device run",
         "split: patch = one-device run",
