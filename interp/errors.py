@@ -23,6 +23,8 @@ __all__ = [
     "JudgeError",
     "IntegrityError",
     "RunDirectoryError",
+    "UnsupportedAdapterError",
+    "BackendError",
 ]
 
 
@@ -88,3 +90,11 @@ class IntegrityError(InterpError):
 
 class RunDirectoryError(InterpError):
     """An output directory that a command may not write into (it would lose data)."""
+
+
+class UnsupportedAdapterError(AdapterMismatchError):
+    """An adapter an engine or backend cannot apply (e.g. vLLM and ``modules_to_save``)."""
+
+
+class BackendError(InterpError):
+    """A model backend that cannot run as asked (e.g. NDIF without an API key)."""

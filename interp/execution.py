@@ -249,6 +249,14 @@ def track_layout(model: Model) -> Iterator[list[Layout | None]]:
     def pre(module, args, kwargs):
         holder[0] = _layout_from_call(args, kwargs)
 
+    listeners = getattr(model, "layout_listeners", None)
+    if listeners is not None:  # a trace backend tells its inputs itself
+        listeners.append(pre)
+        try:
+            yield holder
+        finally:
+            listeners.remove(pre)
+        return
     handle = model.decoder.register_forward_pre_hook(pre, with_kwargs=True)
     try:
         yield holder

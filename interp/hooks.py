@@ -97,6 +97,10 @@ def hooks(model: Model, fns: Mapping[str | Site, HookFn | list[HookFn]]) -> Iter
     Yields the resolved sites. Hooks on one site run in the order given; every hook this
     call registered is removed on exit, whatever happened inside.
     """
+    if hasattr(model, "register_trace_hooks"):  # a backend that applies hooks in its traces
+        with model.register_trace_hooks(fns) as resolved:
+            yield resolved
+        return
     handles: list[torch.utils.hooks.RemovableHandle] = []
     resolved: list[Site] = []
     gate = _view_gate(model)

@@ -2,7 +2,8 @@
 
 ``to_transformer_lens(model)`` returns a TransformerLens ``TransformerBridge`` (TL 4)
 whose hook names are the ones interp uses (``blocks.{l}.hook_resid_post``...);
-``to_nnsight(model)`` returns an ``nnsight.TransformersModel``. Neither touches ``model``:
+``to_nnsight(model)`` returns an ``nnsight.TransformersModel`` (for interp's own API on
+nnsight traces, locally or on NDIF, see :mod:`interp.backends.nnsight`). Neither touches ``model``:
 the bridge wraps a structural copy whose parameters are the very same tensors (no second
 copy of the weights), because TransformerLens replaces blocks in the module it wraps.
 A model with an active adapter is merged into a copy first (that copy does cost memory).
@@ -53,5 +54,7 @@ def to_nnsight(model: Model):
     """An ``nnsight.TransformersModel`` over ``model``'s weights (adapters merged in a copy)."""
     from nnsight import TransformersModel
 
-    hf = model.hf if not model.has_adapter else _plain_hf(model)
-    return TransformersModel(hf, tokenizer=model.tokenizer, task="text-generation")
+    # nnsight instruments the modules it wraps for good (their ``forward`` becomes its
+    # controller, which interp's replay engine cannot introspect): wrap a copy that shares
+    # every weight, so ``model`` itself stays plain
+    return TransformersModel(_plain_hf(model), tokenizer=model.tokenizer, task="text-generation")

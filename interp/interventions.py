@@ -168,16 +168,19 @@ def _reference_mean(
     sums: dict[Site, Tensor] = {}
     count = 0
     mask: Tensor | None = None
+    seen: dict[Site, Tensor] = {}  # this forward's sums (set, not added: a hook may rerun)
 
     def keep(act, site):
-        x = fn(act.detach()[mask.to(act.device)]).double().sum(0).cpu()
-        sums[site] = sums[site] + x if site in sums else x
+        seen[site] = fn(act.detach()[mask.to(act.device)]).double().sum(0).cpu()
 
     with torch.no_grad(), hooks(model, {s: keep for s in sites}):
         for chunk in chunks(model, list(prompts), batch_size, bucket=True):
             mask = chunk.inputs["attention_mask"].bool()
             count += int(mask.sum())
+            seen.clear()
             model.forward(chunk.inputs["input_ids"], chunk.inputs["attention_mask"])
+            for site, x in seen.items():
+                sums[site] = sums[site] + x if site in sums else x
     return {s: (v / count).float() for s, v in sums.items()}
 
 

@@ -288,6 +288,8 @@ def load_model(
     max_memory: dict | None = None,
     offload_folder: str | Path | None = None,
     trust_remote_code: bool = False,
+    backend: str = "hf",
+    remote: bool | str = False,
 ) -> Model:
     """Load a causal LM from a Hugging Face id or a local directory, with an optional adapter.
 
@@ -298,7 +300,21 @@ def load_model(
     float32 on CPU and bfloat16 on GPU. Weights must be safetensors. With ``adapter`` (a
     PEFT adapter directory) the returned model runs as the finetuned model;
     ``model.as_base()`` / :class:`ModelPair` run the same weights without it.
+    ``backend="nnsight"`` runs every forward as an nnsight trace, on NDIF with
+    ``remote=True`` (:mod:`interp.backends.nnsight`).
     """
+    if backend != "hf" or remote:
+        from interp.backends import load_backend
+
+        return load_backend(
+            "nnsight" if backend == "hf" else backend,
+            name_or_path,
+            adapter=adapter,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            remote=remote,
+        )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = placement(dtype, device, device_map, max_memory, offload_folder)

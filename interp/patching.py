@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from interp.errors import InterpError
+from interp.errors import BackendError, InterpError
 from interp.execution import chunks, forward
 from interp.hooks import hooks
 from interp.models import Model
@@ -330,6 +330,9 @@ def patch(
     """
     if mode not in ("exact", "attribution"):
         raise InterpError(f"mode must be 'exact' or 'attribution', got {mode!r}")
+    backend = getattr(model, "exact_engine", None)  # a backend without local blocks (NDIF)
+    if backend is not None and mode != "exact":
+        raise BackendError(f"mode={mode!r} patching needs local blocks; use mode='exact'")
     spec = normalize("all" if positions is None else positions)
     align_tag = align.tag if isinstance(align, Span) else align
     if align_tag is not None and not isinstance(align_tag, str):
@@ -367,10 +370,12 @@ def patch(
             }
             group_metric = _bucket_metric(metric, index, n)
             if mode == "exact":
-                size = chunk or _chunk_size(model, len(index), row, budget)
-                cl, xl, raw = _exact(
-                    model, cb, xb, site_list, wanted, group_metric, max(1, size), reuse_prefix
-                )
+                size = max(1, chunk or _chunk_size(model, len(index), row, budget))
+                args = (cb, xb, site_list, wanted, group_metric, size)
+                if backend is not None:
+                    cl, xl, raw = backend(*args)
+                else:
+                    cl, xl, raw = _exact(model, *args, reuse_prefix)
             else:
                 cl, xl, raw = _attribution(model, cb, xb, site_list, wanted, group_metric)
             if clean_logits is None:

@@ -69,7 +69,9 @@ def record(model: Model, want_kv: bool) -> Iterator[Record]:
     key/value recorder is passed to each block as its cache (changing nothing).
     """
     blocks = model.blocks
-    sig = inspect.signature(blocks[0].forward)
+    # the class's forward: an instance's may be wrapped (nnsight, accelerate) with another one
+    sig = inspect.signature(type(blocks[0]).forward)
+    sig = sig.replace(parameters=list(sig.parameters.values())[1:])  # without self
     params = list(sig.parameters)
     cache_name = next((c for c in _CACHE_NAMES if c in params), None) if want_kv else None
     rec = Record([None] * len(blocks), None, [None] * len(blocks), [None] * len(blocks), cache_name)

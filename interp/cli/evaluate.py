@@ -232,6 +232,36 @@ def _samples(out: Path, qf, args, get_model) -> list[dict]:
     return rows
 
 
+def _engine(args: argparse.Namespace):
+    """``None`` for Hugging Face generate, else a vLLM engine over --model (and --adapter)."""
+    from interp.metrics.vllm_engine import VLLMEngine, vllm_available
+
+    choice = args.engine
+    if choice == "auto":
+        choice = "vllm" if vllm_available() else "hf"
+    if choice == "hf":
+        return None
+    if args.device not in (None, "cuda"):
+        raise InterpError("--engine vllm runs on the GPU vLLM picks; drop --device")
+    adapters = [args.adapter] if args.adapter else []
+    engine = VLLMEngine(args.model, adapters=adapters, dtype=args.dtype or "auto")
+    engine.backend  # noqa: B018 - vLLM importable, or a clear error now rather than later
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InterpError("--engine vllm needs a CUDA GPU; on this machine use --engine hf")
+    return engine
+
+
+def _engine_info(engine) -> dict:
+    """What drew the answers, for run.json."""
+    if engine is None:
+        import transformers
+
+        return {"engine": "hf", "engine_version": transformers.__version__}
+    return {"engine": "vllm", "engine_version": engine.version}
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -256,9 +286,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out)
     model = {}
 
+    engine = _engine(args)
+
     def get_model():
         if "m" not in model:
-            model["m"] = load(args)
+            model["m"] = load(args) if engine is None else engine.view(args.adapter)
         return model["m"]
 
     (out / "questions.as_run.json").write_text(
@@ -283,6 +315,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for t in tasks:
         described.setdefault(t.column, []).append(t.description)
     rec.finish(
+        sampling=_engine_info(engine),
         n_samples=len(table),
         judges={c: "; ".join(dict.fromkeys(d)) for c, d in described.items()},
         rates=rates.to_dict("records"),
@@ -328,5 +361,12 @@ def register(sub) -> None:
     p.add_argument("--top-p", type=probability, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument(
+        "--engine",
+        choices=["hf", "vllm", "auto"],
+        default="hf",
+        help="sampling engine: Hugging Face generate (default), vLLM (GPU; pip install "
+        "'interp[vllm]'), or auto (vLLM when it is installed and a GPU is present)",
+    )
     add_out_arg(p)
     p.set_defaults(func=_cmd_eval)

@@ -64,6 +64,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise InterpError("--adapter needs --model (the base it was trained on)")
     _check_spec(spec)
     _limit_threads()
+    if args.launcher is not None:
+        return _run_sweep(args, spec)
     rec = RunRecord(args, args.out, {"spec": args.spec}) if args.out else None
     try:
         result = run_experiment(
@@ -86,6 +88,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(_summary_lines(summary))
     if out is not None:
         print(f"written to {out}")
+    return 0
+
+
+def _slurm_params(args: argparse.Namespace) -> dict:
+    params = {"timeout_min": args.timeout_min}
+    if args.gpus_per_cell:
+        params["gpus_per_node"] = args.gpus_per_cell
+    if args.launcher == "slurm":
+        for key in ("partition", "account", "qos"):
+            value = getattr(args, f"slurm_{key}")
+            if value:
+                params[f"slurm_{key}"] = value
+    return params
+
+
+def _run_sweep(args: argparse.Namespace, spec: Path) -> int:
+    """``--launcher``: the experiment as cells through submitit (interp.experiments.launch)."""
+    from interp.experiments.launch import run_sweep
+
+    if args.adapter is not None:
+        raise InterpError("an experiment finetunes its own adapters; pass --model only")
+    sweep = run_sweep(
+        spec,
+        launcher=args.launcher,
+        out=args.out,
+        model=args.model,
+        params=_slurm_params(args),
+        parallel=args.parallel,
+    )
+    rec = RunRecord(args, sweep.out, {"spec": args.spec})
+    n = len(sweep.cells)
+    rec.finish(launcher=args.launcher, cells=sweep.cells, reused=sweep.n_reused)
+    table = sweep.behaviour.drop(columns=[c for c in ("per_seed", "seeds") if c in sweep.behaviour])
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(
+        f"analysis seed {sweep.summary.get('analysis_seed')}; {sweep.n_reused} of {n} cells "
+        f"reused; written to {sweep.out}"
+    )
     return 0
 
 
@@ -119,4 +159,22 @@ def register(sub) -> None:
         choices=["float32", "bfloat16", "float16"],
         help="weights and training dtype (default: bfloat16 on GPU, float32 on CPU)",
     )
+    sweep = run.add_argument_group(
+        "sweeps",
+        "run the experiment as cells (one job per model, then the analysis) through "
+        "submitit; a rerun skips finished cells. Needs submitit (pip install 'interp[slurm]').",
+    )
+    sweep.add_argument(
+        "--launcher",
+        choices=["local", "slurm", "debug"],
+        default=None,
+        help="local: subprocesses here; slurm: one Slurm job per cell; debug: "
+        "in this process (default: no cells, the plain runner)",
+    )
+    sweep.add_argument("--parallel", type=int, default=2, help="local: cells at a time (2)")
+    sweep.add_argument("--timeout-min", type=int, default=240, help="per cell (240)")
+    sweep.add_argument("--gpus-per-cell", type=int, default=0, help="GPUs per cell (0)")
+    sweep.add_argument("--slurm-partition", default=None)
+    sweep.add_argument("--slurm-account", default=None)
+    sweep.add_argument("--slurm-qos", default=None)
     run.set_defaults(func=_cmd_run)

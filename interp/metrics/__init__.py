@@ -26,6 +26,7 @@ from interp.metrics.sampled import (
     score,
     write_results,
 )
+from interp.metrics.vllm_engine import VLLMEngine, check_adapter, merge_adapter
 
 __all__ = [
     "answer_logprobs",
@@ -53,4 +54,7 @@ __all__ = [
     "judge_rows",
     "rate_table",
     "score_table",
+    "VLLMEngine",
+    "check_adapter",
+    "merge_adapter",
 ]

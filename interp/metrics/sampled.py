@@ -2,7 +2,9 @@
 
 - :func:`sample` draws ``k`` completions per prompt, seeded (the global RNG is restored
   afterwards), batched and left padded; it runs inside any intervention context, so the
-  same call measures the steered or ablated model.
+  same call measures the steered or ablated model. ``engine=VLLMEngine(...)`` draws them
+  through vLLM instead (:mod:`interp.metrics.vllm_engine`; base and LoRA adapters, no
+  interventions); the config names the engine and its version.
 - Scorers: matchers (:func:`exact_match`, :func:`regex_match`, :func:`prefix_match`) are
   plain ``str -> bool`` callables; a :class:`Judge` scores ``(prompt, completion)``.
   :class:`OpenAIJudge` calls any OpenAI-compatible ``/chat/completions`` endpoint named in
@@ -193,31 +195,10 @@ def _check_sampling(*, k, max_new_tokens, temperature, top_p, batch_size) -> Non
         raise InterpError(f"top_p must be in (0, 1] (got {top_p!r})")
 
 
-def sample(
-    model,
-    prompts: Sequence[str] | Sequence[Sequence[dict]],
-    *,
-    k: int = 8,
-    max_new_tokens: int = 32,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    batch_size: int = 64,
-) -> Samples:
-    """``k`` completions per prompt (strings, or chat message lists rendered with the
-    template). ``temperature=0`` is greedy. Same arguments, same samples."""
-    _check_sampling(k=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                    batch_size=batch_size)  # fmt: skip
-    if isinstance(prompts, str):
-        raise InterpError("sample() takes a list of prompts, not a single string")
-    prompts = list(prompts)
-    if not prompts:
-        raise EmptyPromptsError("sample() needs at least one prompt")
-    from interp.prompts import check_prompt
+def _hf_sample(model, texts, *, k, max_new_tokens, temperature, top_p, seed, batch_size):
+    """``k`` completions per text through Hugging Face ``generate`` (any hooks active)."""
+    import transformers
 
-    for i, p in enumerate(prompts):
-        check_prompt(p, f"prompt {i}")
-    texts = _render(model, prompts)
     rows = [t for t in texts for _ in range(k)]  # prompt-major: [n * k]
     gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=temperature > 0)
     if temperature > 0:
@@ -229,15 +210,51 @@ def sample(
         new = generate(model, rows, batch_size=batch_size, **gen_kwargs)
         out.extend(model.tokenizer.batch_decode(new, skip_special_tokens=True))
     completions = [out[i * k : (i + 1) * k] for i in range(len(texts))]
-    config = dict(
-        model=model.name,
-        variant=model.variant,
-        k=k,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
+    return completions, {"engine": "hf", "engine_version": transformers.__version__}
+
+
+def sample(
+    model,
+    prompts: Sequence[str] | Sequence[Sequence[dict]],
+    *,
+    k: int = 8,
+    max_new_tokens: int = 32,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 64,
+    engine=None,
+) -> Samples:
+    """``k`` completions per prompt (strings, or chat message lists rendered with the
+    template). ``temperature=0`` is greedy. Same arguments, same samples.
+
+    ``engine=None`` samples with Hugging Face ``generate`` (inside any intervention);
+    a :class:`~interp.metrics.vllm_engine.VLLMEngine` samples the same view of the model
+    (base, or its adapter when enabled) through vLLM. ``model`` may also be a view of a
+    vLLM engine (``engine.view(adapter)``). ``Samples.config`` names the engine.
+    """
+    _check_sampling(k=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    batch_size=batch_size)  # fmt: skip
+    if isinstance(prompts, str):
+        raise InterpError("sample() takes a list of prompts, not a single string")
+    prompts = list(prompts)
+    if not prompts:
+        raise EmptyPromptsError("sample() needs at least one prompt")
+    from interp.prompts import check_prompt
+
+    for i, p in enumerate(prompts):
+        check_prompt(p, f"prompt {i}")
+    if engine is not None:
+        model = engine.view_for(model)
+    texts = _render(model, prompts)
+    kwargs = dict(
+        k=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed
     )
+    if hasattr(model, "sample_texts"):
+        completions, info = model.sample_texts(texts, **kwargs)
+    else:
+        completions, info = _hf_sample(model, texts, batch_size=batch_size, **kwargs)
+    config = dict(model=model.name, variant=model.variant, **kwargs, **info)
     return Samples(texts, completions, config)
 
 
