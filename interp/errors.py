@@ -23,6 +23,7 @@ __all__ = [
     "JudgeError",
     "IntegrityError",
     "RunDirectoryError",
+    "ConfigError",
 ]
 
 
@@ -88,3 +89,7 @@ class IntegrityError(InterpError):
 
 class RunDirectoryError(InterpError):
     """An output directory that a command may not write into (it would lose data)."""
+
+
+class ConfigError(InterpError):
+    """A config (``from_dict``) with an unknown key, a missing field or a wrong type."""

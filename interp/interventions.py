@@ -38,7 +38,7 @@ from interp.execution import Layout, chunks, track_layout
 from interp.hooks import hooks
 from interp.models import Model
 from interp.positions import Span, normalize
-from interp.sites import Site, resolve_sites
+from interp.sites import Site, is_site_name, kind_of, resolve_sites
 
 __all__ = [
     "SAELatents",
@@ -70,9 +70,9 @@ def _sites(model: Model, target, site: str | None, layers) -> list[Site]:
     own_site = getattr(target, "site", None)
     own_layer = getattr(target, "layer", None)
     kind_or_name = site or own_site or "resid_post"
-    if site is None and own_site and own_site.startswith("blocks.") and layers is not None:
-        kind_or_name = own_site.split(".hook_")[-1]  # the target's kind at other layers
-    if kind_or_name.startswith("blocks."):
+    if site is None and own_site is not None and layers is not None:
+        kind_or_name = kind_of(own_site)  # the target's kind at other layers
+    if is_site_name(kind_or_name):
         if layers is not None:
             raise InterpError(
                 f"site {kind_or_name!r} names its layer; pass a site kind with layers=, not both"

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from interp.errors import InterpError
+from interp.sites import Site, of_kind
 
 __all__ = ["PatchResult", "align_columns"]
 
@@ -93,7 +94,7 @@ class PatchResult:
     """
 
     values: Tensor  # [n_sites, n_columns]
-    sites: list[str]
+    sites: list[Site]  # names are parsed on construction
     positions: list[int]
     tokens: list[str]
     clean_value: float
@@ -107,6 +108,9 @@ class PatchResult:
     counts: list[int] = field(default_factory=list)
     tags: dict[str, list[list[int]]] = field(default_factory=dict)  # tag -> own token indices
     config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sites = [Site.parse(s) for s in self.sites]
 
     def normalized(self) -> Tensor:
         """``(value - corrupt) / (clean - corrupt)``: 0 = no effect, 1 = full recovery."""
@@ -144,10 +148,7 @@ class PatchResult:
 
     def grid(self, kind: str) -> tuple[list[int], Tensor]:
         """Layers and the ``[n_layers, n_columns]`` block of one site kind."""
-        rows = [i for i, s in enumerate(self.sites) if s.endswith(f"hook_{kind}")]
-        if not rows:
-            raise InterpError(f"no {kind!r} sites in this result (sites: {self.sites})")
-        layers = [int(self.sites[i].split(".")[1]) for i in rows]
+        rows, layers = of_kind(self.sites, kind)
         return layers, self.values[rows]
 
     def to_frame(self):
@@ -157,13 +158,12 @@ class PatchResult:
         norm = self.normalized()
         rows = []
         for i, site in enumerate(self.sites):
-            _, layer, kind = site.split(".")
             for j, pos in enumerate(self.positions):
                 rows.append(
                     dict(
-                        site=site,
-                        layer=int(layer),
-                        kind=kind.removeprefix("hook_"),
+                        site=site.name,
+                        layer=site.layer,
+                        kind=site.kind,
                         position=pos,
                         token=self.tokens[j],
                         n=self.counts[j] if self.counts else None,
@@ -186,7 +186,9 @@ class PatchResult:
                     if not torch.isnan(m[i, p]):
                         tok = self.prompt_tokens[k][p]
                         rows.append(
-                            dict(pair=k, site=site, position=p, token=tok, value=float(m[i, p]))
+                            dict(
+                                pair=k, site=site.name, position=p, token=tok, value=float(m[i, p])
+                            )
                         )
         return pd.DataFrame(rows)
 
@@ -202,7 +204,7 @@ class PatchResult:
             align=self.align,
             clean_value=self.clean_value,
             corrupt_value=self.corrupt_value,
-            sites=self.sites,
+            sites=[s.name for s in self.sites],
             positions=self.positions,
             tokens=self.tokens,
             counts=self.counts,

@@ -30,6 +30,7 @@ from interp.cli.common import (
     read_target,
 )
 from interp.errors import InterpError
+from interp.sites import kind_of
 
 __all__ = ["register"]
 
@@ -138,7 +139,7 @@ def _scale(model, args, direction, texts, layers):
     if args.scale == "direction":
         return float(direction.scale), float(direction.scale)
     if args.scale == "residual":
-        kind = (args.site or direction.site or "resid_post").split(".hook_")[-1]
+        kind = kind_of(args.site or direction.site or "resid_post")
         norms = residual_norm(model, texts, layers=layers, site=kind)
         return norms, norms
     try:

@@ -13,6 +13,7 @@ from interp.directions import Direction
 from interp.errors import InterpError
 from interp.probes.estimator import LinearProbe, _as_numpy
 from interp.probes.solver import auroc, fit_logistic
+from interp.sites import Site
 from interp.stats import Estimate, mean_ci
 from interp.store import ActivationStore
 
@@ -44,7 +45,7 @@ def cv_folds(y: np.ndarray, groups: np.ndarray | None, cv: int, seed: int) -> li
     return [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
 
 
-def _layer_data(acts, site: str | None) -> tuple[list[str], list[int | None], int, Callable]:
+def _layer_data(acts, site: str | None) -> tuple[list[Site], list[int | None], int, Callable]:
     """Site names, layers, the row count and ``load(j) -> [n, d]`` for the j-th site.
 
     ``acts``: a tensor ``[n, n_sites, d]`` or ``[n, d]``, Activations, or an
@@ -53,14 +54,14 @@ def _layer_data(acts, site: str | None) -> tuple[list[str], list[int | None], in
     if isinstance(acts, Tensor):
         t = acts if acts.ndim == 3 else acts[:, None]
         return [None] * t.shape[1], list(range(t.shape[1])), t.shape[0], lambda j: t[:, j]  # type: ignore[list-item]
-    sites = list(acts.sites)
+    sites = [Site.parse(s) for s in acts.sites]
     keep = list(range(len(sites)))
     if site is not None:
-        keep = [i for i, s in enumerate(sites) if s.endswith(f".hook_{site}") or s == site]
+        keep = [i for i, s in enumerate(sites) if site in (s, s.kind)]
         if not keep:
             raise InterpError(f"no captured site matches {site!r} (captured: {', '.join(sites)})")
     names = [sites[i] for i in keep]
-    layers = [int(s.split(".")[1]) for s in names]
+    layers = [s.layer for s in names]
     if isinstance(acts, ActivationStore):
         return names, layers, len(acts), lambda j: acts.site(names[j])
     return names, layers, len(acts), lambda j: acts.tensor[:, keep[j]]
