@@ -47,7 +47,7 @@ from torch import Tensor
 
 from interp.errors import InterpError
 from interp.execution import chunks, forward
-from interp.hooks import hooks
+from interp.hooks import ModuleHook, hooks
 from interp.models import Model
 from interp.patch_result import PatchResult, align_columns
 from interp.positions import Positions, Span, normalize, resolve, span_tokens
@@ -268,22 +268,18 @@ def _attribution(model, clean, corrupt, sites, positions, metric):
     def keep(act, site):
         acts[site] = act
 
-    def leaf(module, args, output):  # gradients start here, whatever requires_grad says
+    def leaf(module, args, kwargs, output):  # gradients start here, whatever requires_grad says
         return output.detach().requires_grad_(True)
 
     with torch.no_grad(), hooks(model, {s: keep_clean for s in sites}):
         clean_logits = _last_logits(model, clean)
-    embed = model.base_hf.get_submodule(model.family.embed)
-    handle = embed.register_forward_hook(leaf)
-    try:
-        with torch.enable_grad(), hooks(model, {s: keep for s in sites}):
-            logits = _last_logits(model, corrupt)
-            corrupt_metric = metric(logits)
-            total = torch.as_tensor(corrupt_metric).sum()
-            # gradients with respect to the activations only: no weight gradient is computed
-            grads = torch.autograd.grad(total, [acts[s] for s in sites], allow_unused=True)
-    finally:
-        handle.remove()
+    embed = ModuleHook(model.family.embed, leaf)
+    with torch.enable_grad(), hooks(model, {s: keep for s in sites}, modules=[embed]):
+        logits = _last_logits(model, corrupt)
+        corrupt_metric = metric(logits)
+        total = torch.as_tensor(corrupt_metric).sum()
+        # gradients with respect to the activations only: no weight gradient is computed
+        grads = torch.autograd.grad(total, [acts[s] for s in sites], allow_unused=True)
     corrupt_metric = torch.as_tensor(corrupt_metric).detach()
     values = {}
     for site, g in zip(sites, grads, strict=True):
