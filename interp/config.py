@@ -154,7 +154,10 @@ def _coerce(value, hint, where: str):
         if isinstance(value, hint):
             return value
         if isinstance(value, Mapping):
-            return hint.from_dict(value)
+            try:
+                return hint.from_dict(value)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
     elif hint is Site and isinstance(value, str):
         try:
             return Site.parse(value)
