@@ -43,7 +43,7 @@ def plot_patching(
     im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
     ax.set_xticks(range(n_pos), labels=result.tokens, rotation=90, fontsize=8)
     ax.set_yticks(range(len(layers)), labels=[str(x) for x in layers])
-    align = getattr(result, "align", "start")
+    align = result.align
     xlabel = {"start": "position", "end": "position from the end"}.get(
         align, f"position relative to tag {align!r}"
     )
@@ -89,7 +89,7 @@ def plot_dose_response(
         yerr=err,
         marker="o",
         capsize=3,
-        label=getattr(result, "config", {}).get("direction", "direction"),
+        label=result.config.get("direction", "direction"),
     )
     ax.set_xlabel("alpha")
     ax.set_ylabel(metric_label)
