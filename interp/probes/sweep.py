@@ -105,82 +105,39 @@ def probe_layers(
         raise InterpError(f"probe_layers needs two label values; got {list(classes)}")
     y = (y_raw == classes[1]).astype(np.float64)
     label_name = labels if isinstance(labels, str) else "labels"
-
-    if (train is None) != (test is None):
-        raise InterpError("pass both train= and test= (or neither)")
-    if train is not None:
-        tr = _column(meta, train, n, "train").astype(bool)
-        te = _column(meta, test, n, "test").astype(bool)
-        if len(np.unique(y[tr])) < 2:
-            raise InterpError("the train rows hold only one label value")
-        test_sets = [np.flatnonzero(te)]
-        fit_mask = tr
-        mode = "holdout"
-    else:
-        g = None if groups is None else _column(meta, groups, n, "groups")
-        test_sets = cv_folds(y, g, cv, seed)
-        fit_mask = np.ones(n, dtype=bool)
-        mode = "cv"
-
+    test_sets, fit_mask, mode = _splits(meta, y, n, train, test, groups, cv, seed)
     # weights [F + 1, n]: one row per fold (train rows), the last the final fit
     W = np.zeros((len(test_sets) + 1, n))
     for f, te_idx in enumerate(test_sets):
         W[f] = fit_mask
         W[f, te_idx] = 0.0
     W[-1] = fit_mask
-    Wt = torch.from_numpy(W)
-    yt = torch.from_numpy(y)
-    model_name = getattr(acts, "model_name", None)
-    adapter_hash = getattr(acts, "adapter_hash", None)
-
+    provenance = {
+        "method": "logistic_probe",
+        "mode": mode,
+        "labels": label_name,
+        "classes": [str(c) for c in classes],
+        "C": C,
+        "solver": solver,
+        "n": int(fit_mask.sum()),
+        "model_name": getattr(acts, "model_name", None),
+        "adapter_hash": getattr(acts, "adapter_hash", None),
+    }
     rows = []
     for j, (site_name, layer) in enumerate(zip(sites, layers, strict=True)):
         X = load(j)  # [n, d]: one site at a time (a store reads only this site)
         if not X.is_floating_point() or X.dtype in (torch.float16, torch.bfloat16):
             X = X.float()
-        if solver == "torch":
-            # the final fit first; it warm-starts the folds (each drops 1/cv of the rows)
-            w1, b1, _ = fit_logistic(X, yt, Wt[-1:], C=C, max_iter=max_iter, tol=tol)
-            w, b, _ = fit_logistic(X, yt, Wt[:-1], C=C, max_iter=max_iter, tol=tol, init=(w1, b1))
-            coef = torch.cat([w, w1]).cpu().numpy()
-            intercept = torch.cat([b, b1]).cpu().numpy()
-        else:
-            coef = np.zeros((len(W), X.shape[1]))
-            intercept = np.zeros(len(W))
-            Xn = X.cpu().numpy()
-            for f in range(len(W)):
-                keep = W[f] > 0
-                pr = LinearProbe(C=C, solver=solver, max_iter=max_iter).fit(Xn[keep], y[keep])
-                coef[f], intercept[f] = pr.coef_[0], pr.intercept_[0]
+        coef, intercept = _fit_folds(X, y, W, C, solver, max_iter, tol)
         Xn = X.cpu().numpy().astype(np.float64)
-        accs, aucs = [], []
-        for f, te_idx in enumerate(test_sets):
-            scores = Xn[te_idx] @ coef[f] + intercept[f]
-            accs.append(np.mean((scores > 0) == (y[te_idx] > 0.5)))
-            aucs.append(auroc(scores, y[te_idx]))
-        if mode == "cv":
-            acc = mean_ci(accs, bounds=(0.0, 1.0))
-            auc = mean_ci([a for a in aucs if a == a] or [float("nan")], bounds=(0.0, 1.0))
-        else:
-            acc, auc = _bootstrap(Xn[test_sets[0]] @ coef[0] + intercept[0], y[test_sets[0]], seed)
-        provenance = {
-            "method": "logistic_probe",
-            "mode": mode,
-            "labels": label_name,
-            "classes": [str(c) for c in classes],
-            "C": C,
-            "solver": solver,
-            "n": int(fit_mask.sum()),
-            "model_name": model_name,
-            "adapter_hash": adapter_hash,
-        }
+        acc, auc = _score_folds(Xn, y, coef, intercept, test_sets, mode, seed)
         direction = (
             Direction(
                 torch.from_numpy(coef[-1]).float(),
                 site=site_name,
                 layer=layer,
                 name=f"probe:{label_name}@{site_name or layer}",
-                provenance=provenance,
+                provenance=dict(provenance),
             )
             if np.abs(coef[-1]).max() > 0
             else None
@@ -202,6 +159,53 @@ def probe_layers(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _splits(meta, y, n, train, test, groups, cv, seed) -> tuple[list, np.ndarray, str]:
+    """The test rows of each fold, the rows every fit may use, and ``"holdout"`` / ``"cv"``."""
+    if (train is None) != (test is None):
+        raise InterpError("pass both train= and test= (or neither)")
+    if train is not None:
+        tr = _column(meta, train, n, "train").astype(bool)
+        te = _column(meta, test, n, "test").astype(bool)
+        if len(np.unique(y[tr])) < 2:
+            raise InterpError("the train rows hold only one label value")
+        return [np.flatnonzero(te)], tr, "holdout"
+    g = None if groups is None else _column(meta, groups, n, "groups")
+    return cv_folds(y, g, cv, seed), np.ones(n, dtype=bool), "cv"
+
+
+def _fit_folds(X: Tensor, y: np.ndarray, W: np.ndarray, C, solver, max_iter, tol):
+    """Coefficients ``[F + 1, d]`` and intercepts ``[F + 1]``: one fit per row of ``W``."""
+    if solver == "torch":
+        Wt, yt = torch.from_numpy(W), torch.from_numpy(y)
+        # the final fit first; it warm-starts the folds (each drops 1/cv of the rows)
+        w1, b1, _ = fit_logistic(X, yt, Wt[-1:], C=C, max_iter=max_iter, tol=tol)
+        w, b, _ = fit_logistic(X, yt, Wt[:-1], C=C, max_iter=max_iter, tol=tol, init=(w1, b1))
+        return torch.cat([w, w1]).cpu().numpy(), torch.cat([b, b1]).cpu().numpy()
+    coef = np.zeros((len(W), X.shape[1]))
+    intercept = np.zeros(len(W))
+    Xn = X.cpu().numpy()
+    for f in range(len(W)):
+        keep = W[f] > 0
+        pr = LinearProbe(C=C, solver=solver, max_iter=max_iter).fit(Xn[keep], y[keep])
+        coef[f], intercept[f] = pr.coef_[0], pr.intercept_[0]
+    return coef, intercept
+
+
+def _score_folds(Xn, y, coef, intercept, test_sets, mode: str, seed: int):
+    """Accuracy and AUROC estimates over the folds (or the held-out rows, bootstrapped)."""
+    if mode != "cv":
+        te = test_sets[0]
+        return _bootstrap(Xn[te] @ coef[0] + intercept[0], y[te], seed)
+    accs, aucs = [], []
+    for f, te_idx in enumerate(test_sets):
+        scores = Xn[te_idx] @ coef[f] + intercept[f]
+        accs.append(np.mean((scores > 0) == (y[te_idx] > 0.5)))
+        aucs.append(auroc(scores, y[te_idx]))
+    acc = mean_ci(accs, bounds=(0.0, 1.0))
+    auc = mean_ci([a for a in aucs if a == a] or [float("nan")], bounds=(0.0, 1.0))
+    return acc, auc
 
 
 def _bootstrap(scores: np.ndarray, y: np.ndarray, seed: int, n_boot: int = 2000):

@@ -14,16 +14,17 @@
 **JumpReLU versions.** dictionary_learning changed what ``JumpReluAutoEncoder.encode``
 returns: its current code multiplies the latents by the decoder row norms (and
 ``decode`` divides by them), while the PyPI 0.1.0 release returns them unscaled. The
-reconstructions agree; the latent values differ by the decoder norms.
+reconstructions agree; the latents differ by the decoder norms.
 ``jumprelu_encode="scaled"`` (the **default**, as the library's current code) folds the
-scaling into the weights; ``"unscaled"`` reads the weights as the 0.1.0 release used
-them. Pick the one the SAE's latents were reported with.
+scaling into the weights; ``"unscaled"`` reads them as 0.1.0 did. Pick the one the SAE's
+latents were reported with.
 
 Errors: a missing or truncated file, a corrupted safetensors file, a ``cfg.json`` that is
 not JSON or lacks ``d_in`` / ``d_sae``, tensors of the wrong shape, and pickled code in
 ``ae.pt`` are one :class:`~interp.errors.InterpError` line each.
 
-Any loaded SAE saves back in the sae-lens layout with :meth:`SAE.save` (the converter).
+Any loaded SAE saves back in the sae-lens layout with :meth:`SAE.save` (the converter). A
+hook name that is not an interp site (``blocks.3.attn.hook_z``) loads as ``site=None``.
 """
 
 from __future__ import annotations
@@ -157,8 +158,7 @@ def load_sae_lens(path: str | Path, *, dtype: torch.dtype | None = None, device=
 
 
 def _interp_site(hook_name) -> Site | None:
-    """The SAE's hook name as an interp site; ``None`` for one interp has no site for (such
-    as ``blocks.3.attn.hook_z``): the SAE loads, and interventions then need ``site=``."""
+    """``hook_name`` as a site, else ``None`` (see the module docstring)."""
     try:
         return Site.optional(hook_name)
     except SiteError:
@@ -217,10 +217,9 @@ def load_dictionary_learning(
 ) -> SAE:
     """Load a dictionary_learning ``ae.pt`` + ``config.json`` directory.
 
-    ``jumprelu_encode``: for ``JumpReluAutoEncoder`` only. ``"scaled"`` (default): latents
-    as the library's current ``encode`` returns them (multiplied by the decoder row
-    norms); ``"unscaled"``: as the PyPI 0.1.0 release returns them. Reconstructions are
-    the same either way.
+    ``jumprelu_encode``: for ``JumpReluAutoEncoder`` only: ``"scaled"`` (default, latents
+    as the library's current ``encode`` gives them) or ``"unscaled"`` (as PyPI 0.1.0 does;
+    see the module docstring).
     """
     if jumprelu_encode not in JUMPRELU_ENCODE:
         raise InterpError(
