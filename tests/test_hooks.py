@@ -10,25 +10,21 @@ from interp.hooks import ModuleHook, hook_count, hooks
 from interp.replay import record
 from interp.testing import tiny_model
 
-PROMPTS = ["The year is 1984 and the bird", "Hi"]
-
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_model("llama", seed=2)
+def tiny():
+    """A tiny Llama and a batch of two prompt lengths."""
+    model = tiny_model("llama", seed=2)
+    return model, model.tokenize(["The year is 1984 and the bird", "Hi"])
 
 
-@pytest.fixture(scope="module")
-def batch(model):
-    return model.tokenize(PROMPTS)
-
-
+@torch.no_grad()
 def _forward(model, batch):
-    with torch.no_grad():
-        return model.forward(batch["input_ids"], batch["attention_mask"]).logits
+    return model.forward(batch["input_ids"], batch["attention_mask"]).logits
 
 
-def test_prepend_runs_before_hooks_registered_earlier(model, batch):
+def test_prepend_runs_before_hooks_registered_earlier(tiny):
+    model, batch = tiny
     order, before = [], hook_count(model.hf)
     site = "blocks.1.hook_resid_post"
     with hooks(model, {site: lambda a, s: order.append("first")}):
@@ -39,7 +35,9 @@ def test_prepend_runs_before_hooks_registered_earlier(model, batch):
     assert hook_count(model.hf) == before
 
 
-def test_a_module_hook_on_the_embedding_edits_what_the_blocks_see(model, batch):
+def test_a_module_hook_on_the_embedding_edits_what_the_blocks_see(tiny):
+    model, batch = tiny
+
     def halve(module, args, kwargs, output):
         return output * 0.5
 
@@ -56,7 +54,8 @@ def test_a_module_hook_on_the_embedding_edits_what_the_blocks_see(model, batch):
     assert not torch.allclose(got, _forward(model, batch))
 
 
-def test_every_hook_comes_off_when_the_body_raises(model, batch):
+def test_every_hook_comes_off_when_the_body_raises(tiny):
+    model, batch = tiny
     before = hook_count(model.hf)
     pre = ModuleHook(f"{model.family.layers}.0", lambda m, a, k: None, pre=True)
     with pytest.raises(RuntimeError, match="boom"):
@@ -66,7 +65,8 @@ def test_every_hook_comes_off_when_the_body_raises(model, batch):
     assert hook_count(model.hf) == before
 
 
-def test_record_keeps_each_blocks_input_before_an_intervention_edits_it(model, batch):
+def test_record_keeps_each_blocks_input_before_an_intervention_edits_it(tiny):
+    model, batch = tiny
     with torch.no_grad():
         hs = model.hf(
             input_ids=batch["input_ids"],
