@@ -35,6 +35,10 @@ grouped by length (so nothing inside the engine is padded), and within a group:
 Attribution mode (``mode="attribution"``) is the first-order estimate
 ``metric(corrupt) + grad . (clean - corrupt)`` from one forward of each prompt set (the
 clean one without a graph) and one backward to the activations (no weight gradients).
+
+:func:`patch_resid_pre`, :func:`patch_attn_out`, :func:`patch_mlp_out` and
+:func:`patch_resid_post` are the engine at one site kind (as ``get_act_patch_*`` in
+TransformerLens). Inputs and memory sizing: :mod:`interp.patch_pairs`.
 """
 
 from __future__ import annotations
