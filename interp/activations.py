@@ -3,8 +3,9 @@
 ``Activations.tensor`` is ``[n_rows, n_sites, d_model]``; each row is one (prompt,
 position) pair described by the matching row of ``meta`` (columns ``prompt``,
 ``position``, ``token_id`` and the prompt set's own columns such as ``year``).
-Rows are selected by metadata (``acts.where(year=1984)``), sites by name or layer
-(``acts.site(6)``), and the whole object saves to safetensors + JSON.
+Rows are selected by metadata (``acts.where(year=1984)``), sites by name, kind or layer
+(``acts.site(6)``; ``acts.sites`` are :class:`~interp.sites.Site` values, names on disk),
+and the whole object saves to safetensors + JSON.
 """
 
 from __future__ import annotations

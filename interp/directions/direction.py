@@ -70,7 +70,8 @@ class Direction:
 
     ``Direction(v, layer=3, site="blocks.3.hook_resid_post", name="era")`` stores
     ``v / |v|`` as :attr:`vector` and ``|v|`` as :attr:`scale` (unless ``scale`` is given).
-    ``layer`` is filled from a canonical ``site`` when omitted.
+    ``site`` (a canonical name) is kept as a :class:`~interp.sites.Site`; ``layer`` is
+    filled from it when omitted.
     """
 
     __slots__ = ("vector", "layer", "site", "name", "provenance", "scale")
