@@ -106,12 +106,7 @@ def probe_layers(
     y = (y_raw == classes[1]).astype(np.float64)
     label_name = labels if isinstance(labels, str) else "labels"
     test_sets, fit_mask, mode = _splits(meta, y, n, train, test, groups, cv, seed)
-    # weights [F + 1, n]: one row per fold (train rows), the last the final fit
-    W = np.zeros((len(test_sets) + 1, n))
-    for f, te_idx in enumerate(test_sets):
-        W[f] = fit_mask
-        W[f, te_idx] = 0.0
-    W[-1] = fit_mask
+    W = _fold_weights(test_sets, fit_mask)  # [F + 1, n]
     provenance = {
         "method": "logistic_probe",
         "mode": mode,
@@ -142,23 +137,21 @@ def probe_layers(
             if np.abs(coef[-1]).max() > 0
             else None
         )
-        rows.append(
-            {
-                "layer": layer,
-                "site": site_name,
-                "accuracy": acc.value,
-                "accuracy_lo": acc.lo,
-                "accuracy_hi": acc.hi,
-                "auroc": auc.value,
-                "auroc_lo": auc.lo,
-                "auroc_hi": auc.hi,
-                "n_folds": len(test_sets),
-                "n_train": int(fit_mask.sum() - (len(test_sets[0]) if mode == "cv" else 0)),
-                "n_test": int(sum(len(t) for t in test_sets)),
-                "direction": direction,
-            }
-        )
+        n_train = int(fit_mask.sum() - (len(test_sets[0]) if mode == "cv" else 0))
+        counts = {"n_folds": len(test_sets), "n_train": n_train}
+        counts["n_test"] = int(sum(len(t) for t in test_sets))
+        rows.append({"layer": layer, "site": site_name, **_estimates(acc, auc), **counts})
+        rows[-1]["direction"] = direction
     return pd.DataFrame(rows)
+
+
+def _estimates(acc: Estimate, auc: Estimate) -> dict[str, float]:
+    """The table's accuracy and AUROC columns (value, lower and upper bound)."""
+    return {
+        f"{name}{suffix}": getattr(est, attr)
+        for name, est in (("accuracy", acc), ("auroc", auc))
+        for suffix, attr in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))
+    }
 
 
 def _splits(meta, y, n, train, test, groups, cv, seed) -> tuple[list, np.ndarray, str]:
@@ -173,6 +166,16 @@ def _splits(meta, y, n, train, test, groups, cv, seed) -> tuple[list, np.ndarray
         return [np.flatnonzero(te)], tr, "holdout"
     g = None if groups is None else _column(meta, groups, n, "groups")
     return cv_folds(y, g, cv, seed), np.ones(n, dtype=bool), "cv"
+
+
+def _fold_weights(test_sets: list, fit_mask: np.ndarray) -> np.ndarray:
+    """Row weights ``[F + 1, n]``: one row per fold (its train rows), the last the final fit."""
+    W = np.zeros((len(test_sets) + 1, len(fit_mask)))
+    for f, te_idx in enumerate(test_sets):
+        W[f] = fit_mask
+        W[f, te_idx] = 0.0
+    W[-1] = fit_mask
+    return W
 
 
 def _fit_folds(X: Tensor, y: np.ndarray, W: np.ndarray, C, solver, max_iter, tol):
