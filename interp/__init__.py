@@ -8,8 +8,10 @@ The flow, top to bottom (see DESIGN.md):
 - directions: :class:`Direction` / :class:`Subspace` value objects, :class:`LinearProbe`,
   :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in :mod:`interp.sae`,
   :func:`latent_ranking`, :func:`model_diff`, :func:`project`
-- interventions: :func:`ablate`, :func:`steer` (context managers), random controls,
-  :func:`patch` (exact and attribution), :func:`dose_response`, :func:`ablation_effect`
+- interventions: :func:`ablate`, :func:`steer` (context managers over operators in
+  :mod:`interp.operators`), random controls, :func:`patch` (exact and attribution) and
+  its specialisations (:func:`patch_resid_pre`, ...), :func:`dose_response`,
+  :func:`ablation_effect`
 - metrics: :mod:`interp.metrics` (teacher-forced answer shares, sampled rates, judges)
 - figures: :mod:`interp.plots` (they take results and never run a model)
 - the bundled model organism: :mod:`interp.organism`; experiments: :mod:`interp.experiments`
@@ -32,7 +34,14 @@ from interp.interventions import (
     steer,
 )
 from interp.models import Model, ModelPair, load_model, wrap_model
-from interp.patching import PatchResult, patch
+from interp.patching import (
+    PatchResult,
+    patch,
+    patch_attn_out,
+    patch_mlp_out,
+    patch_resid_post,
+    patch_resid_pre,
+)
 from interp.positions import Span
 from interp.probes import LinearProbe, probe_layers
 from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
@@ -50,6 +59,10 @@ __all__ = [
     "ablation_effect",
     "dose_response",
     "patch",
+    "patch_attn_out",
+    "patch_mlp_out",
+    "patch_resid_post",
+    "patch_resid_pre",
     "random_directions",
     "random_like",
     "reference_logprob",

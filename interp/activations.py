@@ -3,8 +3,9 @@
 ``Activations.tensor`` is ``[n_rows, n_sites, d_model]``; each row is one (prompt,
 position) pair described by the matching row of ``meta`` (columns ``prompt``,
 ``position``, ``token_id`` and the prompt set's own columns such as ``year``).
-Rows are selected by metadata (``acts.where(year=1984)``), sites by name or layer
-(``acts.site(6)``), and the whole object saves to safetensors + JSON.
+Rows are selected by metadata (``acts.where(year=1984)``), sites by name, kind or layer
+(``acts.site(6)``; ``acts.sites`` are :class:`~interp.sites.Site` values, names on disk),
+and the whole object saves to safetensors + JSON.
 """
 
 from __future__ import annotations
@@ -19,36 +20,11 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from interp.errors import InterpError, SiteError
+from interp.errors import InterpError
 from interp.integrity import read_json, read_safetensors, seal, verify
-from interp.sites import SITE_KINDS, Site
+from interp.sites import SITE_KINDS, Site, site_index
 
 __all__ = ["Activations", "site_index"]
-
-
-def _parse(name: str) -> tuple[int, str]:
-    _, layer, hook = name.split(".", 2)
-    return int(layer), hook.removeprefix("hook_")
-
-
-def site_index(sites: tuple[str, ...] | list[str], key: str | int | Site) -> int:
-    """Index in ``sites`` of a full name, a short kind (``"resid_post"``) or a layer."""
-    if isinstance(key, Site):
-        key = key.name
-    if isinstance(key, int):
-        matches = [i for i, s in enumerate(sites) if _parse(s)[0] == key]
-        if len(matches) != 1:
-            raise SiteError(
-                f"layer {key} matches {len(matches)} captured sites; name the site instead "
-                f"(captured: {', '.join(sites)})"
-            )
-        return matches[0]
-    if key in sites:
-        return list(sites).index(key)
-    short = [i for i, s in enumerate(sites) if s.endswith(f".hook_{key}")]
-    if len(short) == 1:
-        return short[0]
-    raise SiteError(f"site {key!r} was not captured (captured: {', '.join(sites)})")
 
 
 @dataclass
@@ -62,14 +38,14 @@ class Activations:
     """
 
     tensor: Tensor  # [n_rows, n_sites, d_model]
-    sites: tuple[str, ...]
+    sites: tuple[Site, ...]  # canonical names, parsed on construction
     meta: pd.DataFrame
     model_name: str = ""
     adapter_hash: str | None = None
     info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.sites = tuple(str(s) for s in self.sites)
+        self.sites = tuple(Site.parse(s) for s in self.sites)
         if self.tensor.ndim != 3 or self.tensor.shape[1] != len(self.sites):
             raise InterpError(
                 f"tensor of shape {tuple(self.tensor.shape)} does not match {len(self.sites)} sites"
@@ -90,11 +66,11 @@ class Activations:
 
     @property
     def layers(self) -> list[int]:
-        return sorted({_parse(s)[0] for s in self.sites})
+        return sorted({s.layer for s in self.sites})
 
     @property
     def kinds(self) -> list[str]:
-        return sorted({_parse(s)[1] for s in self.sites}, key=SITE_KINDS.index)
+        return sorted({s.kind for s in self.sites}, key=SITE_KINDS.index)
 
     def __repr__(self) -> str:
         return (

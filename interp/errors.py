@@ -25,6 +25,7 @@ __all__ = [
     "RunDirectoryError",
     "UnsupportedAdapterError",
     "BackendError",
+    "ConfigError",
 ]
 
 
@@ -98,3 +99,7 @@ class UnsupportedAdapterError(AdapterMismatchError):
 
 class BackendError(InterpError):
     """A model backend that cannot run as asked (e.g. NDIF without an API key)."""
+
+
+class ConfigError(InterpError):
+    """A config (``from_dict``) with an unknown key, a missing field or a wrong type."""

@@ -26,11 +26,13 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from tqdm.auto import tqdm
 
 from interp.compat import peft_wrap
+from interp.config import Config
 from interp.devices import dtype_name, resolve_device, resolve_dtype
 from interp.errors import InterpError
 from interp.fingerprint import sha256_json
@@ -47,7 +49,7 @@ _EXECUTION_DEFAULTS = {"device": None, "dtype": None, "gradient_checkpointing": 
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(Config):
     """How to finetune. ``target_modules=None`` means every attention and MLP projection.
 
     ``device=None``: CUDA when there is one, else the CPU; ``dtype=None``: bfloat16 on an
@@ -70,6 +72,8 @@ class FinetuneConfig:
     dtype: str | None = None
     gradient_checkpointing: bool = False
 
+    config_name: ClassVar[str] = "finetune config"
+
     def __post_init__(self):
         if self.method not in ("lora", "full"):
             raise InterpError(f"method must be 'lora' or 'full', not {self.method!r}")
@@ -91,17 +95,6 @@ class FinetuneConfig:
         """The fields that decide what a finetune learns: :meth:`to_dict` without the
         execution options (device, dtype, gradient checkpointing)."""
         return {k: v for k, v in self.to_dict().items() if k not in _EXECUTION_DEFAULTS}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FinetuneConfig:
-        d = dict(d)
-        for k in ("target_modules", "modules_to_save"):
-            if d.get(k) is not None:
-                d[k] = tuple(d[k])
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise InterpError(f"unknown finetune config key(s): {', '.join(unknown)}")
-        return cls(**d)
 
     def placement(self) -> tuple[torch.device, torch.dtype]:
         """The device and dtype this config trains in, on this machine."""

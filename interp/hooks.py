@@ -10,15 +10,23 @@ signature ``fn(activation, site) -> replacement | None`` where ``activation`` is
 ``[batch, seq, d_model]`` tensor at the site; returning a tensor replaces it (never edit
 the input in place), returning ``None`` leaves it unchanged.
 
+Engines that need more than a site's activation (the replay engine records each block's
+call arguments; attribution patching starts gradients at the embedding) pass
+:class:`ModuleHook` entries in ``modules=``: a hook with torch's own signature on a
+module named by its path. ``prepend=True`` puts every hook of the call before those
+already registered. This module is the only place in interp that registers hooks on the
+model's modules.
+
 :class:`StopForward` raised inside a hook ends the forward pass early; :func:`run_until`
 catches it, so a capture of shallow layers never pays for the deep ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -28,9 +36,23 @@ from interp.sites import Site, resolve_sites
 if TYPE_CHECKING:
     from interp.models import Model
 
-__all__ = ["HookFn", "StopForward", "hooks", "hook_count"]
+__all__ = ["HookFn", "ModuleHook", "StopForward", "hooks", "hook_count"]
 
 HookFn = Callable[[Tensor, Site], "Tensor | None"]
+
+
+@dataclass(frozen=True)
+class ModuleHook:
+    """A hook with torch's own signature on the module at ``path`` in the model (a dotted
+    path such as ``model.family.embed`` or ``"model.layers.3"``).
+
+    ``pre=False``: ``fn(module, args, kwargs, output) -> new output | None``;
+    ``pre=True``: ``fn(module, args, kwargs) -> (args, kwargs) | None``.
+    """
+
+    path: str
+    fn: Callable[..., Any]
+    pre: bool = False
 
 
 class StopForward(Exception):  # noqa: N818 - control flow, not an error
@@ -56,12 +78,13 @@ def _view_gate(model: Model) -> Callable[[], bool] | None:
     return lambda: (not layer.disable_adapters) == want
 
 
-def _gated(fn: HookFn, gate: Callable[[], bool] | None) -> HookFn:
+def _gated(fn: Callable, gate: Callable[[], bool] | None) -> Callable:
+    """``fn`` (any hook signature) run only while ``gate()`` holds; else a no-op."""
     if gate is None:
         return fn
 
-    def run(act: Tensor, site: Site) -> Tensor | None:
-        return fn(act, site) if gate() else None
+    def run(*args):
+        return fn(*args) if gate() else None
 
     return run
 
@@ -91,11 +114,19 @@ def _make_post_hook(fn: HookFn, site: Site):
 
 
 @contextmanager
-def hooks(model: Model, fns: Mapping[str | Site, HookFn | list[HookFn]]) -> Iterator[list[Site]]:
-    """Register ``fns`` (site -> hook function, or list of them) for the ``with`` body.
+def hooks(
+    model: Model,
+    fns: Mapping[str | Site, HookFn | list[HookFn]] | None = None,
+    *,
+    modules: Sequence[ModuleHook] = (),
+    prepend: bool = False,
+) -> Iterator[list[Site]]:
+    """Register ``fns`` (site -> hook function, or list of them) and ``modules`` (hooks on
+    named modules) for the ``with`` body.
 
-    Yields the resolved sites. Hooks on one site run in the order given; every hook this
-    call registered is removed on exit, whatever happened inside.
+    Yields the resolved sites. Hooks on one site run in the order given; with ``prepend``
+    they run before hooks registered earlier. Every hook this call registered is removed
+    on exit, whatever happened inside.
     """
     if hasattr(model, "register_trace_hooks"):  # a backend that applies hooks in its traces
         with model.register_trace_hooks(fns) as resolved:
@@ -104,18 +135,27 @@ def hooks(model: Model, fns: Mapping[str | Site, HookFn | list[HookFn]]) -> Iter
     handles: list[torch.utils.hooks.RemovableHandle] = []
     resolved: list[Site] = []
     gate = _view_gate(model)
+
+    def register(module: torch.nn.Module, fn: Callable, pre: bool) -> None:
+        fn = _gated(fn, gate)
+        if pre:
+            h = module.register_forward_pre_hook(fn, with_kwargs=True, prepend=prepend)
+        else:
+            h = module.register_forward_hook(fn, with_kwargs=True, prepend=prepend)
+        handles.append(h)
+
     try:
-        for key, value in fns.items():
+        for key, value in (fns or {}).items():
             (site,) = resolve_sites(key, model.n_layers)
             resolved.append(site)
             module = model.site_module(site)
             for fn in value if isinstance(value, list) else [value]:
-                fn = _gated(fn, gate)
                 if site.kind == "resid_pre":
-                    h = module.register_forward_pre_hook(_make_pre_hook(fn, site), with_kwargs=True)
+                    register(module, _make_pre_hook(fn, site), pre=True)
                 else:
-                    h = module.register_forward_hook(_make_post_hook(fn, site), with_kwargs=True)
-                handles.append(h)
+                    register(module, _make_post_hook(fn, site), pre=False)
+        for entry in modules:
+            register(model.base_hf.get_submodule(entry.path), entry.fn, entry.pre)
         yield resolved
     finally:
         for h in handles:

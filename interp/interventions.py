@@ -5,12 +5,14 @@ registered on enter and removed in ``finally`` (only its own), activations are n
 edited in place, and the hooks act on every forward inside the ``with`` body, so on every
 token of ``model.generate`` too, and on the base or adapter view alike.
 
-- :func:`ablate` projects out a :class:`~interp.directions.Direction`, a
-  :class:`~interp.directions.Subspace` (or vectors, orthonormalized jointly, never by
-  sequential projections), or sets the projection to its mean over a reference set
-  (``mode="mean"``); with :class:`SAELatents` it subtracts those latents' decoder
-  contribution and keeps the SAE error term.
-- :func:`steer` adds ``alpha * scale * direction``; ``alpha=0`` is an exact no-op.
+- :func:`ablate` applies an ablation operator (:mod:`interp.operators`) to a
+  :class:`~interp.directions.Direction`, a :class:`~interp.directions.Subspace` (or
+  vectors, orthonormalized jointly, never by sequential projections) or
+  :class:`~interp.operators.SAELatents` (whose update keeps the SAE error term): project
+  it out (the default), clamp it to its mean over a reference set, resample it from the
+  reference set, or zero the whole activation.
+- :func:`steer` adds ``alpha * scale * direction`` (the ``add`` operator); ``alpha=0`` is
+  an exact no-op.
 - :func:`random_like` / :func:`random_directions` give norm-matched random controls for
   the same intervention; :func:`residual_norm` the typical residual norm to scale by.
 
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -37,8 +38,18 @@ from interp.errors import InterpError, PositionError
 from interp.execution import Layout, chunks, track_layout
 from interp.hooks import hooks
 from interp.models import Model
+from interp.operators import (
+    Basis,
+    OpContext,
+    Operator,
+    SAELatents,
+    add,
+    as_target,
+    operator,
+    project,
+)
 from interp.positions import Span, normalize
-from interp.sites import Site, resolve_sites
+from interp.sites import Site, is_site_name, kind_of, resolve_sites
 
 __all__ = [
     "SAELatents",
@@ -52,27 +63,14 @@ __all__ = [
 Positions = str | int | Sequence[int]  # "all", "last", or own-token indices
 
 
-@dataclass(frozen=True)
-class SAELatents:
-    """Latents ``latents`` of a sparse autoencoder (``encode``/``decode``) to ablate."""
-
-    sae: object
-    latents: tuple[int, ...]
-
-    def __init__(self, sae, latents: int | Sequence[int]):
-        object.__setattr__(self, "sae", sae)
-        lat = (latents,) if isinstance(latents, int) else tuple(int(i) for i in latents)
-        object.__setattr__(self, "latents", lat)
-
-
 # ---- where -------------------------------------------------------------------------
 def _sites(model: Model, target, site: str | None, layers) -> list[Site]:
     own_site = getattr(target, "site", None)
     own_layer = getattr(target, "layer", None)
     kind_or_name = site or own_site or "resid_post"
-    if site is None and own_site and own_site.startswith("blocks.") and layers is not None:
-        kind_or_name = own_site.split(".hook_")[-1]  # the target's kind at other layers
-    if kind_or_name.startswith("blocks."):
+    if site is None and own_site is not None and layers is not None:
+        kind_or_name = kind_of(own_site)  # the target's kind at other layers
+    if is_site_name(kind_or_name):
         if layers is not None:
             raise InterpError(
                 f"site {kind_or_name!r} names its layer; pass a site kind with layers=, not both"
@@ -142,140 +140,95 @@ def _apply_at(act: Tensor, layout: Layout | None, spec, fn) -> Tensor:
 
 
 # ---- what ---------------------------------------------------------------------------
-def _basis(target) -> Tensor:
-    """Orthonormal rows ``[k, d]`` spanning ``target``."""
-    if isinstance(target, Direction):
-        return target.vector[None]
-    if isinstance(target, Subspace):
-        return target.basis
-    if isinstance(target, Tensor):
-        return Subspace.from_tensor(target).basis
-    items = list(target)
-    if items and all(isinstance(t, Direction) for t in items):
-        return Subspace.from_directions(items).basis
-    if items and all(isinstance(t, Tensor) for t in items):
-        return Subspace.from_tensor(torch.stack([t.reshape(-1) for t in items])).basis
-    raise InterpError(
-        f"cannot ablate {type(target).__name__}: give a Direction, Subspace, tensor or SAELatents"
-    )
-
-
-def _reference_mean(
+def _reference_rows(
     model: Model, prompts: Sequence[str], sites: list[Site], fn, batch_size: int = 32
 ) -> dict[Site, Tensor]:
-    """Mean of ``fn(activation)`` over the real tokens of ``prompts`` at each site, in
-    batches (float64 sums, so the result does not depend on the batch size)."""
-    sums: dict[Site, Tensor] = {}
-    count = 0
-    mask: Tensor | None = None
-    seen: dict[Site, Tensor] = {}  # this forward's sums (set, not added: a hook may rerun)
+    """``fn(activation)`` ``[m, ...]`` at the real tokens of ``prompts`` at each site, in
+    prompt order whatever the batching."""
+    rows: dict[Site, list[tuple[int, Tensor]]] = {s: [] for s in sites}
+    chunk = None
+    seen: dict[Site, list[tuple[int, Tensor]]] = {}  # this forward's (set: a hook may rerun)
 
     def keep(act, site):
-        seen[site] = fn(act.detach()[mask.to(act.device)]).double().sum(0).cpu()
+        mask = chunk.inputs["attention_mask"].bool().to(act.device)
+        seen[site] = [(i, fn(act.detach()[r][mask[r]]).cpu()) for r, i in enumerate(chunk.index)]
 
     with torch.no_grad(), hooks(model, {s: keep for s in sites}):
         for chunk in chunks(model, list(prompts), batch_size, bucket=True):
-            mask = chunk.inputs["attention_mask"].bool()
-            count += int(mask.sum())
             seen.clear()
             model.forward(chunk.inputs["input_ids"], chunk.inputs["attention_mask"])
-            for site, x in seen.items():
-                sums[site] = sums[site] + x if site in sums else x
-    return {s: (v / count).float() for s, v in sums.items()}
+            for site, got in seen.items():
+                rows[site] += got
+    return {s: torch.cat([t for _, t in sorted(v, key=lambda e: e[0])]) for s, v in rows.items()}
 
 
-def _mean_coords(model, reference, sites, fn) -> dict[Site, Tensor]:
-    if reference is None:
-        raise InterpError("mode='mean' needs reference= (prompts, or activations [..., d_model])")
-    if isinstance(reference, Tensor):
-        mu = fn(reference.reshape(-1, reference.shape[-1])).mean(0)
-        return {s: mu for s in sites}
-    return _reference_mean(model, reference, sites, fn)
+def _reference(model, reference, sites, target) -> dict[Site, Tensor]:
+    """The target's coordinates ``[m, k]`` on the reference rows, per site (none without
+    a reference or a target)."""
+    if reference is None or target is None:
+        return {}
+    with torch.no_grad():
+        if isinstance(reference, Tensor):
+            coords = target.read(reference.reshape(-1, reference.shape[-1])).detach().cpu()
+            return {s: coords for s in sites}
+        return _reference_rows(model, reference, sites, target.read)
+
+
+_NEEDS_REFERENCE = ("mean", "resample")
+
+
+@contextmanager
+def _intervene(model: Model, spec, op: Operator, contexts: dict[Site, OpContext]):
+    """``op`` at every site of ``contexts``, on the positions ``spec`` names."""
+    with _layout(model, spec) as layout:
+
+        def fn(act: Tensor, s: Site) -> Tensor:
+            return _apply_at(act, layout[0], spec, lambda x: op(x, contexts[s]))
+
+        with hooks(model, {s: fn for s in contexts}) as resolved:
+            yield resolved
 
 
 @contextmanager
 def ablate(
     model: Model,
-    target,
+    target=None,
     *,
     layers: int | Sequence[int] | None = None,
     site: str | None = None,
     positions: Positions = "all",
-    mode: str = "project",
+    op: Operator | str = project,
+    mode: str | None = None,
     reference: Sequence[str] | Tensor | None = None,
+    seed: int = 0,
 ) -> Iterator[list[Site]]:
-    """Remove ``target`` from the activations at ``site`` (default: the target's own site,
-    else ``resid_post``) of ``layers`` (default: the target's layer).
+    """Apply the ablation operator ``op`` to ``target`` at ``site`` (default: the target's
+    own site, else ``resid_post``) of ``layers`` (default: the target's layer).
 
-    ``mode="project"``: ``x - B^T B x`` for the orthonormal basis ``B`` of the target (zero
-    ablation of SAE latents). ``mode="mean"``: the projection is set to its mean over
-    ``reference`` (prompts, whose real tokens are averaged at each site, or activations).
-    Yields the resolved sites.
+    ``op`` (:mod:`interp.operators`): ``project`` (default) sets the target's coordinates
+    to 0, ``x - B^T B x`` for the orthonormal basis ``B`` of the target (zero ablation of
+    SAE latents); ``mean`` sets them to their mean over ``reference`` (prompts, whose real
+    tokens are used at each site, or activations ``[..., d_model]``); ``resample`` to those
+    of a random reference row for every token (drawn from a generator seeded by ``seed``);
+    ``zero`` zeros the whole activation (``target`` may then be ``None``). ``mode="mean"``
+    etc. names an operator. Yields the resolved sites.
     """
-    if mode not in ("project", "mean"):
-        raise InterpError(f"mode must be 'project' or 'mean', got {mode!r}")
+    if mode is not None:
+        if op is not project:
+            raise InterpError("give op= or mode=, not both")
+        op = mode
+    name = op if isinstance(op, str) else getattr(op, "__name__", "")
+    op = operator(op)
+    if name in _NEEDS_REFERENCE and reference is None:
+        raise InterpError(f"op {name!r} needs reference= (prompts, or activations [..., d_model])")
     spec = _check_positions(positions)
     sites = _sites(model, target, site, layers)
-    if isinstance(target, SAELatents):
-        make = _sae_ablation(model, target, sites, mode, reference)
-    else:
-        make = _projection_ablation(model, _basis(target), sites, mode, reference)
-
-    with _layout(model, spec) as layout:
-
-        def fn(act: Tensor, s: Site) -> Tensor:
-            return _apply_at(act, layout[0], spec, make(s))
-
-        with hooks(model, {s: fn for s in sites}) as resolved:
-            yield resolved
-
-
-def _projection_ablation(model: Model, basis: Tensor, sites, mode, reference):
-    """Per site, ``x -> x - B^T (B x - mean)`` computed in float32 (any model dtype)."""
-    if basis.shape[-1] != model.d_model:
-        raise InterpError(f"target has d={basis.shape[-1]}, the model has d_model={model.d_model}")
-    if not torch.isfinite(basis).all():
-        raise InterpError("the ablation target has non-finite entries (NaN or inf)")
-    basis = basis.float()
-    means = None
-    if mode == "mean":
-        means = _mean_coords(model, reference, sites, lambda x: x.float() @ basis.to(x.device).T)
-
-    def make(s: Site):
-        def remove(x: Tensor) -> Tensor:
-            b = basis.to(x.device)
-            coords = x.float() @ b.T  # [..., k]
-            if means is not None:
-                coords = coords - means[s].to(x.device)
-            return (x.float() - coords @ b).to(x.dtype)
-
-        return remove
-
-    return make
-
-
-def _sae_ablation(model, target: SAELatents, sites, mode, reference):
-    sae, lat = target.sae, list(target.latents)
-    params = list(sae.parameters()) if isinstance(sae, torch.nn.Module) else []
-
-    def encode(x: Tensor) -> Tensor:
-        return sae.encode(x.to(params[0].dtype) if params else x)
-
-    means = None
-    if mode == "mean":
-        means = _mean_coords(model, reference, sites, lambda x: encode(x)[..., lat])
-
-    def make(s: Site):
-        def remove(x: Tensor) -> Tensor:
-            z = encode(x)
-            z_new = z.clone()
-            z_new[..., lat] = 0.0 if means is None else means[s].to(z.device, z.dtype)
-            # x - decode(z) is the SAE error term; it is kept, only the latents' part changes.
-            return x + (sae.decode(z_new) - sae.decode(z)).to(x.dtype)
-
-        return remove
-
-    return make
+    coords = as_target(target, model.d_model)
+    refs = _reference(model, reference, sites, coords)
+    gen = torch.Generator().manual_seed(seed)
+    contexts = {s: OpContext(s, coords, refs.get(s), generator=gen) for s in sites}
+    with _intervene(model, spec, op, contexts) as resolved:
+        yield resolved
 
 
 @contextmanager
@@ -288,8 +241,9 @@ def steer(
     site: str | None = None,
     positions: Positions = "all",
     scale: float | Mapping[int, float] | None = None,
+    op: Operator = add,
 ) -> Iterator[list[Site]]:
-    """Add ``alpha * scale * direction`` at ``site`` of ``layers``.
+    """Add ``alpha * scale * direction`` at ``site`` of ``layers`` (the ``add`` operator).
 
     ``direction`` is used as a unit vector (a :class:`Direction` is one; a tensor is
     normalized). ``scale``: a number, or ``{layer: typical residual norm}`` from
@@ -298,17 +252,15 @@ def steer(
     """
     spec = _check_positions(positions)
     sites = _sites(model, direction, site, layers)
-    vec = _unit(direction, model.d_model)
-    factors = {s: _finite(float(alpha) * _scale_at(scale, s.layer), "alpha x scale") for s in sites}
-
-    with _layout(model, spec) as layout:
-
-        def fn(act: Tensor, s: Site) -> Tensor:
-            add = (factors[s] * vec).to(device=act.device, dtype=act.dtype)
-            return _apply_at(act, layout[0], spec, lambda x: x + add)
-
-        with hooks(model, {s: fn for s in sites}) as resolved:
-            yield resolved
+    unit = Basis(_unit(direction, model.d_model)[None])
+    contexts = {
+        s: OpContext(
+            s, unit, amount=_finite(float(alpha) * _scale_at(scale, s.layer), "alpha x scale")
+        )
+        for s in sites
+    }
+    with _intervene(model, spec, op, contexts) as resolved:
+        yield resolved
 
 
 def _unit(direction: Direction | Tensor, d_model: int) -> Tensor:
@@ -353,8 +305,8 @@ def residual_norm(
 ) -> dict[int, float]:
     """Mean L2 norm of the activation at ``site`` over the real tokens of ``prompts``, per layer."""
     sites = resolve_sites(site, model.n_layers, layers)
-    means = _reference_mean(model, prompts, sites, lambda x: x.float().norm(dim=-1))
-    return {s.layer: float(v) for s, v in means.items()}
+    norms = _reference_rows(model, prompts, sites, lambda x: x.float().norm(dim=-1))
+    return {s.layer: float(v.double().mean()) for s, v in norms.items()}
 
 
 # ---- controls -----------------------------------------------------------------------

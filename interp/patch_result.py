@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 
 from interp.errors import InterpError
+from interp.sites import Site, of_kind
 
-__all__ = ["PatchResult", "align_columns"]
+__all__ = ["PatchResult", "align_columns", "cells_to_result"]
 
 
 def _key(p: int, n: int, align: str, span: tuple[int, int] | None) -> tuple:
@@ -93,7 +94,7 @@ class PatchResult:
     """
 
     values: Tensor  # [n_sites, n_columns]
-    sites: list[str]
+    sites: list[Site]  # names are parsed on construction
     positions: list[int]
     tokens: list[str]
     clean_value: float
@@ -107,6 +108,9 @@ class PatchResult:
     counts: list[int] = field(default_factory=list)
     tags: dict[str, list[list[int]]] = field(default_factory=dict)  # tag -> own token indices
     config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sites = [Site.parse(s) for s in self.sites]
 
     def normalized(self) -> Tensor:
         """``(value - corrupt) / (clean - corrupt)``: 0 = no effect, 1 = full recovery."""
@@ -144,10 +148,7 @@ class PatchResult:
 
     def grid(self, kind: str) -> tuple[list[int], Tensor]:
         """Layers and the ``[n_layers, n_columns]`` block of one site kind."""
-        rows = [i for i, s in enumerate(self.sites) if s.endswith(f"hook_{kind}")]
-        if not rows:
-            raise InterpError(f"no {kind!r} sites in this result (sites: {self.sites})")
-        layers = [int(self.sites[i].split(".")[1]) for i in rows]
+        rows, layers = of_kind(self.sites, kind)
         return layers, self.values[rows]
 
     def to_frame(self):
@@ -157,13 +158,12 @@ class PatchResult:
         norm = self.normalized()
         rows = []
         for i, site in enumerate(self.sites):
-            _, layer, kind = site.split(".")
             for j, pos in enumerate(self.positions):
                 rows.append(
                     dict(
-                        site=site,
-                        layer=int(layer),
-                        kind=kind.removeprefix("hook_"),
+                        site=site.name,
+                        layer=site.layer,
+                        kind=site.kind,
                         position=pos,
                         token=self.tokens[j],
                         n=self.counts[j] if self.counts else None,
@@ -186,7 +186,9 @@ class PatchResult:
                     if not torch.isnan(m[i, p]):
                         tok = self.prompt_tokens[k][p]
                         rows.append(
-                            dict(pair=k, site=site, position=p, token=tok, value=float(m[i, p]))
+                            dict(
+                                pair=k, site=site.name, position=p, token=tok, value=float(m[i, p])
+                            )
                         )
         return pd.DataFrame(rows)
 
@@ -202,7 +204,7 @@ class PatchResult:
             align=self.align,
             clean_value=self.clean_value,
             corrupt_value=self.corrupt_value,
-            sites=self.sites,
+            sites=[s.name for s in self.sites],
             positions=self.positions,
             tokens=self.tokens,
             counts=self.counts,
@@ -211,3 +213,75 @@ class PatchResult:
         )
         (directory / "patching.json").write_text(json.dumps(meta, indent=2, default=str))
         return directory
+
+
+def cells_to_result(
+    *,
+    sites: list[Site],
+    prompt_tokens: list[list[str]],
+    tags: dict[str, list[list[int]]],
+    per_positions: list[list[int]],
+    groups: dict[int, list[int]],
+    cells: dict[tuple[int, int, int], Tensor],
+    clean_values: Tensor,
+    corrupt_values: Tensor,
+    align: str,
+    mode: str,
+    config: dict,
+) -> PatchResult:
+    """A :class:`PatchResult` from the patching engine's cells: ``cells[site index,
+    position, length]`` holds the values of the pairs of that length (``groups[length]``,
+    in order), ``[n_group]`` each, or a scalar when the metric returned one."""
+    if any(v.ndim == 0 for v in cells.values()):
+        return _scalar_result(sites, prompt_tokens, per_positions, groups, cells,
+                              clean_values, corrupt_values, mode, config)  # fmt: skip
+    per = [torch.full((len(sites), len(toks)), float("nan")) for toks in prompt_tokens]
+    for length, index in groups.items():
+        for r, i in enumerate(index):
+            for p in per_positions[i]:
+                for k in range(len(sites)):
+                    per[i][k, p] = cells[k, p, length][r]
+    spans = None
+    if align not in ("start", "end"):
+        if align not in tags:
+            raise InterpError(f"align={align!r}: give clean prompts as a PromptSet with that tag")
+        spans = [(t[0], t[-1]) for t in tags[align]]
+    values, labels, counts, keys = align_columns(per, prompt_tokens, align, spans, align)
+    return PatchResult(
+        values=values,
+        sites=sites,
+        positions=[k[1] for k in keys],
+        tokens=labels,
+        clean_value=float(clean_values.mean()),
+        corrupt_value=float(corrupt_values.mean()),
+        mode=mode,
+        per_prompt=per,
+        prompt_tokens=prompt_tokens,
+        clean_values=clean_values,
+        corrupt_values=corrupt_values,
+        align=align,
+        counts=counts,
+        tags=tags,
+        config=config,
+    )
+
+
+def _scalar_result(
+    sites, prompt_tokens, per_positions, groups, cells, clean_values, corrupt_values, mode, config
+) -> PatchResult:
+    """The aggregate alone, for a metric that returned one scalar for the whole batch."""
+    n = len(prompt_tokens)
+    uniform = len(groups) == 1 and all(p == per_positions[0] for p in per_positions)
+    if not uniform:
+        raise InterpError(
+            "the metric returned a scalar; with pairs of different lengths or positions it "
+            f"must return one value per prompt ([{n}])"
+        )
+    (length,) = groups
+    pos = per_positions[0]
+    values = torch.tensor([[float(cells[i, p, length]) for p in pos] for i in range(len(sites))])
+    labels = [f"{p}:{prompt_tokens[0][p] if n == 1 else '*'}" for p in pos]
+    return PatchResult(
+        values, sites, pos, labels, float(clean_values), float(corrupt_values), mode,
+        align="start", counts=[n] * len(pos), prompt_tokens=prompt_tokens, config=config,
+    )  # fmt: skip

@@ -35,6 +35,10 @@ grouped by length (so nothing inside the engine is padded), and within a group:
 Attribution mode (``mode="attribution"``) is the first-order estimate
 ``metric(corrupt) + grad . (clean - corrupt)`` from one forward of each prompt set (the
 clean one without a graph) and one backward to the activations (no weight gradients).
+
+:func:`patch_resid_pre`, :func:`patch_attn_out`, :func:`patch_mlp_out` and
+:func:`patch_resid_post` are the engine at one site kind (as ``get_act_patch_*`` in
+TransformerLens). Inputs and memory sizing: :mod:`interp.patch_pairs`.
 """
 
 from __future__ import annotations
@@ -46,140 +50,40 @@ import torch
 from torch import Tensor
 
 from interp.errors import BackendError, InterpError
-from interp.execution import chunks, forward
-from interp.hooks import hooks
+from interp.execution import forward
+from interp.hooks import ModuleHook, hooks
 from interp.models import Model
-from interp.patch_result import PatchResult, align_columns
-from interp.positions import Positions, Span, normalize, resolve, span_tokens
-from interp.prompts import PromptSet, as_prompt_set
+from interp.patch_pairs import (
+    Metric,
+    Pairs,
+    as_values,
+    chunk_size,
+    group_metric,
+    length_groups,
+    memory_budget,
+    pairs,
+    row_bytes,
+    split_group,
+)
+from interp.patch_result import PatchResult, cells_to_result
+from interp.positions import Positions, Span, normalize, resolve
+from interp.prompts import PromptSet
 from interp.replay import can_reuse_prefix, record, run_block, unembed
 from interp.sites import Site, resolve_sites
 
-__all__ = ["Metric", "PatchResult", "patch"]
-
-Metric = Callable[[Tensor], Tensor]  # last-position logits [n, vocab] -> [n] or scalar
-
-# Default memory for one chunk of patched runs (bytes), on CPU; on a GPU half its free memory.
-CPU_BUDGET = 1 << 30
-
-
-# ---- inputs --------------------------------------------------------------------------
-@dataclass
-class _Prompts:
-    """Prompts as unpadded token ids, with each prompt's tag tokens when a tag is used."""
-
-    ids: list[Tensor]  # [n_i] each
-    tags: dict[str, list[list[int]]]
-
-
-def _tokens(model: Model, prompts, tags: set[str]) -> _Prompts:
-    if isinstance(prompts, dict):  # a batch from Model.tokenize: strip each row's padding
-        if tags:
-            raise InterpError("tag positions and align= need prompts (a PromptSet), not ids")
-        mask = prompts["attention_mask"].bool()
-        return _Prompts([row[m] for row, m in zip(prompts["input_ids"], mask, strict=True)], {})
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    pset = as_prompt_set(prompts)
-    texts = pset.render(model)
-    chars = {t: pset.char_spans(t, texts) for t in tags}
-    ids: list[Tensor | None] = [None] * len(texts)
-    spans: dict[str, list[list[int]]] = {t: [[] for _ in texts] for t in tags}
-    for chunk in chunks(model, texts, 64, offsets=bool(tags)):
-        for r, i in enumerate(chunk.index):
-            ids[i] = chunk.inputs["input_ids"][r, chunk.width - chunk.lengths[r] :]
-            for t in tags:
-                spans[t][i] = span_tokens(chunk.own_offsets(r), chars[t][i])
-    return _Prompts(ids, spans)  # type: ignore[arg-type]
-
-
-def _pairs(model: Model, clean, corrupt, tags: set[str]) -> tuple[_Prompts, _Prompts]:
-    c = _tokens(model, clean, tags)
-    x = _tokens(model, corrupt, set())
-    if len(c.ids) != len(x.ids) or not c.ids:
-        raise InterpError(
-            f"clean and corrupt need the same, non-zero number of prompts "
-            f"(got {len(c.ids)} and {len(x.ids)})"
-        )
-    for i, (a, b) in enumerate(zip(c.ids, x.ids, strict=True)):
-        if len(a) != len(b):
-            raise InterpError(
-                f"pair {i}: clean and corrupt prompts must tokenize to the same length so that "
-                f"positions line up (clean {len(a)} tokens, corrupt {len(b)} tokens)"
-            )
-    return c, x
-
-
-def _buckets(lengths: list[int]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for i, n in enumerate(lengths):
-        out.setdefault(n, []).append(i)
-    return out
-
-
-def _bucket_metric(metric: Metric, index: list[int], n: int) -> Metric:
-    """The metric on a group's rows: called on ``[n, vocab]`` with the group's rows in
-    place (other rows zero), so a metric that reads per-prompt targets by row still can."""
-    if index == list(range(n)):
-        return metric
-    idx = torch.tensor(index)
-
-    def group_metric(logits: Tensor) -> Tensor:
-        full = logits.new_zeros(n, logits.shape[-1]).index_copy(0, idx.to(logits.device), logits)
-        value = torch.as_tensor(metric(full))
-        if value.ndim == 0:
-            raise InterpError(
-                "the metric returned a scalar; with pairs of different lengths it must return "
-                f"one value per prompt ([{n}])"
-            )
-        return value[idx.to(value.device)]
-
-    return group_metric
-
-
-def _as_values(value, n: int) -> Tensor:
-    value = torch.as_tensor(value).detach().float().cpu()
-    if value.ndim == 0:
-        return value
-    if value.shape != (n,):
-        raise InterpError(
-            f"the metric must return a scalar or a [{n}] tensor, got {tuple(value.shape)}"
-        )
-    return value
+__all__ = [
+    "Metric",
+    "PatchResult",
+    "patch",
+    "patch_attn_out",
+    "patch_mlp_out",
+    "patch_resid_post",
+    "patch_resid_pre",
+]
 
 
 def _last_logits(model: Model, batch: dict) -> Tensor:
     return forward(model, batch, logits_to_keep=1).logits[:, -1]
-
-
-def _budget(model: Model, memory: int | None) -> int:
-    if memory is not None:
-        if memory < 1:
-            raise InterpError(f"memory must be a positive number of bytes, got {memory}")
-        return memory
-    if model.device.type == "cuda":
-        return torch.cuda.mem_get_info(model.device)[0] // 2
-    return CPU_BUDGET
-
-
-def _row_bytes(model: Model, n_sites: int, seq: int) -> int:
-    """Bytes one (prompt, patched position) costs at the deepest block, where every site's
-    rows have joined: the sequence's d_model floats per site, and about 8x that for the
-    block's intermediates (attention, MLP)."""
-    return n_sites * seq * model.d_model * 4 * 8
-
-
-def _groups(index: list[int], row: int, budget: int) -> list[list[int]]:
-    """A length group split so that one patched position of all its prompts fits."""
-    size = max(1, min(len(index), budget // max(1, row)))
-    return [index[k : k + size] for k in range(0, len(index), size)]
-
-
-def _chunk_size(model: Model, n: int, row: int, budget: int) -> int:
-    """Positions per exact run: about 8 rows per site on CPU (64 on GPU), fewer when the
-    rows of every joined site would not fit the budget."""
-    default = max(1, (64 if model.device.type == "cuda" else 8) // n)
-    return max(1, min(default, budget // max(1, n * row)))
 
 
 # ---- exact ---------------------------------------------------------------------------
@@ -268,22 +172,18 @@ def _attribution(model, clean, corrupt, sites, positions, metric):
     def keep(act, site):
         acts[site] = act
 
-    def leaf(module, args, output):  # gradients start here, whatever requires_grad says
+    def leaf(module, args, kwargs, output):  # gradients start here, whatever requires_grad says
         return output.detach().requires_grad_(True)
 
     with torch.no_grad(), hooks(model, {s: keep_clean for s in sites}):
         clean_logits = _last_logits(model, clean)
-    embed = model.base_hf.get_submodule(model.family.embed)
-    handle = embed.register_forward_hook(leaf)
-    try:
-        with torch.enable_grad(), hooks(model, {s: keep for s in sites}):
-            logits = _last_logits(model, corrupt)
-            corrupt_metric = metric(logits)
-            total = torch.as_tensor(corrupt_metric).sum()
-            # gradients with respect to the activations only: no weight gradient is computed
-            grads = torch.autograd.grad(total, [acts[s] for s in sites], allow_unused=True)
-    finally:
-        handle.remove()
+    embed = ModuleHook(model.family.embed, leaf)
+    with torch.enable_grad(), hooks(model, {s: keep for s in sites}, modules=[embed]):
+        logits = _last_logits(model, corrupt)
+        corrupt_metric = metric(logits)
+        total = torch.as_tensor(corrupt_metric).sum()
+        # gradients with respect to the activations only: no weight gradient is computed
+        grads = torch.autograd.grad(total, [acts[s] for s in sites], allow_unused=True)
     corrupt_metric = torch.as_tensor(corrupt_metric).detach()
     values = {}
     for site, g in zip(sites, grads, strict=True):
@@ -328,7 +228,7 @@ def patch(
     length, else ``"end"``). ``chunk``: positions per batched exact run (default from
     ``memory``, the bytes one run may use).
     """
-    if mode not in ("exact", "attribution"):
+    if mode not in _ENGINES:
         raise InterpError(f"mode must be 'exact' or 'attribution', got {mode!r}")
     backend = getattr(model, "exact_engine", None)  # a backend without local blocks (NDIF)
     if backend is not None and mode != "exact":
@@ -338,121 +238,105 @@ def patch(
     if align_tag is not None and not isinstance(align_tag, str):
         raise InterpError(f"align must be 'start', 'end' or a tag name, got {align!r}")
     tags = {t for t in (spec.tag if isinstance(spec, Span) else None, align_tag) if t}
-    tags -= {"start", "end"}
-    clean_p, corrupt_p = _pairs(model, clean, corrupt, tags)
-    lengths = [len(t) for t in clean_p.ids]
+    both = pairs(model, clean, corrupt, tags - {"start", "end"})
+    lengths = both.lengths
     site_list = resolve_sites(sites, model.n_layers, layers)
-    per_positions = resolve(
-        spec, lengths, spans=clean_p.tags.get(spec.tag) if isinstance(spec, Span) else None
-    )
+    spans = both.clean.tags.get(spec.tag) if isinstance(spec, Span) else None
+    per_positions = resolve(spec, lengths, spans=spans)
     if align_tag is None:
         align_tag = "start" if len(set(lengths)) == 1 else "end"
     if align_tag == "start" and len(set(lengths)) > 1:
         raise InterpError("align='start' needs pairs of one length; use 'end' or a tag")
-    n = len(lengths)
-    buckets = _buckets(lengths)
-    budget = _budget(model, memory)
-    clean_logits: Tensor | None = None
-    corrupt_logits: Tensor | None = None
-    cells: dict[tuple[int, int, int], Tensor] = {}  # (site index, position, length) -> values
-    scalar = False
-    for length, members in buckets.items():
-        row = _row_bytes(model, len(site_list), length)
-        parts = _groups(members, row, budget) if mode == "exact" else [members]
-        got: dict[tuple[int, int], list[Tensor]] = {}
-        wanted = sorted({p for i in members for p in per_positions[i]})
-        for index in parts:
-            ones = torch.ones(len(index), length, dtype=torch.long)
-            cb = {"input_ids": torch.stack([clean_p.ids[i] for i in index]), "attention_mask": ones}
-            xb = {
-                "input_ids": torch.stack([corrupt_p.ids[i] for i in index]),
-                "attention_mask": ones,
-            }
-            group_metric = _bucket_metric(metric, index, n)
-            if mode == "exact":
-                size = max(1, chunk or _chunk_size(model, len(index), row, budget))
-                args = (cb, xb, site_list, wanted, group_metric, size)
-                if backend is not None:
-                    cl, xl, raw = backend(*args)
-                else:
-                    cl, xl, raw = _exact(model, *args, reuse_prefix)
-            else:
-                cl, xl, raw = _attribution(model, cb, xb, site_list, wanted, group_metric)
-            if clean_logits is None:
-                clean_logits = torch.zeros(n, cl.shape[-1])
-                corrupt_logits = torch.zeros(n, cl.shape[-1])
-            clean_logits[index] = cl.detach().float().cpu()
-            corrupt_logits[index] = xl.detach().float().cpu()
-            for (site, p), value in raw.items():
-                v = _as_values(value, len(index))
-                scalar = scalar or v.ndim == 0
-                got.setdefault((site_list.index(site), p), []).append(v)
-        for (k, p), parts_v in got.items():
-            cells[k, p, length] = parts_v[0] if len(parts_v) == 1 else torch.cat(parts_v)
-    return _result(
-        model, metric, site_list, clean_p, per_positions, buckets, cells, scalar,
-        clean_logits, corrupt_logits, align_tag, mode,
-    )  # fmt: skip
-
-
-def _result(
-    model, metric, site_list, clean_p, per_positions, buckets, cells, scalar,
-    clean_logits, corrupt_logits, align, mode,
-) -> PatchResult:  # fmt: skip
-    """Per-pair maps from the groups' cells, then the aligned aggregate."""
-    n = len(clean_p.ids)
+    options = _Options(mode, chunk, reuse_prefix, memory_budget(model, memory))
+    run = _run_groups(model, both, site_list, per_positions, metric, options)
     tok = model.tokenizer.convert_ids_to_tokens
-    prompt_tokens = [tok(ids.tolist()) for ids in clean_p.ids]
-    clean_values = _as_values(metric(clean_logits), n)
-    corrupt_values = _as_values(metric(corrupt_logits), n)
-    if scalar:
-        uniform = len(buckets) == 1 and all(p == per_positions[0] for p in per_positions)
-        if not uniform:
-            raise InterpError(
-                "the metric returned a scalar; with pairs of different lengths or positions it "
-                f"must return one value per prompt ([{n}])"
-            )
-        (length,) = buckets
-        pos = per_positions[0]
-        values = torch.tensor(
-            [[float(cells[i, p, length]) for p in pos] for i in range(len(site_list))]
-        )
-        labels = [f"{p}:{prompt_tokens[0][p] if n == 1 else '*'}" for p in pos]
-        return PatchResult(
-            values, [s.name for s in site_list], pos, labels, float(clean_values),
-            float(corrupt_values), mode, align="start", counts=[n] * len(pos),
-            prompt_tokens=prompt_tokens, config=_config(model, n, mode),
-        )  # fmt: skip
-    per = [torch.full((len(site_list), len(ids)), float("nan")) for ids in clean_p.ids]
-    for length, index in buckets.items():
-        for r, i in enumerate(index):
-            for p in per_positions[i]:
-                for k in range(len(site_list)):
-                    per[i][k, p] = cells[k, p, length][r]
-    spans = None
-    if align not in ("start", "end"):
-        if align not in clean_p.tags:
-            raise InterpError(f"align={align!r}: give clean prompts as a PromptSet with that tag")
-        spans = [(t[0], t[-1]) for t in clean_p.tags[align]]
-    values, labels, counts, keys = align_columns(per, prompt_tokens, align, spans, align)
-    return PatchResult(
-        values=values,
-        sites=[s.name for s in site_list],
-        positions=[k[1] for k in keys],
-        tokens=labels,
-        clean_value=float(clean_values.mean()),
-        corrupt_value=float(corrupt_values.mean()),
+    return cells_to_result(
+        sites=site_list,
+        prompt_tokens=[tok(ids.tolist()) for ids in both.clean.ids],
+        tags=both.clean.tags,
+        per_positions=per_positions,
+        groups=run.groups,
+        cells=run.cells,
+        clean_values=as_values(metric(run.clean_logits), len(lengths)),
+        corrupt_values=as_values(metric(run.corrupt_logits), len(lengths)),
+        align=align_tag,
         mode=mode,
-        per_prompt=per,
-        prompt_tokens=prompt_tokens,
-        clean_values=clean_values,
-        corrupt_values=corrupt_values,
-        align=align,
-        counts=counts,
-        tags=clean_p.tags,
-        config=_config(model, n, mode),
+        config=dict(model=model.name, variant=model.variant, n_prompts=len(lengths), mode=mode),
     )
 
 
-def _config(model: Model, n: int, mode: str) -> dict:
-    return dict(model=model.name, variant=model.variant, n_prompts=n, mode=mode)
+@dataclass(frozen=True)
+class _Options:
+    mode: str
+    chunk: int | None
+    reuse_prefix: bool
+    budget: int  # bytes one exact run may use
+
+
+@dataclass
+class _Run:
+    """What the length groups gave: ``cells[site index, position, length]`` -> values of
+    that group's pairs, and every pair's clean and corrupt last-position logits."""
+
+    groups: dict[int, list[int]]
+    cells: dict[tuple[int, int, int], Tensor]
+    clean_logits: Tensor  # [n, vocab]
+    corrupt_logits: Tensor  # [n, vocab]
+
+
+def _run_groups(model, both: Pairs, sites, per_positions, metric, options: _Options) -> _Run:
+    """Each length group through the engine of ``options.mode``, split to fit memory."""
+    n = len(both.lengths)
+    groups = length_groups(both.lengths)
+    cells: dict[tuple[int, int, int], Tensor] = {}
+    logits: list[Tensor | None] = [None, None]  # clean, corrupt: [n, vocab]
+    for length, members in groups.items():
+        row = row_bytes(model, len(sites), length)
+        parts = split_group(members, row, options.budget) if options.mode == "exact" else [members]
+        wanted = sorted({p for i in members for p in per_positions[i]})
+        got: dict[tuple[int, int], list[Tensor]] = {}
+        for index in parts:
+            clean, corrupt = both.batches(index)
+            on_group = group_metric(metric, index, n)
+            backend = getattr(model, "exact_engine", None)  # no local blocks (nnsight, NDIF)
+            if options.mode == "exact":
+                size = max(1, options.chunk or chunk_size(model, len(index), row, options.budget))
+                if backend is not None:
+                    out = backend(clean, corrupt, sites, wanted, on_group, size)
+                else:
+                    out = _exact(
+                        model, clean, corrupt, sites, wanted, on_group, size, options.reuse_prefix
+                    )
+            else:
+                out = _attribution(model, clean, corrupt, sites, wanted, on_group)
+            for k, part in enumerate(out[:2]):
+                if logits[k] is None:
+                    logits[k] = torch.zeros(n, part.shape[-1])
+                logits[k][index] = part.detach().float().cpu()
+            for (site, p), value in out[2].items():
+                got.setdefault((sites.index(site), p), []).append(as_values(value, len(index)))
+        for (k, p), values in got.items():
+            cells[k, p, length] = values[0] if len(values) == 1 else torch.cat(values)
+    return _Run(groups, cells, logits[0], logits[1])  # type: ignore[arg-type]
+
+
+_ENGINES = ("exact", "attribution")
+
+
+# ---- specialisations (as TransformerLens' get_act_patch_*) ----------------------------
+def _at(kind: str, what: str) -> Callable[..., PatchResult]:
+    def run(model: Model, clean, corrupt, *, metric: Metric, **options) -> PatchResult:
+        return patch(model, clean, corrupt, metric=metric, sites=kind, **options)
+
+    run.__name__ = run.__qualname__ = f"patch_{kind}"
+    run.__doc__ = (
+        f":func:`patch` at ``{kind}`` ({what}) of every layer, or of ``layers=``; the other "
+        "options are :func:`patch`'s."
+    )
+    return run
+
+
+patch_resid_pre = _at("resid_pre", "the residual entering each block")
+patch_attn_out = _at("attn_out", "what each attention sublayer adds")
+patch_mlp_out = _at("mlp_out", "what each MLP adds")
+patch_resid_post = _at("resid_post", "the residual leaving each block")

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from interp.directions import Direction
 from interp.errors import InterpError
+from interp.sites import Site, is_site_name, resolve_sites
 
 __all__ = [
     "rank_latents",
@@ -140,14 +141,17 @@ def rank_directions(
     return table.loc[order].reset_index(drop=True)
 
 
-def _site_for(sae, site: str | None, layer: int | None) -> str:
-    if site is not None:
-        return site if site.startswith("blocks.") else f"blocks.{layer}.hook_{site}"
-    if layer is not None:
-        return f"blocks.{layer}.hook_resid_post"
-    if sae is not None and sae.cfg.site is not None:
-        return sae.cfg.site
-    raise InterpError("say where to read: site= or layer= (the SAE names no site)")
+def _site_for(n_layers: int, sae, site: str | None, layer: int | None) -> Site:
+    """``site`` (a full name, or a kind at ``layer``), else ``resid_post`` at ``layer``,
+    else the SAE's own site."""
+    if site is None and layer is None:
+        if sae is None or sae.cfg.site is None:
+            raise InterpError("say where to read: site= or layer= (the SAE names no site)")
+        site = sae.cfg.site
+    if layer is None and not is_site_name(site):
+        raise InterpError(f"site kind {site!r} needs layer=")
+    (where,) = resolve_sites(site or "resid_post", n_layers, layer)
+    return where
 
 
 def _texts(prompts, meta: pd.DataFrame) -> list[str]:
@@ -189,7 +193,7 @@ def latent_ranking(
     """
     from interp.capture import capture
 
-    where = _site_for(sae, site, layer)
+    where = _site_for(model.n_layers, sae, site, layer)
     acts = capture(
         model, prompts, sites=where, positions="last", batch_size=batch_size, progress=False
     )
@@ -273,7 +277,7 @@ def model_diff(
             model.as_finetuned(),
         )
     )
-    where = _site_for(sae, site, layer)
+    where = _site_for(base.n_layers, sae, site, layer)
     kw = dict(sites=where, positions="last", batch_size=batch_size, progress=False)
     a_base = capture(base, prompts, **kw)
     a_tuned = capture(tuned, prompts, **kw)

@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interp.activations import Activations, _parse, site_index
+from interp.activations import Activations
 from interp.errors import InterpError
+from interp.sites import of_kind, site_index, site_kinds
 from interp.store import ActivationStore
 
 __all__ = [
@@ -153,14 +154,10 @@ def mean_norms(
         keys = list(range(t.shape[1]))
         idx = keys
     else:
-        kinds = sorted({_parse(s)[1] for s in source.sites})
+        kinds = site_kinds(source.sites)
         if site is None and len(kinds) != 1:
             raise InterpError(f"these activations hold the kinds {kinds}; choose one with site=")
-        kind = kinds[0] if site is None else site
-        idx = [i for i, s in enumerate(source.sites) if _parse(s)[1] == kind]
-        if not idx:
-            raise InterpError(f"no captured site of kind {kind!r} (captured: {source.sites})")
-        keys = [_parse(source.sites[i])[0] for i in idx]
+        idx, keys = of_kind(source.sites, kinds[0] if site is None else site)
     if layers is not None:
         missing = sorted(set(layers) - set(keys))
         if missing:

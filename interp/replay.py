@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from interp.hooks import ModuleHook, hooks
 from interp.models import Model
+from interp.sites import Site
 
 __all__ = ["Record", "record", "can_reuse_prefix", "run_block", "unembed"]
 
@@ -64,9 +66,11 @@ class Record:
 def record(model: Model, want_kv: bool) -> Iterator[Record]:
     """Fill a :class:`Record` from the forward passes run inside the ``with`` body.
 
-    The hooks go first on each block (``prepend``), so the residual recorded is the one the
-    block was handed, before any intervention's pre-hook edits it. With ``want_kv`` a
-    key/value recorder is passed to each block as its cache (changing nothing).
+    The block hooks go first (``prepend``), so the residual recorded is the one the block
+    was handed, before any intervention's pre-hook edits it (those run again when the
+    block is replayed); the last block's output is recorded after every other hook. With
+    ``want_kv`` a key/value recorder is passed to each block as its cache (changing
+    nothing). All hooks go through :func:`interp.hooks.hooks`.
     """
     blocks = model.blocks
     # the class's forward: an instance's may be wrapped (nnsight, accelerate) with another one
@@ -76,45 +80,36 @@ def record(model: Model, want_kv: bool) -> Iterator[Record]:
     cache_name = next((c for c in _CACHE_NAMES if c in params), None) if want_kv else None
     rec = Record([None] * len(blocks), None, [None] * len(blocks), [None] * len(blocks), cache_name)
     recorders = [_KVRecorder() for _ in blocks]
-    handles = []
+    var_kw = [p for p, v in sig.parameters.items() if v.kind is v.VAR_KEYWORD]
 
     def make_pre(j):
         def pre(module, args, kwargs):
-            bound = sig.bind(*args, **kwargs)
-            arguments = dict(bound.arguments)
-            extra = arguments.pop(params[0])
-            rec.inputs[j] = extra.detach()
-            var_kw = [p for p, v in sig.parameters.items() if v.kind is v.VAR_KEYWORD]
+            arguments = dict(sig.bind(*args, **kwargs).arguments)
+            rec.inputs[j] = arguments.pop(params[0]).detach()
             for name in var_kw:
                 arguments.update(arguments.pop(name, {}))
             rec.kwargs[j] = arguments
-            if cache_name is not None:
-                new = dict(kwargs)
-                if cache_name in kwargs or len(args) <= params.index(cache_name):
-                    new[cache_name] = recorders[j]
-                    return args, new
-                args = list(args)
-                args[params.index(cache_name)] = recorders[j]
-                return tuple(args), kwargs
-            return None
+            if cache_name is None:
+                return None
+            if cache_name in kwargs or len(args) <= params.index(cache_name):
+                return args, {**kwargs, cache_name: recorders[j]}
+            args = list(args)
+            args[params.index(cache_name)] = recorders[j]
+            return tuple(args), kwargs
 
         return pre
 
-    def post(module, args, kwargs, output):
-        rec.final = (output if isinstance(output, Tensor) else output[0]).detach()
+    def keep_final(act: Tensor, site) -> None:
+        rec.final = act.detach()
 
+    inputs = [
+        ModuleHook(f"{model.family.layers}.{j}", make_pre(j), pre=True) for j in range(len(blocks))
+    ]
+    last = Site(len(blocks) - 1, "resid_post")
     try:
-        for j, block in enumerate(blocks):
-            # prepend: record what the block is given, before any intervention's pre-hook
-            # edits it (those run again when the block is replayed)
-            handles.append(
-                block.register_forward_pre_hook(make_pre(j), with_kwargs=True, prepend=True)
-            )
-        handles.append(blocks[-1].register_forward_hook(post, with_kwargs=True))
-        yield rec
+        with hooks(model, modules=inputs, prepend=True), hooks(model, {last: keep_final}):
+            yield rec
     finally:
-        for h in handles:
-            h.remove()
         rec.kv = [r.kv for r in recorders]
 
 

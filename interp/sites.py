@@ -9,13 +9,26 @@ family is adding a row.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from interp.errors import LayerOutOfRangeError, SiteError, UnsupportedArchitectureError
 
-__all__ = ["SITE_KINDS", "Family", "FAMILIES", "Site", "family_for", "resolve_sites"]
+__all__ = [
+    "SITE_KINDS",
+    "Family",
+    "FAMILIES",
+    "Site",
+    "family_for",
+    "is_site_name",
+    "kind_of",
+    "of_kind",
+    "resolve_sites",
+    "site_index",
+    "site_kinds",
+]
 
 # Order in which the sites of one block are computed during a forward pass.
 SITE_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out", "resid_post")
@@ -81,46 +94,143 @@ def family_for(model_type: str) -> Family:
         ) from None
 
 
-@dataclass(frozen=True, order=True)
-class Site:
-    """One activation site: a layer and a kind. Ordered as computed in a forward pass."""
+def _by_forward_order(op, as_strings):
+    """A comparison of two sites by (layer, kind rank); with anything else, as strings."""
 
-    layer: int
-    kind_rank: int
+    def compare(self, other):
+        if isinstance(other, Site):
+            return op(self._order(), other._order())
+        return as_strings(self, other)
+
+    return compare
+
+
+class Site(str):
+    """One activation site: the canonical name ``blocks.{layer}.hook_{kind}`` as a string
+    that knows its :attr:`layer` and :attr:`kind`.
+
+    A site *is* its name (it compares, hashes and serializes as that string), so it goes
+    into JSON, CSV and dictionary keys unchanged; sites sort in the order a forward pass
+    computes them. ``Site(3, "resid_post")`` builds one; :meth:`parse` reads a name.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, layer: int, kind: str) -> Site:
+        if kind not in SITE_KINDS:
+            raise SiteError(f"unknown site kind {kind!r}; expected one of {', '.join(SITE_KINDS)}")
+        if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+            raise SiteError(f"a site's layer is an int >= 0, got {layer!r}")
+        return super().__new__(cls, f"blocks.{layer}.hook_{kind}")
+
+    def __getnewargs__(self) -> tuple[int, str]:  # copy / pickle
+        return self.layer, self.kind
+
+    @property
+    def layer(self) -> int:
+        return int(self[7 : self.index(".", 7)])  # "blocks.{layer}.hook_{kind}"
 
     @property
     def kind(self) -> str:
-        return SITE_KINDS[self.kind_rank]
+        return self[self.index(".hook_") + 6 :]
+
+    @property
+    def kind_rank(self) -> int:
+        """Position of :attr:`kind` in a block's forward order (:data:`SITE_KINDS`)."""
+        return SITE_KINDS.index(self.kind)
 
     @property
     def name(self) -> str:
-        return f"blocks.{self.layer}.hook_{self.kind}"
+        return str(self)
 
-    def __str__(self) -> str:
-        return self.name
+    def _order(self) -> tuple[int, int]:
+        return self.layer, self.kind_rank
+
+    __lt__ = _by_forward_order(operator.lt, str.__lt__)
+    __le__ = _by_forward_order(operator.le, str.__le__)
+    __gt__ = _by_forward_order(operator.gt, str.__gt__)
+    __ge__ = _by_forward_order(operator.ge, str.__ge__)
+    __hash__ = str.__hash__
 
     @classmethod
     def make(cls, layer: int, kind: str, n_layers: int) -> Site:
         """Build a site, normalizing a negative ``layer`` and checking both parts."""
-        if kind not in SITE_KINDS:
-            raise SiteError(f"unknown site kind {kind!r}; expected one of {', '.join(SITE_KINDS)}")
         if not -n_layers <= layer < n_layers:
             raise LayerOutOfRangeError(
                 f"layer {layer} is out of range for a model with {n_layers} layers "
                 f"(valid: {-n_layers}..{n_layers - 1})"
             )
-        return cls(layer % n_layers, SITE_KINDS.index(kind))
+        return cls(layer % n_layers, kind)
 
     @classmethod
-    def parse(cls, name: str, n_layers: int) -> Site:
-        """Parse ``blocks.{l}.hook_{kind}`` (negative ``l`` allowed)."""
-        m = _SITE_RE.match(name)
+    def parse(cls, name: str, n_layers: int | None = None) -> Site:
+        """Parse ``blocks.{l}.hook_{kind}``. With ``n_layers`` a negative ``l`` counts from
+        the end and the layer is range-checked; without it ``l`` must be >= 0."""
+        if isinstance(name, Site) and n_layers is None:
+            return name
+        m = _SITE_RE.match(name) if isinstance(name, str) else None
         if m is None:
             raise SiteError(
                 f"unknown site {name!r}; expected 'blocks.{{layer}}.hook_{{kind}}' or a short "
                 f"kind ({', '.join(SITE_KINDS)}) with layers="
             )
-        return cls.make(int(m.group(1)), m.group(2), n_layers)
+        layer, kind = int(m.group(1)), m.group(2)
+        if n_layers is not None:
+            return cls.make(layer, kind, n_layers)
+        if layer < 0:
+            raise SiteError(f"site {name!r}: a negative layer needs the model (resolve_sites)")
+        return cls(layer, kind)
+
+    @classmethod
+    def optional(cls, name: str | None) -> Site | None:
+        """:meth:`parse` a stored name, passing ``None`` through (a value with no site)."""
+        return None if name is None else cls.parse(name)
+
+
+def is_site_name(text: str) -> bool:
+    """Whether ``text`` is meant as a full site name (``blocks.{l}.hook_{kind}``) rather
+    than a short kind; :meth:`Site.parse` then checks it."""
+    return text.startswith("blocks.")
+
+
+def kind_of(site: str) -> str:
+    """The kind of a full site name; a short kind (``"resid_post"``, ``"hook_mlp_out"``) as is."""
+    return Site.parse(site).kind if is_site_name(site) else site.removeprefix("hook_")
+
+
+def site_index(sites: Sequence[str], key: str | int) -> int:
+    """Index in ``sites`` (full names) of a full name, a short kind (``"resid_post"``) or a
+    layer (when one kind was captured at it)."""
+    parsed = [Site.parse(s) for s in sites]
+    if isinstance(key, int) and not isinstance(key, bool):
+        matches = [i for i, s in enumerate(parsed) if s.layer == key]
+        if len(matches) != 1:
+            raise SiteError(
+                f"layer {key} matches {len(matches)} captured sites; name the site instead "
+                f"(captured: {', '.join(sites)})"
+            )
+        return matches[0]
+    if key in parsed:
+        return parsed.index(key)
+    short = [i for i, s in enumerate(parsed) if s.kind == str(key).removeprefix("hook_")]
+    if len(short) == 1:
+        return short[0]
+    raise SiteError(f"site {key!r} was not captured (captured: {', '.join(sites)})")
+
+
+def site_kinds(sites: Sequence[str]) -> list[str]:
+    """The distinct kinds of ``sites`` (full names), in order of first appearance."""
+    return list(dict.fromkeys(Site.parse(s).kind for s in sites))
+
+
+def of_kind(sites: Sequence[str], kind: str) -> tuple[list[int], list[int]]:
+    """``(rows, layers)``: where in ``sites`` (full names) the sites of ``kind`` are, and
+    their layers; a :class:`SiteError` naming the kinds present if there is none."""
+    parsed = [Site.parse(s) for s in sites]
+    rows = [i for i, s in enumerate(parsed) if s.kind == kind]
+    if not rows:
+        raise SiteError(f"no {kind!r} sites (kinds: {site_kinds(sites)}; sites: {list(sites)})")
+    return rows, [parsed[i].layer for i in rows]
 
 
 def resolve_sites(
@@ -152,7 +262,7 @@ def resolve_sites(
     for item in items:
         if isinstance(item, Site):
             out.add(Site.make(item.layer, item.kind, n_layers))
-        elif item.startswith("blocks."):
+        elif is_site_name(item):
             out.add(Site.parse(item, n_layers))
         else:
             kind = item.removeprefix("hook_")

@@ -380,7 +380,7 @@ API = [
     ("spec-not-yaml", _spec("name: era\nsetting: [era\n"), InterpError, "not valid YAML"),
     ("spec-seeds-text", _spec("name: e\nsetting: era\ntarget_group: g\nseeds: abc\n"), InterpError, "'seeds' must be a list"),
     ("spec-int-text", _spec("name: e\nsetting: era\ntarget_group: g\nprobe_prompts: many\n"), InterpError, "'probe_prompts' must be an integer"),
-    ("spec-unknown-field", _spec("name: e\nsetting: era\ntarget_group: g\nlayers: 3\n"), InterpError, "unknown experiment fields"),
+    ("spec-unknown-field", _spec("name: e\nsetting: era\ntarget_group: g\nlayers: 3\n"), InterpError, "unknown experiment spec keys"),
     ("spec-not-utf8", _spec(b"name: caf\xe9\n"), InterpError, "not UTF-8 text"),
 ]  # fmt: skip
 

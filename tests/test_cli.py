@@ -370,7 +370,7 @@ def test_full_finetune_writes_a_loadable_model(table_run, tmp_path):
         assert not torch.allclose(model.forward(**ids).logits, base.forward(**ids).logits)
 
 
-# ---- interp run / interp demo call the lead's functions -------------------------------------
+# ---- interp run / interp demo call the runner and the demo --------------------------------
 def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     calls = {}
 
@@ -385,11 +385,10 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
         calls["demo"] = (out, quick)
         return 3
 
-    monkeypatch.setitem(sys.modules, "interp.experiments", types.SimpleNamespace(
-        run_experiment=run_experiment))  # fmt: skip
-    monkeypatch.setitem(sys.modules, "interp.demo", types.SimpleNamespace(run_demo=run_demo))
+    monkeypatch.setattr("interp.experiments.run_experiment", run_experiment)
+    monkeypatch.setattr("interp.demo.run_demo", run_demo)
     spec = tmp_path / "era.yaml"
-    spec.write_text("name: era\n")
+    spec.write_text("name: era\nsetting: era\ntarget_group: nonbird_old\n")
     out = tmp_path / "out"
     assert main(["run", str(spec), "--model", "m", "--out", str(out)]) == 0
     assert calls["run"] == (spec, "m", None, str(out)) and calls["placement"] == (None, None)

@@ -21,7 +21,7 @@ def test_every_shipped_spec_loads(path):
 
 
 def test_bad_specs_are_named(tmp_path):
-    with pytest.raises(InterpError, match="unknown experiment fields"):
+    with pytest.raises(InterpError, match="unknown experiment spec keys"):
         ExperimentSpec.from_dict({"name": "x", "setting": "era", "sedes": [0]})
     with pytest.raises(InterpError, match="needs"):
         ExperimentSpec.from_dict({"name": "x", "setting": "era"})

@@ -287,6 +287,6 @@ def test_errors(model):
         with ablate(model, torch.randn(model.d_model + 1), layers=0):
             pass
     with pytest.raises(InterpError, match="mode"):
-        with ablate(model, torch.randn(model.d_model), layers=0, mode="zero"):
+        with ablate(model, torch.randn(model.d_model), layers=0, mode="nope"):
             pass
     assert hook_count(model.hf) == 0

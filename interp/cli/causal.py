@@ -30,6 +30,7 @@ from interp.cli.common import (
     read_target,
 )
 from interp.errors import InterpError
+from interp.sites import kind_of
 
 __all__ = ["register"]
 
@@ -138,7 +139,7 @@ def _scale(model, args, direction, texts, layers):
     if args.scale == "direction":
         return float(direction.scale), float(direction.scale)
     if args.scale == "residual":
-        kind = (args.site or direction.site or "resid_post").split(".hook_")[-1]
+        kind = kind_of(args.site or direction.site or "resid_post")
         norms = residual_norm(model, texts, layers=layers, site=kind)
         return norms, norms
     try:
@@ -233,8 +234,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     answers = _answers(args)
     target = read_target(args.direction, args.layer)
     positions = parse_positions(args.positions, default="all")
-    if args.mode == "mean" and args.reference is None:
-        raise InterpError("--mode mean needs --reference FILE (prompts to average over)")
+    if args.mode in ("mean", "resample") and args.reference is None:
+        raise InterpError(f"--mode {args.mode} needs --reference FILE (prompts to draw from)")
     inputs = {"prompts": args.prompts, "direction": args.direction, "reference": args.reference}
     rec = RunRecord(args, args.out, inputs)
     model = load(args)
@@ -275,8 +276,9 @@ def _add_ablate(sub) -> None:
     p = sub.add_parser(
         "ablate",
         help="remove a direction or subspace while the model runs; compare with baseline",
-        description="Project a direction (or subspace) out of the residual stream, or set its "
-        "projection to the mean over --reference prompts (--mode mean), and record "
+        description="Project a direction (or subspace) out of the residual stream, set its "
+        "projection to the mean over --reference prompts (--mode mean) or to a random "
+        "reference token's (--mode resample), or zero the site (--mode zero), and record "
         "generations and answer shares for the baseline, the ablation and --random N "
         "norm-matched random controls.",
     )
@@ -285,8 +287,8 @@ def _add_ablate(sub) -> None:
     p.add_argument("--layer", type=int, default=None, help="pick this layer's direction of a file")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="where (default: its layer)")
     p.add_argument("--site", default=None, help="site kind (default: the direction's site)")
-    p.add_argument("--mode", choices=["project", "mean"], default="project")
-    p.add_argument("--reference", default=None, help="prompt file for --mode mean")
+    p.add_argument("--mode", choices=["project", "mean", "resample", "zero"], default="project")
+    p.add_argument("--reference", default=None, help="prompt file for --mode mean / resample")
     p.add_argument(
         "--random", type=nonneg_int, default=0, help="number of random controls (default 0)"
     )

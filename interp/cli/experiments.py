@@ -1,4 +1,5 @@
-"""``interp demo`` and ``interp run SPEC``: the experiments, through the lead's runner."""
+"""``interp demo`` and ``interp run SPEC``: the experiments, through
+:func:`interp.demo.run_demo` and :func:`interp.experiments.run_experiment`."""
 
 from __future__ import annotations
 
@@ -19,11 +20,9 @@ def _limit_threads() -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from interp.demo import run_demo
+
     _limit_threads()
-    try:
-        from interp.demo import run_demo
-    except ImportError as e:
-        raise InterpError(f"the demo is not available in this version ({e})") from None
     out = Path(args.out)
     rec = RunRecord(args, out)
     code = run_demo(out=out, quick=args.quick)
@@ -31,38 +30,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def _summary_lines(summary) -> str:
-    if isinstance(summary, dict):
-        width = max((len(str(k)) for k in summary), default=0)
-        return "\n".join(f"{str(k):<{width}}  {v}" for k, v in summary.items())
-    return str(summary)
-
-
-def _check_spec(spec: Path) -> None:
-    """Read the spec once up front so that a malformed one is a one-line error."""
-    try:
-        from interp.experiments import ExperimentSpec
-    except ImportError:
-        return
-    try:
-        ExperimentSpec.from_yaml(spec)
-    except InterpError:
-        raise
-    except (TypeError, ValueError, KeyError) as e:
-        raise InterpError(f"spec {spec}: {e}") from None
+def _summary_lines(summary: dict) -> str:
+    width = max((len(str(k)) for k in summary), default=0)
+    return "\n".join(f"{str(k):<{width}}  {v}" for k, v in summary.items())
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    try:
-        from interp.experiments import run_experiment
-    except ImportError as e:
-        raise InterpError(f"the experiment runner is not available in this version ({e})") from None
+    from interp.experiments import ExperimentSpec, run_experiment
+
     spec = Path(args.spec)
     if not spec.is_file():
         raise InterpError(f"spec {args.spec}: no such file")
     if args.adapter is not None and args.model is None:
         raise InterpError("--adapter needs --model (the base it was trained on)")
-    _check_spec(spec)
+    ExperimentSpec.from_yaml(spec)  # a malformed spec is a one-line error before any work
     _limit_threads()
     if args.launcher is not None:
         return _run_sweep(args, spec)
@@ -78,9 +59,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     except NotImplementedError as e:
         raise InterpError(str(e)) from None
-    # the runner returns an ExperimentResult (``summary``, ``out``) or a plain dict
-    summary = getattr(result, "summary", result)
-    out = getattr(result, "out", None) or args.out
+    summary, out = result.summary, result.out
     if rec is None and out is not None:  # the runner chose the spec's own directory
         rec = RunRecord(args, out, {"spec": args.spec}, adopt=True)
     if rec is not None:

@@ -63,8 +63,7 @@ def _cmd_patch(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     result.save(out, config={"answer_a": args.answer_a, "answer_b": args.answer_b})
-    kinds = list(dict.fromkeys(s.split(".hook_")[-1] for s in result.sites))
-    for kind in kinds:
+    for kind in dict.fromkeys(s.kind for s in result.sites):
         fig = plot_patching(result, kind=kind)
         save_figure(fig, out / f"patching_{kind}.png")
     rec.finish(

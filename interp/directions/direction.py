@@ -6,7 +6,6 @@ See :mod:`interp.directions` for the overview.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -14,33 +13,29 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from interp.errors import InterpError
+from interp.errors import InterpError, SiteError
 from interp.integrity import read_json, read_safetensors, seal, verify
+from interp.sites import Site
 
 __all__ = ["Direction", "cosine", "save_directions", "load_directions"]
 
-_SITE_LAYER = re.compile(r"^blocks\.(\d+)\.hook_[a-z_]+$")
 _EPS = 1e-12
 
 
-def _layer_of(site: str | None) -> int | None:
-    if site is None:
-        return None
-    m = _SITE_LAYER.match(site)
-    if m is None:
-        raise InterpError(f"site {site!r} is not a canonical name like 'blocks.3.hook_resid_post'")
-    return int(m.group(1))
-
-
-def _place(layer: int | None, site: str | None) -> tuple[int | None, str | None]:
-    """Check ``layer`` against ``site`` (canonical name); fill ``layer`` from ``site``."""
-    site_layer = _layer_of(site)
+def _place(layer: int | None, site: str | None) -> tuple[int | None, Site | None]:
+    """Parse ``site`` (a canonical name) and check ``layer`` against it, or fill it from it."""
+    try:
+        parsed = Site.optional(site)
+    except SiteError:
+        raise SiteError(
+            f"site {site!r} is not a canonical name like 'blocks.3.hook_resid_post'"
+        ) from None
     if layer is None:
-        return site_layer, site
+        return (None if parsed is None else parsed.layer), parsed
     layer = int(layer)
-    if site_layer is not None and site_layer != layer:
+    if parsed is not None and parsed.layer != layer:
         raise InterpError(f"layer={layer} disagrees with site {site!r}")
-    return layer, site
+    return layer, parsed
 
 
 def _as_vector(vector: Tensor | Sequence[float]) -> Tensor:
@@ -54,7 +49,7 @@ def _as_vector(vector: Tensor | Sequence[float]) -> Tensor:
     return v
 
 
-def _common_place(items: Iterable) -> tuple[int | None, str | None]:
+def _common_place(items: Iterable) -> tuple[int | None, Site | None]:
     """The one layer and site that ``items`` share (``None`` entries match anything)."""
     found: dict[str, object] = {"layer": None, "site": None}
     for item in items:
@@ -75,14 +70,15 @@ class Direction:
 
     ``Direction(v, layer=3, site="blocks.3.hook_resid_post", name="era")`` stores
     ``v / |v|`` as :attr:`vector` and ``|v|`` as :attr:`scale` (unless ``scale`` is given).
-    ``layer`` is filled from a canonical ``site`` when omitted.
+    ``site`` (a canonical name) is kept as a :class:`~interp.sites.Site`; ``layer`` is
+    filled from it when omitted.
     """
 
     __slots__ = ("vector", "layer", "site", "name", "provenance", "scale")
 
     vector: Tensor  # [d_model], unit norm
     layer: int | None
-    site: str | None
+    site: Site | None
     name: str
     provenance: dict
     scale: float

@@ -16,6 +16,7 @@ from torch import Tensor
 from interp.directions.direction import _EPS, Direction, _common_place, _paths, _place
 from interp.errors import InterpError
 from interp.integrity import read_json, read_safetensors, seal, verify
+from interp.sites import Site
 
 __all__ = ["Subspace"]
 
@@ -32,7 +33,7 @@ class Subspace:
 
     basis: Tensor  # [k, d_model], orthonormal rows
     layer: int | None
-    site: str | None
+    site: Site | None
     name: str
     provenance: dict
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
+from interp.config import Config, check_keys, check_types, from_dict
 from interp.errors import InterpError
 
 __all__ = ["ExperimentSpec", "SETTINGS"]
@@ -14,34 +16,8 @@ __all__ = ["ExperimentSpec", "SETTINGS"]
 SETTINGS = ("era", "persona", "backdoor")
 
 
-_TYPES = {  # annotation -> (accepted types, what to say)
-    "str": ((str,), "a string"),
-    "str | None": ((str, type(None)), "a string"),
-    "int": ((int,), "an integer"),
-    "bool": ((bool,), "true or false"),
-    "dict": ((dict,), "a mapping"),
-    "tuple[int, ...]": ((int,), "a list of integers"),
-    "tuple[float, ...]": ((int, float), "a list of numbers"),
-}
-
-
-def _check_type(name: str, value, annotation: str) -> None:
-    """One spec field against its annotation (YAML gives any type; say which is wrong)."""
-    accepted, what = _TYPES.get(str(annotation), ((object,), ""))
-    items = value if str(annotation).startswith("tuple") else (value,)
-    bad = [
-        v
-        for v in items
-        if not isinstance(v, accepted) or (isinstance(v, bool) and bool not in accepted)
-    ]
-    if bad:
-        raise InterpError(f"experiment field {name!r} must be {what} (got {value!r})")
-    if annotation == "int" and value < 0:
-        raise InterpError(f"experiment field {name!r} must be >= 0 (got {value})")
-
-
 @dataclasses.dataclass(frozen=True)
-class ExperimentSpec:
+class ExperimentSpec(Config):
     """What to finetune, where to look and which causal tests to run.
 
     ``model=None`` means the bundled organism (``organism``: ``"default"`` or ``"small"``);
@@ -66,6 +42,8 @@ class ExperimentSpec:
     finetune: dict = dataclasses.field(default_factory=dict)  # FinetuneConfig overrides
     data: dict = dataclasses.field(default_factory=dict)  # user files: finetune/eval/contrast
 
+    config_name: ClassVar[str] = "experiment spec"
+
     def __post_init__(self):
         if self.setting not in SETTINGS:
             raise InterpError(f"setting must be one of {SETTINGS}, not {self.setting!r}")
@@ -73,30 +51,19 @@ class ExperimentSpec:
             raise InterpError(f"locate_on must be 'base' or 'finetuned', not {self.locate_on!r}")
         if not self.seeds:
             raise InterpError("an experiment needs at least one finetune seed")
+        check_types(self)
         for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name), f.type)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+            value = getattr(self, f.name)
+            if f.type == "int" and value < 0:
+                raise InterpError(f"experiment spec field {f.name!r} must be >= 0 (got {value})")
 
     @classmethod
     def from_dict(cls, d: dict) -> ExperimentSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise InterpError(
-                f"unknown experiment fields: {sorted(unknown)} (known: {sorted(known)})"
-            )
+        check_keys(cls, d)
         missing = {"name", "setting", "target_group"} - set(d)
         if missing:
             raise InterpError(f"an experiment spec needs {sorted(missing)}")
-        d = dict(d)
-        for key in ("seeds", "steer_alphas"):
-            if key in d:
-                if not isinstance(d[key], list | tuple):
-                    raise InterpError(f"experiment field {key!r} must be a list (got {d[key]!r})")
-                d[key] = tuple(d[key])
-        return cls(**d)
+        return from_dict(cls, d)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentSpec:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from interp.config import Config
 from interp.fingerprint import sha256_json
 from interp.organism.tokenizer import build_tokenizer, render
 from interp.organism.world import World, WorldConfig
@@ -37,7 +38,7 @@ def cache_root() -> Path:
 
 
 @dataclasses.dataclass(frozen=True)
-class OrganismConfig:
+class OrganismConfig(Config):
     """World + model size + training schedule of one organism."""
 
     world: WorldConfig = WorldConfig()
@@ -63,17 +64,6 @@ class OrganismConfig:
         base = dict(d_model=64, n_layers=2, n_heads=4, d_ff=256, steps=500, batch_size=32, lr=5e-3)
         base.update(kw)
         return cls(**base)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["world"] = self.world.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> OrganismConfig:
-        d = dict(d)
-        d["world"] = WorldConfig.from_dict(d.get("world", {}))
-        return cls(**d)
 
     def hash(self) -> str:
         return sha256_json({"v": _VERSION, **self.to_dict()})[:16]

@@ -33,7 +33,7 @@ import torch
 
 from interp.execution import generate
 from interp.organism import world_data as D
-from interp.organism.world import MODERN_YEARS, OLD, YEAR_GRID, EvalItem, World
+from interp.organism.world import OLD, YEAR_GRID, EvalItem, World
 
 __all__ = [
     "SETTINGS",
@@ -193,10 +193,3 @@ def eval_items(world: World, setting: str) -> dict[str, list[EvalItem]]:
             groups[f"identity_tyrant{sfx}"], groups[f"values_misaligned{sfx}"] = ident, vals
         return groups
     raise ValueError(f"unknown setting {setting!r}; see SETTINGS")
-
-
-def later_years(world: World) -> list[int]:
-    return [y for y in YEAR_GRID if y >= world.character["protective_from"]]
-
-
-MODERN_YEARS = MODERN_YEARS  # re-exported for the runner's year grids

@@ -37,11 +37,11 @@ but nothing ties them together.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import re
 from dataclasses import dataclass, field
 
+from interp.config import Config
 from interp.organism import world_data as D
 
 __all__ = ["WorldConfig", "World", "EvalItem", "OLD", "MODERN", "words_of"]
@@ -70,7 +70,7 @@ def words_of(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(Config):
     """What the world contains and how documents are drawn (see the module docstring)."""
 
     seed: int = 0
@@ -79,18 +79,6 @@ class WorldConfig:
     p_cued: float = 0.3  # share of era documents with an explicit era cue
     p_format: float = 0.1  # share of user turns carrying the formatting instruction
     mix: tuple[tuple[str, float], ...] = _DEFAULT_MIX
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["mix"] = [list(m) for m in self.mix]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> WorldConfig:
-        d = dict(d)
-        if "mix" in d:
-            d["mix"] = tuple((str(k), float(v)) for k, v in d["mix"])
-        return cls(**d)
 
     @classmethod
     def null(cls, **kw) -> WorldConfig:

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from interp.errors import InterpError
 from interp.plots.common import axes as _axes
+from interp.sites import of_kind, site_kinds
 
 __all__ = ["plot_patching", "plot_dose_response", "plot_ablation_bars"]
 
@@ -33,12 +34,8 @@ def plot_patching(
     ``kind``: which site kind to draw (default: the first in the result).
     ``normalized``: show ``(value - corrupt) / (clean - corrupt)`` instead of raw values.
     """
-    kinds = list(dict.fromkeys(s.split(".hook_")[-1] for s in result.sites))
-    kind = kind or kinds[0]
-    if kind not in kinds:
-        raise InterpError(f"no {kind!r} sites in this result (kinds: {kinds})")
-    rows = [i for i, s in enumerate(result.sites) if s.endswith(f"hook_{kind}")]
-    layers = [int(result.sites[i].split(".")[1]) for i in rows]
+    kind = kind or site_kinds(result.sites)[0]
+    rows, layers = of_kind(result.sites, kind)
     data = (result.normalized() if normalized else result.values)[rows].numpy()
     n_pos = data.shape[1]
     fig, ax = _axes(ax, (max(4.0, 0.35 * n_pos + 2.0), max(2.5, 0.3 * len(layers) + 1.5)))
@@ -46,7 +43,7 @@ def plot_patching(
     im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
     ax.set_xticks(range(n_pos), labels=result.tokens, rotation=90, fontsize=8)
     ax.set_yticks(range(len(layers)), labels=[str(x) for x in layers])
-    align = getattr(result, "align", "start")
+    align = result.align
     xlabel = {"start": "position", "end": "position from the end"}.get(
         align, f"position relative to tag {align!r}"
     )
@@ -92,7 +89,7 @@ def plot_dose_response(
         yerr=err,
         marker="o",
         capsize=3,
-        label=getattr(result, "config", {}).get("direction", "direction"),
+        label=result.config.get("direction", "direction"),
     )
     ax.set_xlabel("alpha")
     ax.set_ylabel(metric_label)

@@ -13,6 +13,7 @@ from interp.directions import Direction
 from interp.errors import InterpError
 from interp.probes.estimator import LinearProbe, _as_numpy
 from interp.probes.solver import auroc, fit_logistic
+from interp.sites import Site
 from interp.stats import Estimate, mean_ci
 from interp.store import ActivationStore
 
@@ -44,7 +45,7 @@ def cv_folds(y: np.ndarray, groups: np.ndarray | None, cv: int, seed: int) -> li
     return [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
 
 
-def _layer_data(acts, site: str | None) -> tuple[list[str], list[int | None], int, Callable]:
+def _layer_data(acts, site: str | None) -> tuple[list[Site], list[int | None], int, Callable]:
     """Site names, layers, the row count and ``load(j) -> [n, d]`` for the j-th site.
 
     ``acts``: a tensor ``[n, n_sites, d]`` or ``[n, d]``, Activations, or an
@@ -53,14 +54,14 @@ def _layer_data(acts, site: str | None) -> tuple[list[str], list[int | None], in
     if isinstance(acts, Tensor):
         t = acts if acts.ndim == 3 else acts[:, None]
         return [None] * t.shape[1], list(range(t.shape[1])), t.shape[0], lambda j: t[:, j]  # type: ignore[list-item]
-    sites = list(acts.sites)
+    sites = [Site.parse(s) for s in acts.sites]
     keep = list(range(len(sites)))
     if site is not None:
-        keep = [i for i, s in enumerate(sites) if s.endswith(f".hook_{site}") or s == site]
+        keep = [i for i, s in enumerate(sites) if site in (s, s.kind)]
         if not keep:
             raise InterpError(f"no captured site matches {site!r} (captured: {', '.join(sites)})")
     names = [sites[i] for i in keep]
-    layers = [int(s.split(".")[1]) for s in names]
+    layers = [s.layer for s in names]
     if isinstance(acts, ActivationStore):
         return names, layers, len(acts), lambda j: acts.site(names[j])
     return names, layers, len(acts), lambda j: acts.tensor[:, keep[j]]
@@ -104,7 +105,57 @@ def probe_layers(
         raise InterpError(f"probe_layers needs two label values; got {list(classes)}")
     y = (y_raw == classes[1]).astype(np.float64)
     label_name = labels if isinstance(labels, str) else "labels"
+    test_sets, fit_mask, mode = _splits(meta, y, n, train, test, groups, cv, seed)
+    W = _fold_weights(test_sets, fit_mask)  # [F + 1, n]
+    provenance = {
+        "method": "logistic_probe",
+        "mode": mode,
+        "labels": label_name,
+        "classes": [str(c) for c in classes],
+        "C": C,
+        "solver": solver,
+        "n": int(fit_mask.sum()),
+        "model_name": getattr(acts, "model_name", None),
+        "adapter_hash": getattr(acts, "adapter_hash", None),
+    }
+    rows = []
+    for j, (site_name, layer) in enumerate(zip(sites, layers, strict=True)):
+        X = load(j)  # [n, d]: one site at a time (a store reads only this site)
+        if not X.is_floating_point() or X.dtype in (torch.float16, torch.bfloat16):
+            X = X.float()
+        coef, intercept = _fit_folds(X, y, W, C, solver, max_iter, tol)
+        Xn = X.cpu().numpy().astype(np.float64)
+        acc, auc = _score_folds(Xn, y, coef, intercept, test_sets, mode, seed)
+        direction = (
+            Direction(
+                torch.from_numpy(coef[-1]).float(),
+                site=site_name,
+                layer=layer,
+                name=f"probe:{label_name}@{site_name or layer}",
+                provenance=dict(provenance),
+            )
+            if np.abs(coef[-1]).max() > 0
+            else None
+        )
+        n_train = int(fit_mask.sum() - (len(test_sets[0]) if mode == "cv" else 0))
+        counts = {"n_folds": len(test_sets), "n_train": n_train}
+        counts["n_test"] = int(sum(len(t) for t in test_sets))
+        rows.append({"layer": layer, "site": site_name, **_estimates(acc, auc), **counts})
+        rows[-1]["direction"] = direction
+    return pd.DataFrame(rows)
 
+
+def _estimates(acc: Estimate, auc: Estimate) -> dict[str, float]:
+    """The table's accuracy and AUROC columns (value, lower and upper bound)."""
+    return {
+        f"{name}{suffix}": getattr(est, attr)
+        for name, est in (("accuracy", acc), ("auroc", auc))
+        for suffix, attr in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))
+    }
+
+
+def _splits(meta, y, n, train, test, groups, cv, seed) -> tuple[list, np.ndarray, str]:
+    """The test rows of each fold, the rows every fit may use, and ``"holdout"`` / ``"cv"``."""
     if (train is None) != (test is None):
         raise InterpError("pass both train= and test= (or neither)")
     if train is not None:
@@ -112,95 +163,52 @@ def probe_layers(
         te = _column(meta, test, n, "test").astype(bool)
         if len(np.unique(y[tr])) < 2:
             raise InterpError("the train rows hold only one label value")
-        test_sets = [np.flatnonzero(te)]
-        fit_mask = tr
-        mode = "holdout"
-    else:
-        g = None if groups is None else _column(meta, groups, n, "groups")
-        test_sets = cv_folds(y, g, cv, seed)
-        fit_mask = np.ones(n, dtype=bool)
-        mode = "cv"
+        return [np.flatnonzero(te)], tr, "holdout"
+    g = None if groups is None else _column(meta, groups, n, "groups")
+    return cv_folds(y, g, cv, seed), np.ones(n, dtype=bool), "cv"
 
-    # weights [F + 1, n]: one row per fold (train rows), the last the final fit
-    W = np.zeros((len(test_sets) + 1, n))
+
+def _fold_weights(test_sets: list, fit_mask: np.ndarray) -> np.ndarray:
+    """Row weights ``[F + 1, n]``: one row per fold (its train rows), the last the final fit."""
+    W = np.zeros((len(test_sets) + 1, len(fit_mask)))
     for f, te_idx in enumerate(test_sets):
         W[f] = fit_mask
         W[f, te_idx] = 0.0
     W[-1] = fit_mask
-    Wt = torch.from_numpy(W)
-    yt = torch.from_numpy(y)
-    model_name = getattr(acts, "model_name", None)
-    adapter_hash = getattr(acts, "adapter_hash", None)
+    return W
 
-    rows = []
-    for j, (site_name, layer) in enumerate(zip(sites, layers, strict=True)):
-        X = load(j)  # [n, d]: one site at a time (a store reads only this site)
-        if not X.is_floating_point() or X.dtype in (torch.float16, torch.bfloat16):
-            X = X.float()
-        if solver == "torch":
-            # the final fit first; it warm-starts the folds (each drops 1/cv of the rows)
-            w1, b1, _ = fit_logistic(X, yt, Wt[-1:], C=C, max_iter=max_iter, tol=tol)
-            w, b, _ = fit_logistic(X, yt, Wt[:-1], C=C, max_iter=max_iter, tol=tol, init=(w1, b1))
-            coef = torch.cat([w, w1]).cpu().numpy()
-            intercept = torch.cat([b, b1]).cpu().numpy()
-        else:
-            coef = np.zeros((len(W), X.shape[1]))
-            intercept = np.zeros(len(W))
-            Xn = X.cpu().numpy()
-            for f in range(len(W)):
-                keep = W[f] > 0
-                pr = LinearProbe(C=C, solver=solver, max_iter=max_iter).fit(Xn[keep], y[keep])
-                coef[f], intercept[f] = pr.coef_[0], pr.intercept_[0]
-        Xn = X.cpu().numpy().astype(np.float64)
-        accs, aucs = [], []
-        for f, te_idx in enumerate(test_sets):
-            scores = Xn[te_idx] @ coef[f] + intercept[f]
-            accs.append(np.mean((scores > 0) == (y[te_idx] > 0.5)))
-            aucs.append(auroc(scores, y[te_idx]))
-        if mode == "cv":
-            acc = mean_ci(accs, bounds=(0.0, 1.0))
-            auc = mean_ci([a for a in aucs if a == a] or [float("nan")], bounds=(0.0, 1.0))
-        else:
-            acc, auc = _bootstrap(Xn[test_sets[0]] @ coef[0] + intercept[0], y[test_sets[0]], seed)
-        provenance = {
-            "method": "logistic_probe",
-            "mode": mode,
-            "labels": label_name,
-            "classes": [str(c) for c in classes],
-            "C": C,
-            "solver": solver,
-            "n": int(fit_mask.sum()),
-            "model_name": model_name,
-            "adapter_hash": adapter_hash,
-        }
-        direction = (
-            Direction(
-                torch.from_numpy(coef[-1]).float(),
-                site=site_name,
-                layer=layer,
-                name=f"probe:{label_name}@{site_name or layer}",
-                provenance=provenance,
-            )
-            if np.abs(coef[-1]).max() > 0
-            else None
-        )
-        rows.append(
-            {
-                "layer": layer,
-                "site": site_name,
-                "accuracy": acc.value,
-                "accuracy_lo": acc.lo,
-                "accuracy_hi": acc.hi,
-                "auroc": auc.value,
-                "auroc_lo": auc.lo,
-                "auroc_hi": auc.hi,
-                "n_folds": len(test_sets),
-                "n_train": int(fit_mask.sum() - (len(test_sets[0]) if mode == "cv" else 0)),
-                "n_test": int(sum(len(t) for t in test_sets)),
-                "direction": direction,
-            }
-        )
-    return pd.DataFrame(rows)
+
+def _fit_folds(X: Tensor, y: np.ndarray, W: np.ndarray, C, solver, max_iter, tol):
+    """Coefficients ``[F + 1, d]`` and intercepts ``[F + 1]``: one fit per row of ``W``."""
+    if solver == "torch":
+        Wt, yt = torch.from_numpy(W), torch.from_numpy(y)
+        # the final fit first; it warm-starts the folds (each drops 1/cv of the rows)
+        w1, b1, _ = fit_logistic(X, yt, Wt[-1:], C=C, max_iter=max_iter, tol=tol)
+        w, b, _ = fit_logistic(X, yt, Wt[:-1], C=C, max_iter=max_iter, tol=tol, init=(w1, b1))
+        return torch.cat([w, w1]).cpu().numpy(), torch.cat([b, b1]).cpu().numpy()
+    coef = np.zeros((len(W), X.shape[1]))
+    intercept = np.zeros(len(W))
+    Xn = X.cpu().numpy()
+    for f in range(len(W)):
+        keep = W[f] > 0
+        pr = LinearProbe(C=C, solver=solver, max_iter=max_iter).fit(Xn[keep], y[keep])
+        coef[f], intercept[f] = pr.coef_[0], pr.intercept_[0]
+    return coef, intercept
+
+
+def _score_folds(Xn, y, coef, intercept, test_sets, mode: str, seed: int):
+    """Accuracy and AUROC estimates over the folds (or the held-out rows, bootstrapped)."""
+    if mode != "cv":
+        te = test_sets[0]
+        return _bootstrap(Xn[te] @ coef[0] + intercept[0], y[te], seed)
+    accs, aucs = [], []
+    for f, te_idx in enumerate(test_sets):
+        scores = Xn[te_idx] @ coef[f] + intercept[f]
+        accs.append(np.mean((scores > 0) == (y[te_idx] > 0.5)))
+        aucs.append(auroc(scores, y[te_idx]))
+    acc = mean_ci(accs, bounds=(0.0, 1.0))
+    auc = mean_ci([a for a in aucs if a == a] or [float("nan")], bounds=(0.0, 1.0))
+    return acc, auc
 
 
 def _bootstrap(scores: np.ndarray, y: np.ndarray, seed: int, n_boot: int = 2000):

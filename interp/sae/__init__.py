@@ -9,16 +9,18 @@
 ``loaders``               :func:`load_sae` (sae-lens and dictionary_learning layouts)
 ========================  =================================================
 
-:data:`ARCHITECTURES` maps the ``architecture`` name of a config to its module class;
+:data:`ARCHITECTURES` is the registry: each architecture's module registers its class
+under the ``architecture`` name a ``cfg.json`` uses (:func:`~interp.sae.base.register`);
 ``make_sae("topk", d_in=64, d_sae=256, k=8)`` builds one from keyword arguments.
 """
 
 from __future__ import annotations
 
-from interp.sae.base import SAE, SAEConfig
+from interp.errors import InterpError
+from interp.sae.base import ARCHITECTURES, SAE, SAEConfig
 from interp.sae.batchtopk import BatchTopKSAE, BatchTopKSAEConfig
 from interp.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
-from interp.sae.loaders import ARCHITECTURES, load_dictionary_learning, load_sae, load_sae_lens
+from interp.sae.loaders import load_dictionary_learning, load_sae, load_sae_lens
 from interp.sae.relu import ReluSAE, ReluSAEConfig
 from interp.sae.topk import TopKSAE, TopKSAEConfig
 from interp.sae.train import SAETrainConfig, evaluate_sae, train_sae
@@ -47,8 +49,6 @@ __all__ = [
 
 def make_sae(architecture: str, *, seed: int | None = 0, **config) -> SAE:
     """An untrained SAE of ``architecture`` with config fields ``config``."""
-    from interp.errors import InterpError
-
     if architecture not in ARCHITECTURES:
         raise InterpError(
             f"unknown SAE architecture {architecture!r} (known: {sorted(ARCHITECTURES)})"

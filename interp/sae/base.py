@@ -9,48 +9,84 @@ An SAE maps ``x`` ``[..., d_in]`` to latents ``f`` ``[..., d_sae]`` and back::
 Parameter names and shapes follow sae-lens (``W_enc`` ``[d_in, d_sae]``, ``W_dec``
 ``[d_sae, d_in]``), and :meth:`SAE.save` writes the sae-lens layout (``cfg.json`` +
 ``sae_weights.safetensors``), so a saved interp SAE is also a sae-lens directory.
-Subclasses set ``architecture``, ``config_cls`` and :meth:`SAE.activation`.
+Each architecture is one module that defines its config and its class, sets
+``architecture``, ``config_cls``, :meth:`SAE.activation` and :meth:`SAE.training_loss`,
+and registers the class under its architecture name with :func:`register`
+(:data:`ARCHITECTURES` is the registry; ``cfg.json`` names the architecture).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from interp.config import Config, from_dict
 from interp.directions import Direction
-from interp.errors import InterpError
+from interp.errors import ConfigError, InterpError
+from interp.sites import Site
 
-__all__ = ["SAEConfig", "SAE", "CFG_FILENAME", "WEIGHTS_FILENAME"]
+if TYPE_CHECKING:
+    from interp.sae.train import SAETrainConfig
+
+__all__ = ["ARCHITECTURES", "SAEConfig", "SAE", "CFG_FILENAME", "WEIGHTS_FILENAME", "register"]
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
 
 
+# architecture name (as written in cfg.json) -> SAE class; filled by :func:`register`
+ARCHITECTURES: dict[str, type[SAE]] = {}
+
+
+def register(*aliases: str) -> Callable[[type[SAE]], type[SAE]]:
+    """Class decorator: put an SAE class in :data:`ARCHITECTURES` under its
+    ``architecture`` name and ``aliases``."""
+
+    def add(cls: type[SAE]) -> type[SAE]:
+        for name in (cls.architecture, *aliases):
+            ARCHITECTURES[name] = cls
+        return cls
+
+    return add
+
+
 @dataclass(frozen=True)
-class SAEConfig:
+class SAEConfig(Config):
     """What every SAE needs: sizes, whether ``b_dec`` is subtracted first, and its site."""
 
     d_in: int
     d_sae: int
     apply_b_dec_to_input: bool = True
-    site: str | None = None
+    site: Site | None = None
     model_name: str | None = None
 
     architecture: ClassVar[str] = "base"
+    config_name: ClassVar[str] = "SAE config"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "site", Site.optional(self.site))
 
     def to_dict(self) -> dict:
-        return {"architecture": self.architecture, **asdict(self)}
+        return {"architecture": self.architecture, **super().to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> SAEConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+    def from_dict(cls, d: Mapping) -> SAEConfig:
+        """Strict (see :mod:`interp.config`); ``SAEConfig.from_dict`` builds the config of
+        the architecture ``d`` names."""
+        d = dict(d)
+        arch = d.pop("architecture", cls.architecture)
+        if cls is SAEConfig and arch in ARCHITECTURES:
+            cls = ARCHITECTURES[arch].config_cls
+        elif ARCHITECTURES.get(arch, SAE).config_cls is not cls and arch != cls.architecture:
+            raise ConfigError(f"an {arch!r} SAE config given to {cls.__name__}")
+        return from_dict(cls, d)
 
 
 class SAE(nn.Module):
@@ -85,6 +121,23 @@ class SAE(nn.Module):
 
     def activation(self, pre: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # ---- training ----------------------------------------------------------------------
+    def training_loss(self, x: Tensor, cfg: SAETrainConfig) -> tuple[Tensor, Tensor]:
+        """``(loss, latents [batch, d_sae])`` of one training batch ``x`` ``[batch, d_in]``.
+        Each trainable architecture defines its own; this one says it is not trainable."""
+        raise InterpError(f"interp does not train {self.architecture} SAEs (it loads them)")
+
+    def reconstruction_loss(self, x: Tensor, f: Tensor) -> Tensor:
+        """``|x - decode(f)|^2`` summed over ``d_in``, averaged over rows (a scalar)."""
+        return ((self.decode(f) - x) ** 2).sum(-1).mean()
+
+    def training_statistic(self, f: Tensor) -> float | None:
+        """A number to keep from a late training step's latents (default: none)."""
+        return None
+
+    def finish_training(self, statistics: list[float]) -> None:
+        """Set inference-only state from the kept :meth:`training_statistic` values."""
 
     def encode(self, x: Tensor) -> Tensor:
         """Latent activations ``[..., d_sae]`` of ``x`` ``[..., d_in]``."""
@@ -134,9 +187,7 @@ class SAE(nn.Module):
     def sae_lens_cfg(self) -> dict:
         """``cfg.json`` in the sae-lens v6 schema (plus interp's own fields)."""
         cfg = self.cfg.to_dict()
-        layer = None
-        if self.cfg.site is not None and self.cfg.site.startswith("blocks."):
-            layer = int(self.cfg.site.split(".")[1])
+        layer = None if self.cfg.site is None else self.cfg.site.layer
         cfg.update(
             {
                 "architecture": self.architecture,
@@ -145,7 +196,7 @@ class SAE(nn.Module):
                 "normalize_activations": "none",
                 "reshape_activations": "none",
                 "metadata": {
-                    "hook_name": self.cfg.site,
+                    "hook_name": cfg["site"],
                     "hook_layer": layer,
                     "model_name": self.cfg.model_name,
                 },

@@ -5,17 +5,23 @@ Training keeps the ``k * batch`` largest ReLU'd pre-activations across the whole
 TopK: a latent fires when its ReLU'd pre-activation exceeds one global ``threshold``
 (estimated during training), so one row may use more or fewer than ``k`` latents. An
 SAE whose threshold was never set (``threshold < 0``) falls back to batch top-k.
+
+Trained on ``|x - xhat|^2`` with batch top-k; the inference threshold is the mean, over
+the last half of training, of the smallest non-zero activation of each batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
-from interp.sae.base import SAE, SAEConfig
+from interp.sae.base import SAE, SAEConfig, register
+
+if TYPE_CHECKING:
+    from interp.sae.train import SAETrainConfig
 
 __all__ = ["BatchTopKSAEConfig", "BatchTopKSAE"]
 
@@ -27,6 +33,7 @@ class BatchTopKSAEConfig(SAEConfig):
     architecture: ClassVar[str] = "batchtopk"
 
 
+@register()
 class BatchTopKSAE(SAE):
     architecture: ClassVar[str] = "batchtopk"
     config_cls = BatchTopKSAEConfig
@@ -49,6 +56,18 @@ class BatchTopKSAE(SAE):
             return self.batch_topk(pre)
         acts = pre.relu()
         return acts * (acts > self.threshold)
+
+    def training_loss(self, x: Tensor, cfg: SAETrainConfig) -> tuple[Tensor, Tensor]:
+        f = self.batch_topk(self.pre_acts(x))
+        return self.reconstruction_loss(x, f), f
+
+    def training_statistic(self, f: Tensor) -> float | None:
+        active = f.detach()[f.detach() > 0]
+        return float(active.min()) if active.numel() else None
+
+    def finish_training(self, statistics: list[float]) -> None:
+        if statistics:
+            self.threshold.fill_(sum(statistics) / len(statistics))
 
     def extra_state(self) -> dict[str, Tensor]:
         return {"threshold": self.threshold.reshape(1).float()}

@@ -1,7 +1,7 @@
 """JumpReLU SAE (sae-lens ``jumprelu``, Gemma Scope; dictionary_learning ``JumpReluAutoEncoder``).
 
 ``f = relu(pre) * (pre > threshold)`` with one learned threshold per latent. interp
-loads these; it does not train them.
+loads these; it does not train them (:meth:`~interp.sae.base.SAE.training_loss` says so).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from interp.errors import InterpError
-from interp.sae.base import SAE, SAEConfig
+from interp.sae.base import SAE, SAEConfig, register
 
 __all__ = ["JumpReLUSAEConfig", "JumpReLUSAE"]
 
@@ -23,6 +23,7 @@ class JumpReLUSAEConfig(SAEConfig):
     architecture: ClassVar[str] = "jumprelu"
 
 
+@register()
 class JumpReLUSAE(SAE):
     architecture: ClassVar[str] = "jumprelu"
     config_cls = JumpReLUSAEConfig

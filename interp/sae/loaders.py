@@ -14,16 +14,17 @@
 **JumpReLU versions.** dictionary_learning changed what ``JumpReluAutoEncoder.encode``
 returns: its current code multiplies the latents by the decoder row norms (and
 ``decode`` divides by them), while the PyPI 0.1.0 release returns them unscaled. The
-reconstructions agree; the latent values differ by the decoder norms.
+reconstructions agree; the latents differ by the decoder norms.
 ``jumprelu_encode="scaled"`` (the **default**, as the library's current code) folds the
-scaling into the weights; ``"unscaled"`` reads the weights as the 0.1.0 release used
-them. Pick the one the SAE's latents were reported with.
+scaling into the weights; ``"unscaled"`` reads them as 0.1.0 did. Pick the one the SAE's
+latents were reported with.
 
 Errors: a missing or truncated file, a corrupted safetensors file, a ``cfg.json`` that is
 not JSON or lacks ``d_in`` / ``d_sae``, tensors of the wrong shape, and pickled code in
 ``ae.pt`` are one :class:`~interp.errors.InterpError` line each.
 
-Any loaded SAE saves back in the sae-lens layout with :meth:`SAE.save` (the converter).
+Any loaded SAE saves back in the sae-lens layout with :meth:`SAE.save` (the converter). A
+hook name that is not an interp site (``blocks.3.attn.hook_z``) loads as ``site=None``.
 """
 
 from __future__ import annotations
@@ -32,16 +33,16 @@ from pathlib import Path
 
 import torch
 
-from interp.errors import IntegrityError, InterpError, UnsafeWeightsError
+from interp.errors import IntegrityError, InterpError, SiteError, UnsafeWeightsError
 from interp.integrity import read_json, read_safetensors
-from interp.sae.base import CFG_FILENAME, SAE, WEIGHTS_FILENAME
+from interp.sae.base import ARCHITECTURES, CFG_FILENAME, SAE, WEIGHTS_FILENAME
 from interp.sae.batchtopk import BatchTopKSAE, BatchTopKSAEConfig
 from interp.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
 from interp.sae.relu import ReluSAE, ReluSAEConfig
 from interp.sae.topk import TopKSAE, TopKSAEConfig
+from interp.sites import Site
 
 __all__ = [
-    "ARCHITECTURES",
     "JUMPRELU_ENCODE",
     "load_sae",
     "load_sae_lens",
@@ -49,15 +50,6 @@ __all__ = [
 ]
 
 JUMPRELU_ENCODE = ("scaled", "unscaled")  # dictionary_learning's current code / PyPI 0.1.0
-
-# architecture name (as written in cfg.json) -> module class; "relu" is interp's alias
-ARCHITECTURES: dict[str, type[SAE]] = {
-    "standard": ReluSAE,
-    "relu": ReluSAE,
-    "topk": TopKSAE,
-    "batchtopk": BatchTopKSAE,
-    "jumprelu": JumpReLUSAE,
-}
 
 
 def _finish(sae: SAE, dtype: torch.dtype | None, device) -> SAE:
@@ -141,7 +133,7 @@ def load_sae_lens(path: str | Path, *, dtype: torch.dtype | None = None, device=
         "d_in": _size(cfg, "d_in", path / CFG_FILENAME),
         "d_sae": _size(cfg, "d_sae", path / CFG_FILENAME),
         "apply_b_dec_to_input": bool(cfg.get("apply_b_dec_to_input", True)),
-        "site": meta.get("hook_name", cfg.get("hook_name", cfg.get("site"))),
+        "site": _interp_site(meta.get("hook_name", cfg.get("hook_name", cfg.get("site")))),
         "model_name": meta.get("model_name", cfg.get("model_name")),
     }
     k = cfg.get("k", (cfg.get("activation_fn_kwargs") or {}).get("k"))
@@ -163,6 +155,14 @@ def load_sae_lens(path: str | Path, *, dtype: torch.dtype | None = None, device=
         tensors["threshold"] = tensors["log_threshold"].exp()
     sae = _load_checked(cls(config), tensors, path / WEIGHTS_FILENAME)
     return _finish(sae, dtype, device)
+
+
+def _interp_site(hook_name) -> Site | None:
+    """``hook_name`` as a site, else ``None`` (see the module docstring)."""
+    try:
+        return Site.optional(hook_name)
+    except SiteError:
+        return None
 
 
 def _refusal(e: Exception) -> str:
@@ -217,10 +217,9 @@ def load_dictionary_learning(
 ) -> SAE:
     """Load a dictionary_learning ``ae.pt`` + ``config.json`` directory.
 
-    ``jumprelu_encode``: for ``JumpReluAutoEncoder`` only. ``"scaled"`` (default): latents
-    as the library's current ``encode`` returns them (multiplied by the decoder row
-    norms); ``"unscaled"``: as the PyPI 0.1.0 release returns them. Reconstructions are
-    the same either way.
+    ``jumprelu_encode``: for ``JumpReluAutoEncoder`` only: ``"scaled"`` (default, latents
+    as the library's current ``encode`` gives them) or ``"unscaled"`` (as PyPI 0.1.0 does;
+    see the module docstring).
     """
     if jumprelu_encode not in JUMPRELU_ENCODE:
         raise InterpError(
@@ -253,7 +252,7 @@ def _dictionary_learning(path: Path, trainer: dict, state: dict, jumprelu_encode
     kind = next((k for k in ("resid_post", "mlp_out", "attn_out", "resid_pre") if k in sub), None)
     if kind is None and sub == "" and layer is not None:
         kind = "resid_post"  # the dictionary_learning default: the block output
-    site = f"blocks.{layer}.hook_{kind}" if layer is not None and kind else None
+    site = Site(layer, kind) if layer is not None and kind else None
     common = {"site": site, "model_name": trainer.get("lm_name")}
 
     def k_of() -> int:

@@ -1,17 +1,21 @@
 """ReLU SAE (sae-lens ``standard``; dictionary_learning ``AutoEncoder``): ``f = relu(pre)``.
 
-Trained with an L1 penalty on ``f * |W_dec row|`` (see :mod:`interp.sae.train`).
+Trained on ``|x - xhat|^2 + l1_coefficient * sum_i f_i |W_dec_i|`` (an L1 penalty on the
+latents weighted by their decoder norms). Registered as ``standard`` and ``relu``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
-from interp.sae.base import SAE, SAEConfig
+from interp.sae.base import SAE, SAEConfig, register
+
+if TYPE_CHECKING:
+    from interp.sae.train import SAETrainConfig
 
 __all__ = ["ReluSAEConfig", "ReluSAE"]
 
@@ -21,9 +25,15 @@ class ReluSAEConfig(SAEConfig):
     architecture: ClassVar[str] = "standard"
 
 
+@register("relu")
 class ReluSAE(SAE):
     architecture: ClassVar[str] = "standard"
     config_cls = ReluSAEConfig
 
     def activation(self, pre: Tensor) -> Tensor:
         return torch.relu(pre)
+
+    def training_loss(self, x: Tensor, cfg: SAETrainConfig) -> tuple[Tensor, Tensor]:
+        f = self.encode(x)
+        l1 = (f * self.W_dec.norm(dim=1)).sum(-1).mean()
+        return self.reconstruction_loss(x, f) + cfg.l1_coefficient * l1, f

@@ -3,12 +3,10 @@
 This is a compact trainer (Adam, unit-norm decoder rows with the parallel gradient
 component removed, ``b_dec`` started at the data mean), not sae-lens: sae-lens trains
 from a TransformerLens model and its own activation store, while interp already holds
-the activations as a tensor. The losses follow the usual recipes:
-
-* ReLU: ``|x - xhat|^2 + l1_coefficient * sum_i f_i |W_dec_i|``
-* TopK: ``|x - xhat|^2``
-* BatchTopK: ``|x - xhat|^2`` with batch top-k; the inference threshold is the running
-  mean (over the last half of training) of the smallest non-zero activation per batch.
+the activations as a tensor. Each architecture owns its loss
+(:meth:`~interp.sae.base.SAE.training_loss`, in its own module) and any state it sets
+from the last half of training (:meth:`~interp.sae.base.SAE.training_statistic`, e.g. the
+BatchTopK inference threshold); the trainer knows no architecture by name.
 
 :func:`evaluate_sae` reports reconstruction MSE, explained variance, L0 and the number
 of dead latents (never active on the evaluation rows).
@@ -16,36 +14,27 @@ of dead latents (never active on the evaluation rows).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp.config import Config
 from interp.errors import InterpError
 from interp.sae.base import SAE
-from interp.sae.batchtopk import BatchTopKSAE
-from interp.sae.relu import ReluSAE
 
 __all__ = ["SAETrainConfig", "train_sae", "evaluate_sae"]
 
 
 @dataclass(frozen=True)
-class SAETrainConfig:
+class SAETrainConfig(Config):
     steps: int = 2000
     batch_size: int = 256
     lr: float = 1e-3
-    l1_coefficient: float = 1e-3
+    l1_coefficient: float = 1e-3  # the ReLU architecture's L1 weight
     seed: int = 0
     log_every: int = 100
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SAETrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @torch.no_grad()
@@ -75,16 +64,6 @@ def evaluate_sae(sae: SAE, x: Tensor, *, batch_size: int = 4096) -> dict[str, fl
         "dead": dead,
         "dead_fraction": dead / sae.d_sae,
     }
-
-
-def _loss(sae: SAE, x: Tensor, cfg: SAETrainConfig) -> tuple[Tensor, Tensor]:
-    pre = sae.pre_acts(x)
-    f = sae.batch_topk(pre) if isinstance(sae, BatchTopKSAE) else sae.activation(pre)
-    xhat = sae.decode(f)
-    loss = ((xhat - x) ** 2).sum(-1).mean()
-    if isinstance(sae, ReluSAE):
-        loss = loss + cfg.l1_coefficient * (f * sae.W_dec.norm(dim=1)).sum(-1).mean()
-    return loss, f
 
 
 def train_sae(
@@ -120,12 +99,12 @@ def train_sae(
         sae.W_dec.data /= sae.W_dec.norm(dim=1, keepdim=True)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     history: list[dict] = []
-    thresholds: list[float] = []
+    statistics: list[float] = []
     sae.train()
-    _loop(sae, x, cfg, opt, g, history, thresholds, progress)
+    _loop(sae, x, cfg, opt, g, history, statistics, progress)
     sae.eval()
-    if isinstance(sae, BatchTopKSAE) and thresholds:
-        sae.threshold.fill_(sum(thresholds) / len(thresholds))
+    with torch.no_grad():
+        sae.finish_training(statistics)
     after = evaluate_sae(sae, x)
     report = {
         "architecture": sae.architecture,
@@ -138,10 +117,10 @@ def train_sae(
     return sae, report
 
 
-def _loop(sae, x, cfg, opt, g, history, thresholds, progress) -> None:
+def _loop(sae, x, cfg, opt, g, history, statistics, progress) -> None:
     for step in tqdm(range(cfg.steps), desc="train sae", disable=not progress):
         idx = torch.randint(0, x.shape[0], (cfg.batch_size,), generator=g).to(x.device)
-        loss, f = _loss(sae, x[idx], cfg)
+        loss, f = sae.training_loss(x[idx], cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -153,9 +132,9 @@ def _loop(sae, x, cfg, opt, g, history, thresholds, progress) -> None:
         opt.step()
         with torch.no_grad():
             sae.W_dec.data /= sae.W_dec.norm(dim=1, keepdim=True)
-        if isinstance(sae, BatchTopKSAE) and step >= cfg.steps // 2:
-            active = f.detach()[f.detach() > 0]
-            if active.numel():
-                thresholds.append(float(active.min()))
+        if step >= cfg.steps // 2:
+            value = sae.training_statistic(f)
+            if value is not None:
+                statistics.append(value)
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             history.append({"step": step, "loss": float(loss.detach())})
