@@ -121,7 +121,7 @@ class Site(str):
             raise SiteError(f"unknown site kind {kind!r}; expected one of {', '.join(SITE_KINDS)}")
         if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
             raise SiteError(f"a site's layer is an int >= 0, got {layer!r}")
-        return super().__new__(cls, f"blocks.{layer}.hook_{kind}")
+        return str.__new__(cls, f"blocks.{layer}.hook_{kind}")
 
     def __getnewargs__(self) -> tuple[int, str]:  # copy / pickle
         return self.layer, self.kind

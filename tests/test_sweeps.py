@@ -28,7 +28,7 @@ def test_a_cell_is_named_by_its_config():
     assert again.key == a.key and again.directory("r") == a.directory("r")
     assert Cell("behaviour", spec.replace(n_random=3).to_dict(), "main", 0, "key").key != a.key
     assert len(plan_behaviour_cells(spec, "key")) == 1 + 2 * len(spec.seeds)  # base + 2 variants
-    with pytest.raises(InterpError, match="unknown cell fields"):
+    with pytest.raises(InterpError, match="unknown experiment cell keys: extra"):
         Cell.from_dict({**a.to_dict(), "extra": 1})
     with pytest.raises(InterpError, match="kind"):
         Cell("probe", a.spec, "main", 0, "key")

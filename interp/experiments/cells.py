@@ -16,7 +16,9 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
+from interp.config import Config
 from interp.errors import InterpError
 from interp.experiments.spec import ExperimentSpec
 from interp.fingerprint import sha256_json
@@ -28,8 +30,10 @@ _CELLS_VERSION = 1  # bump when what a cell computes changes
 
 
 @dataclasses.dataclass(frozen=True)
-class Cell:
+class Cell(Config):
     """One cell of an experiment (see the module docstring)."""
+
+    config_name: ClassVar[str] = "experiment cell"
 
     kind: str
     spec: dict  # ExperimentSpec.to_dict()
@@ -41,16 +45,6 @@ class Cell:
     def __post_init__(self):
         if self.kind not in CELL_KINDS:
             raise InterpError(f"cell kind must be one of {CELL_KINDS}, not {self.kind!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Cell:
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(d) - known:
-            raise InterpError(f"unknown cell fields: {sorted(set(d) - known)}")
-        return cls(**d)
 
     @property
     def key(self) -> str:
