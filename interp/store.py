@@ -6,7 +6,11 @@ with the shard's row count and SHA-256. Memory stays at one batch. If the proces
 (even ``kill -9``) a rerun of the same call checks the manifest against the request,
 verifies the finished shards and continues from the first missing one, which gives
 exactly the result of an uninterrupted run. A manifest that does not match the request
-(another model, adapter, site list, prompt set, ...) is an error, never silently mixed.
+is a :class:`~interp.errors.StoreMismatchError` naming what differs, never silently mixed:
+the request holds the model's name and a content hash of its weights, config and
+tokenizer (new weights at the same path differ), the adapter's hash, the sites, a hash of
+the resolved token positions of every prompt (the same tag name over other text differs),
+the prompts and their metadata.
 
 A store larger than RAM is read in pieces: :meth:`ActivationStore.iter_shards` (one
 shard at a time, chosen sites only), :meth:`ActivationStore.site` (one site across
@@ -263,19 +267,65 @@ def _meta_frame(
     return meta[list(columns)]
 
 
+def _positions_sha256(model: Model, prompts: PromptSet, positions, batch_size: int) -> str:
+    """Hash of the resolved token positions, prompt by prompt (tokenizes, runs nothing):
+    the same position name over other tag text, or another tokenizer, hashes differently."""
+    from interp.capture import iter_batches
+
+    h = hashlib.sha256()
+    for batch in iter_batches(model, prompts, positions, batch_size):
+        rows = torch.stack([batch.batch_idx + batch.start, batch.position])  # [2, rows]
+        h.update(rows.to(torch.int64).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _request(model: Model, prompts: PromptSet, sites, positions, batch_size, dtype, texts) -> dict:
     return {
         "model": model.name,
+        "weights_sha256": model.weights_sha256,
         "adapter_hash": model.adapter_hash if model.variant == "finetuned" else None,
         "variant": model.variant,
         "sites": [s.name for s in sites],
         "positions": repr(positions),
+        "positions_sha256": _positions_sha256(model, prompts, positions, batch_size),
         "batch_size": batch_size,
         "dtype": str(dtype).removeprefix("torch."),
         "n_prompts": len(prompts),
         "prompts_sha256": sha256_texts(texts),
         "meta_sha256": sha256_json(prompts.meta.to_json(orient="split", index=False)),
     }
+
+
+_WHAT = {
+    "weights_sha256": "the model's weights",
+    "adapter_hash": "the adapter",
+    "positions_sha256": "the resolved token positions (other tag text or tokenizer)",
+    "prompts_sha256": "the prompts",
+    "meta_sha256": "the prompts' metadata",
+}
+
+
+def _short(value) -> str:
+    if value is None:
+        return "none"
+    text = str(value) if not isinstance(value, list) else ",".join(map(str, value))
+    return text[:12] if len(text) == 64 else text[:60]
+
+
+def _mismatch(path: Path, stored: dict, request: dict) -> str | None:
+    """What differs between the stored request and this one (``None``: nothing)."""
+    diff = [k for k in request if stored.get(k) != request[k]]
+    if not diff:
+        return None
+    parts = [
+        f"{k} ({_WHAT[k] + ': ' if k in _WHAT else ''}{_short(stored.get(k))} in the store, "
+        f"{_short(request[k])} now)"
+        for k in diff
+    ]
+    return (
+        f"{path} holds a different capture (differs in: {'; '.join(parts)}); its rows are "
+        "not mixed with these: use another directory or delete it"
+    )
 
 
 def capture_to_store(
@@ -297,12 +347,11 @@ def capture_to_store(
     n_batches = -(-len(texts) // batch_size)
     if store.exists():
         manifest = store.manifest
-        diff = sorted(k for k in request if manifest["request"].get(k) != request[k])
-        if manifest.get("format") != FORMAT or diff:
-            raise StoreMismatchError(
-                f"{path} holds a different capture (differs in: {', '.join(diff) or 'format'}); "
-                "use another directory or delete it"
-            )
+        problem = _mismatch(path, manifest["request"], request)
+        if manifest.get("format") != FORMAT:
+            problem = f"{path} holds a store of another format ({manifest.get('format')!r})"
+        if problem:
+            raise StoreMismatchError(problem)
         store.verify()
         if manifest["complete"]:
             return store
