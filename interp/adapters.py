@@ -61,7 +61,7 @@ _LORA_PARTS = {
     "lora_A": (1, 0, "inputs"),  # [r, in]
     "lora_B": (0, 1, "outputs"),  # [out, r]
     "lora_embedding_A": (1, 0, "vocabulary entries"),  # [r, num_embeddings]
-    "lora_embedding_B": (0, 1, "embedding size"),  # [embedding_dim, r]
+    "lora_embedding_B": (0, 1, "embedding dimensions"),  # [embedding_dim, r]
 }
 
 

@@ -94,7 +94,7 @@ def check_examples(examples: Sequence) -> None:
             raise PromptError(f"{where}: an assistant message is empty; there is nothing to learn")
 
 
-def check_out_dir(base, out: Path) -> None:
+def check_out_dir(base, out: Path, what: str = "out_dir") -> None:
     """``out`` may not be the base model's directory or lie inside it."""
     base_dir = Path(base).expanduser()
     if not base_dir.is_dir():
@@ -102,11 +102,11 @@ def check_out_dir(base, out: Path) -> None:
     b, o = base_dir.resolve(), out.expanduser().resolve()
     if o == b:
         raise InterpError(
-            f"out_dir {out} is the base model's directory; finetune never writes over its base"
+            f"{what} {out} is the base model's directory; finetune never writes over its base"
         )
     if o.is_relative_to(b):
         raise InterpError(
-            f"out_dir {out} is inside the base model's directory {base}; write elsewhere"
+            f"{what} {out} is inside the base model's directory {base}; write elsewhere"
         )
 
 
@@ -130,6 +130,14 @@ def check_answer_tokens(
     token is never predicted). Examples with none are dropped with a warning; if no example
     keeps one, or one is longer than the model's positions, that is an error.
     """
+    if max_positions is not None:
+        for i, (ids, _) in enumerate(encoded):
+            if len(ids) > max_positions:
+                raise InterpError(
+                    f"finetune example {i} has {len(ids)} tokens after truncation to "
+                    f"max_len={max_len}, more than the {max_positions} positions the model "
+                    f"supports; use max_len <= {max_positions}"
+                )
     keep = [i for i, (_, labels) in enumerate(encoded) if any(x != -100 for x in labels[1:])]
     if not keep:
         raise InterpError(
@@ -143,14 +151,6 @@ def check_answer_tokens(
             f"(e.g. {lost[:5]}); they are left out",
             stacklevel=3,
         )
-    if max_positions is not None:
-        for i in keep:
-            if len(encoded[i][0]) > max_positions:
-                raise InterpError(
-                    f"finetune example {i} has {len(encoded[i][0])} tokens after truncation to "
-                    f"max_len={max_len}, more than the {max_positions} positions the model "
-                    f"supports; use max_len <= {max_positions}"
-                )
     return keep
 
 

@@ -142,6 +142,11 @@ def _apply_at(act: Tensor, layout: Layout | None, spec, fn) -> Tensor:
 
 
 # ---- what ---------------------------------------------------------------------------
+def _check_finite(t: Tensor) -> None:
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise InterpError("the ablation target has non-finite entries (NaN or inf)")
+
+
 def _basis(target) -> Tensor:
     """Orthonormal rows ``[k, d]`` spanning ``target``."""
     if isinstance(target, Direction):
@@ -149,11 +154,14 @@ def _basis(target) -> Tensor:
     if isinstance(target, Subspace):
         return target.basis
     if isinstance(target, Tensor):
+        _check_finite(target)
         return Subspace.from_tensor(target).basis
     items = list(target)
     if items and all(isinstance(t, Direction) for t in items):
         return Subspace.from_directions(items).basis
     if items and all(isinstance(t, Tensor) for t in items):
+        for t in items:
+            _check_finite(t)
         return Subspace.from_tensor(torch.stack([t.reshape(-1) for t in items])).basis
     raise InterpError(
         f"cannot ablate {type(target).__name__}: give a Direction, Subspace, tensor or SAELatents"

@@ -54,7 +54,9 @@ def _answers(answers, where: str) -> list[str]:
 def _per_prompt(answers: Answers, n: int) -> list[list[str]]:
     if isinstance(answers, str):
         raise InterpError(f"answers: pass a list of answers, not the single string {answers!r}")
-    if len(answers) > 0 and all(isinstance(a, str) for a in answers):
+    if len(answers) == 0:
+        raise InterpError("answers: no answers given")
+    if all(isinstance(a, str) for a in answers):
         return [_answers(answers, "answers")] * n
     if len(answers) != n:
         raise InterpError(f"got answer lists for {len(answers)} prompts, expected {n}")
