@@ -15,6 +15,11 @@ in). Training runs on ``config.device`` (default: CUDA when there is one) in
 ``config.dtype`` (default: bfloat16 on an accelerator, float32 on the CPU), optionally with
 gradient checkpointing. The same code runs on the bundled organism and on any Hugging Face
 causal LM with a chat template.
+
+Before any weight is loaded, :mod:`interp.finetune_checks` refuses a config out of range,
+malformed examples, an ``out_dir`` that is (or lies inside) the base model's directory, a
+tokenizer without a chat template, and a ``max_len`` that truncates away every answer
+token; a NaN or inf loss stops training with an error, and nothing is written.
 """
 
 from __future__ import annotations

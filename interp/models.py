@@ -290,7 +290,9 @@ def load_model(
     is the same either way (inputs go to :attr:`Model.input_device`). ``dtype`` defaults to
     float32 on CPU and bfloat16 on GPU. Weights must be safetensors. With ``adapter`` (a
     PEFT adapter directory) the returned model runs as the finetuned model;
-    ``model.as_base()`` / :class:`ModelPair` run the same weights without it.
+    ``model.as_base()`` / :class:`ModelPair` run the same weights without it. A path
+    that does not exist is "no such directory" and never goes to the hub
+    (:func:`interp.sources.model_source`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,6 +1,7 @@
 """The on-disk activation store: streaming, resume after kill -9, checksums, mismatches."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -185,3 +186,29 @@ def test_other_tag_text_under_the_same_name_is_never_stale(tiny_llama, tmp_path,
     _interrupted(tiny_llama, part, monkeypatch, positions="t", prompts=_tagged("Today"))
     with pytest.raises(StoreMismatchError, match="positions_sha256"):
         _capture(tiny_llama, part, positions="t", prompts=_tagged("05-12"))
+
+
+def test_weights_hash_is_read_once_and_follows_the_files(tmp_path, monkeypatch):
+    import interp.fingerprint as fp
+    from interp.testing import save_tiny_model
+
+    model_dir = save_tiny_model("llama", tmp_path / "model", seed=0)
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fp, "_DISK_CACHE_MIN", 0)  # every file keeps its hash on disk
+    monkeypatch.setattr(fp, "_FILE_CACHE", {})
+    reads = []
+    real = fp.sha256_file
+    monkeypatch.setattr(fp, "sha256_file", lambda p: reads.append(p) or real(p))
+    first = fp.model_dir_sha256(model_dir)
+    n_files = len(fp.model_files(model_dir))
+    assert len(reads) == n_files >= 3  # weights, config, tokenizer files
+    assert fp.model_dir_sha256(model_dir) == first and len(reads) == n_files  # in process
+    monkeypatch.setattr(fp, "_FILE_CACHE", {})  # a new process: the disk cache answers
+    assert fp.model_dir_sha256(model_dir) == first and len(reads) == n_files
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # same bytes, new mtime: read again, same hash
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # whatever the clock's grain
+    assert fp.model_dir_sha256(model_dir) == first and len(reads) == n_files + 1
+    save_tiny_model("llama", model_dir, seed=1)
+    assert fp.model_dir_sha256(model_dir) != first
