@@ -36,10 +36,11 @@ from tqdm.auto import tqdm
 
 from interp.activations import Activations, site_index
 from interp.errors import InterpError, StoreCorruptedError, StoreMismatchError
-from interp.fingerprint import sha256_file, sha256_json, sha256_texts
+from interp.fingerprint import sha256_file
 from interp.models import Model
 from interp.prompts import PromptSet
 from interp.sites import Site
+from interp.store_key import mismatch, request_for
 
 __all__ = ["ActivationStore", "capture_to_store"]
 
@@ -267,67 +268,6 @@ def _meta_frame(
     return meta[list(columns)]
 
 
-def _positions_sha256(model: Model, prompts: PromptSet, positions, batch_size: int) -> str:
-    """Hash of the resolved token positions, prompt by prompt (tokenizes, runs nothing):
-    the same position name over other tag text, or another tokenizer, hashes differently."""
-    from interp.capture import iter_batches
-
-    h = hashlib.sha256()
-    for batch in iter_batches(model, prompts, positions, batch_size):
-        rows = torch.stack([batch.batch_idx + batch.start, batch.position])  # [2, rows]
-        h.update(rows.to(torch.int64).contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _request(model: Model, prompts: PromptSet, sites, positions, batch_size, dtype, texts) -> dict:
-    return {
-        "model": model.name,
-        "weights_sha256": model.weights_sha256,
-        "adapter_hash": model.adapter_hash if model.variant == "finetuned" else None,
-        "variant": model.variant,
-        "sites": [s.name for s in sites],
-        "positions": repr(positions),
-        "positions_sha256": _positions_sha256(model, prompts, positions, batch_size),
-        "batch_size": batch_size,
-        "dtype": str(dtype).removeprefix("torch."),
-        "n_prompts": len(prompts),
-        "prompts_sha256": sha256_texts(texts),
-        "meta_sha256": sha256_json(prompts.meta.to_json(orient="split", index=False)),
-    }
-
-
-_WHAT = {
-    "weights_sha256": "the model's weights",
-    "adapter_hash": "the adapter",
-    "positions_sha256": "the resolved token positions (other tag text or tokenizer)",
-    "prompts_sha256": "the prompts",
-    "meta_sha256": "the prompts' metadata",
-}
-
-
-def _short(value) -> str:
-    if value is None:
-        return "none"
-    text = str(value) if not isinstance(value, list) else ",".join(map(str, value))
-    return text[:12] if len(text) == 64 else text[:60]
-
-
-def _mismatch(path: Path, stored: dict, request: dict) -> str | None:
-    """What differs between the stored request and this one (``None``: nothing)."""
-    diff = [k for k in request if stored.get(k) != request[k]]
-    if not diff:
-        return None
-    parts = [
-        f"{k} ({_WHAT[k] + ': ' if k in _WHAT else ''}{_short(stored.get(k))} in the store, "
-        f"{_short(request[k])} now)"
-        for k in diff
-    ]
-    return (
-        f"{path} holds a different capture (differs in: {'; '.join(parts)}); its rows are "
-        "not mixed with these: use another directory or delete it"
-    )
-
-
 def capture_to_store(
     model: Model,
     prompts: PromptSet,
@@ -343,11 +283,11 @@ def capture_to_store(
 
     store = ActivationStore(path)
     texts = prompts.render(model)
-    request = _request(model, prompts, sites, positions, batch_size, dtype, texts)
+    request = request_for(model, prompts, sites, positions, batch_size, dtype, texts)
     n_batches = -(-len(texts) // batch_size)
     if store.exists():
         manifest = store.manifest
-        problem = _mismatch(path, manifest["request"], request)
+        problem = mismatch(path, manifest["request"], request)
         if manifest.get("format") != FORMAT:
             problem = f"{path} holds a store of another format ({manifest.get('format')!r})"
         if problem:
