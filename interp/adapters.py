@@ -46,9 +46,44 @@ def _plain(obj):
     return obj
 
 
+def _features(module: torch.nn.Module) -> tuple[int, int] | None:
+    """``(inputs, outputs)`` of a layer LoRA can wrap: Linear, GPT-2's Conv1D, Embedding."""
+    if isinstance(module, torch.nn.Embedding):
+        return module.num_embeddings, module.embedding_dim
+    if hasattr(module, "in_features") and hasattr(module, "out_features"):
+        return int(module.in_features), int(module.out_features)
+    if type(module).__name__ == "Conv1D" and getattr(module, "weight", None) is not None:
+        return tuple(module.weight.shape)  # [in, out]
+    return None
+
+
+# LoRA part -> (axis of the saved tensor, feature of the module it must equal, its name)
+_LORA_PARTS = {
+    "lora_A": (1, 0, "inputs"),  # [r, in]
+    "lora_B": (0, 1, "outputs"),  # [out, r]
+    "lora_embedding_A": (1, 0, "vocabulary entries"),  # [r, num_embeddings]
+    "lora_embedding_B": (0, 1, "embedding dimensions"),  # [embedding_dim, r]
+}
+
+
+def _lora_part(key: str) -> tuple[str, str] | None:
+    """``(module path, part)`` of a saved LoRA tensor key, ``None`` for other tensors."""
+    for part in _LORA_PARTS:
+        marker = f".{part}"
+        if marker + "." in key or key.endswith(marker):
+            return key.split(marker)[0].removeprefix("base_model.model."), part
+    return None
+
+
 def check_adapter(adapter: Path, base_hf: torch.nn.Module) -> None:
+    """An adapter directory that does not fit ``base_hf`` is an :class:`AdapterMismatchError`:
+    a target module the model lacks, a LoRA matrix (``lora_A`` / ``lora_B``, embedding
+    ``lora_embedding_A`` / ``_B``) or a saved full tensor (``modules_to_save``, resized
+    embeddings) of another shape."""
     cfg = adapter / "adapter_config.json"
     weights = adapter / "adapter_model.safetensors"
+    if not adapter.is_dir():
+        raise AdapterMismatchError(f"adapter {adapter}: no such directory")
     if not cfg.is_file():
         raise AdapterMismatchError(
             f"{adapter} is not a PEFT adapter directory (no adapter_config.json)"
@@ -59,25 +94,46 @@ def check_adapter(adapter: Path, base_hf: torch.nn.Module) -> None:
                 f"{adapter} has no adapter_model.safetensors; interp never unpickles"
             )
         raise AdapterMismatchError(f"{adapter} has no adapter_model.safetensors")
+    trained_for = json.loads(cfg.read_text()).get("base_model_name_or_path")
     with safe_open(str(weights), framework="pt") as f:
         for key in f.keys():
-            if ".lora_A." not in key or not key.endswith(".weight"):
+            shape = tuple(f.get_slice(key).get_shape())
+            part = _lora_part(key)
+            if part is None:
+                _check_full_tensor(adapter, key, shape, base_hf)
                 continue
-            path = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+            path, name = part
+            axis, feature, what = _LORA_PARTS[name]
             try:
                 module = base_hf.get_submodule(path)
             except AttributeError:
                 raise AdapterMismatchError(
                     f"adapter {adapter} targets module {path!r}, which this model does not have; "
-                    f"it was trained for {json.loads(cfg.read_text()).get('base_model_name_or_path')!r}"
+                    f"it was trained for {trained_for!r}"
                 ) from None
-            in_features = getattr(module, "in_features", None)
-            shape = f.get_slice(key).get_shape()
-            if in_features is not None and shape[1] != in_features:
+            features = _features(module)
+            if features is not None and len(shape) == 2 and shape[axis] != features[feature]:
                 raise AdapterMismatchError(
-                    f"adapter {adapter} does not fit this model: {path} expects inputs of size "
-                    f"{in_features} but the adapter's lora_A has {shape[1]}"
+                    f"adapter {adapter} does not fit this model: {path} has "
+                    f"{features[feature]} {what} but the adapter's {name} has {shape[axis]} "
+                    f"(shape {shape}); it was trained for {trained_for!r}"
                 )
+
+
+def _check_full_tensor(adapter: Path, key: str, shape: tuple, base_hf: torch.nn.Module) -> None:
+    """A whole tensor an adapter saves (``modules_to_save``, an embedding's base layer) must
+    have the shape of the model's own."""
+    name = key.removeprefix("base_model.model.").replace(".base_layer.", ".")
+    name = name.replace(".modules_to_save.default.", ".")
+    try:
+        own = base_hf.get_parameter(name)
+    except AttributeError:
+        return  # not a parameter of the model (e.g. DoRA magnitudes): peft checks those
+    if tuple(own.shape) != shape:
+        raise AdapterMismatchError(
+            f"adapter {adapter} does not fit this model: it saves {name} with shape {shape}, "
+            f"the model's has {tuple(own.shape)} (a different vocabulary or size?)"
+        )
 
 
 def attach_adapter(

@@ -35,6 +35,8 @@ __all__ = [
     "generate",
     "track_layout",
     "rows_for_budget",
+    "max_positions",
+    "check_lengths",
 ]
 
 # Default budget for one chunk's logits (bytes): [rows, kept positions, vocab] in float32.
@@ -64,12 +66,46 @@ class Chunk:
         return [tuple(x) for x in self.offsets[row, self.width - self.lengths[row] :].tolist()]
 
 
+_POSITION_KEYS = ("n_positions", "max_position_embeddings", "n_ctx", "seq_length")
+
+
+def max_positions(config) -> int | None:
+    """The most tokens a model of this (transformers) config takes, ``None`` if it says none:
+    ``n_positions`` (GPT-2), ``max_position_embeddings`` (most others), ..."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in _POSITION_KEYS:
+        value = getattr(text, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_lengths(
+    model: Model, lengths: Sequence[int], index: Sequence[int] | None = None, extra: int = 0
+) -> None:
+    """Every prompt (``lengths[k]`` tokens, prompt number ``index[k]``) plus ``extra`` new
+    tokens must fit the model's positions; the first that does not is an InterpError."""
+    limit = max_positions(model.config)
+    if limit is None:
+        return
+    for k, n in enumerate(lengths):
+        if n + extra > limit:
+            i = index[k] if index is not None else k
+            more = f" + {extra} new tokens" if extra else ""
+            raise InterpError(
+                f"prompt {i} has {n} tokens{more}, more than the {limit} positions "
+                f"{model.name} supports; shorten it"
+            )
+
+
 def token_lengths(model: Model, texts: Sequence[str]) -> list[int]:
-    """Number of tokens each text becomes (with the BOS rule of :meth:`Model.tokenize`)."""
+    """Number of tokens each text becomes (with the BOS rule of :meth:`Model.tokenize`);
+    a text longer than the model's positions is an InterpError."""
     lengths = []
     for s in range(0, len(texts), 256):
         enc = model.tokenize(list(texts[s : s + 256]))
         lengths += enc["attention_mask"].sum(1).tolist()
+    check_lengths(model, lengths)
     return lengths
 
 
@@ -81,12 +117,15 @@ def chunks(
     bucket: bool = False,
     offsets: bool = False,
     lengths: Sequence[int] | None = None,
+    extra: int = 0,
 ) -> Iterator[Chunk]:
     """``texts`` as left-padded batches of at most ``batch_size`` rows.
 
     ``bucket=True`` groups texts of similar token length (longest first) so that little
     compute goes to padding; ``Chunk.index`` says which text each row is. ``lengths``
-    (token counts, if known) saves a tokenization pass when bucketing.
+    (token counts, if known) saves a tokenization pass when bucketing. A text longer than
+    the model's positions (plus ``extra`` tokens to generate) is an InterpError, before it
+    reaches the model.
     """
     if batch_size < 1:
         raise InterpError(f"batch_size must be at least 1, got {batch_size}")
@@ -98,7 +137,9 @@ def chunks(
         index = order[s : s + batch_size]
         enc = model.tokenize([texts[i] for i in index], offsets=offsets)
         inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "position_ids")}
-        yield Chunk(index, inputs, enc["attention_mask"].sum(1).tolist(), enc.get("offset_mapping"))
+        own = enc["attention_mask"].sum(1).tolist()
+        check_lengths(model, own, index, extra)
+        yield Chunk(index, inputs, own, enc.get("offset_mapping"))
 
 
 def forward(model: Model, inputs: dict[str, Tensor], **kwargs):
@@ -181,7 +222,8 @@ def generate(
     before for the same arguments. Interventions active around the call act on every step.
     """
     out: list[list[int]] = []
-    for chunk in chunks(model, texts, batch_size):
+    extra = int(gen_kwargs.get("max_new_tokens") or 0)
+    for chunk in chunks(model, texts, batch_size, extra=extra):
         ids = model.generate(
             chunk.inputs["input_ids"], chunk.inputs["attention_mask"], **gen_kwargs
         )

@@ -15,6 +15,11 @@ in). Training runs on ``config.device`` (default: CUDA when there is one) in
 ``config.dtype`` (default: bfloat16 on an accelerator, float32 on the CPU), optionally with
 gradient checkpointing. The same code runs on the bundled organism and on any Hugging Face
 causal LM with a chat template.
+
+Before any weight is loaded, :mod:`interp.finetune_checks` refuses a config out of range,
+malformed examples, an ``out_dir`` that is (or lies inside) the base model's directory, a
+tokenizer without a chat template, and a ``max_len`` that truncates away every answer
+token; a NaN or inf loss stops training with an error, and nothing is written.
 """
 
 from __future__ import annotations
@@ -35,8 +40,18 @@ from interp.compat import peft_wrap
 from interp.config import Config
 from interp.devices import dtype_name, resolve_device, resolve_dtype
 from interp.errors import InterpError
+from interp.execution import max_positions
+from interp.finetune_checks import (
+    check_answer_tokens,
+    check_chat_template,
+    check_config,
+    check_examples,
+    check_out_dir,
+    check_target_modules,
+)
 from interp.fingerprint import sha256_json
 from interp.prompts import read_chat_jsonl
+from interp.sources import model_source
 
 __all__ = ["FinetuneConfig", "finetune", "encode_chat"]
 
@@ -83,6 +98,7 @@ class FinetuneConfig(Config):
             object.__setattr__(self, "dtype", dtype_name(resolve_dtype(self.dtype)))
         if not isinstance(self.gradient_checkpointing, bool):
             raise InterpError("gradient_checkpointing must be true or false")
+        check_config(self)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -121,6 +137,15 @@ def encode_chat(tokenizer, messages: Messages, max_len: int) -> tuple[list[int],
     return full[:max_len], labels[:max_len]
 
 
+def _encode_all(tokenizer, examples: list[Messages], max_len: int, max_positions: int | None):
+    """Every example encoded (untruncated, to see what truncation leaves), the ones with
+    an answer token left after truncation to ``max_len``."""
+    full = [encode_chat(tokenizer, m, 1 << 30) for m in examples]
+    cut = [(ids[:max_len], labels[:max_len]) for ids, labels in full]
+    keep = check_answer_tokens(cut, [len(ids) for ids, _ in full], max_len, max_positions)
+    return [cut[i] for i in keep]
+
+
 def _collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
     width = max(len(r[0]) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -156,6 +181,7 @@ def _trainable_model(base, config: FinetuneConfig, device: torch.device, dtype: 
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        check_target_modules(model, config.target_modules)
         targets = list(config.target_modules) if config.target_modules else "all-linear"
         lcfg = LoraConfig(
             r=config.rank,
@@ -170,6 +196,46 @@ def _trainable_model(base, config: FinetuneConfig, device: torch.device, dtype: 
     return model
 
 
+def _train(model, encoded, pad: int, config: FinetuneConfig, device, rng, progress: bool):
+    """AdamW with warm-up and linear decay over ``encoded``; the loss of every step.
+
+    A non-finite loss stops training with an error (nothing is written)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total = per_epoch * config.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 10) * (1 - s / total)
+    )
+    losses: list[float] = []
+    bar = tqdm(total=total, desc=f"finetune ({config.method})", disable=not progress)
+    for epoch in range(config.epochs):
+        order = list(range(len(encoded)))
+        rng.shuffle(order)
+        for b in range(per_epoch):
+            rows = [encoded[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
+            ids, mask, labels = (t.to(device) for t in _collate(rows, pad))
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                raise InterpError(
+                    f"the finetuning loss is {value} at step {len(losses) + 1} (epoch {epoch + 1}); "
+                    "training stopped and nothing was written (check the base weights, a lower "
+                    "lr, or dtype float32)"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            losses.append(value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}")
+    bar.close()
+    return losses
+
+
 def finetune(
     base: str | Path,
     data,
@@ -182,47 +248,30 @@ def finetune(
 
     ``data`` is a chat JSONL path, a list of paths, or a list of ``messages`` lists.
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     config = config or FinetuneConfig()
     device, dtype = config.placement()
+    source = model_source(base, what="base model")
+    out = Path(out_dir)
+    check_out_dir(source, out)
     examples = _load_data(data)
-    if not examples:
-        raise InterpError("no finetuning examples")
+    check_examples(examples)
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    tok = AutoTokenizer.from_pretrained(str(base))
+    tok = AutoTokenizer.from_pretrained(source)
+    check_chat_template(tok, base)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    model = _trainable_model(base, config, device, dtype)
+    encoded = _encode_all(
+        tok, examples, config.max_len, max_positions(AutoConfig.from_pretrained(source))
+    )
+    model = _trainable_model(source, config, device, dtype)
     model.train()
-    encoded = [encode_chat(tok, m, config.max_len) for m in examples]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    t0 = time.time()
+    losses = _train(model, encoded, pad, config, device, rng, progress)
     per_epoch = math.ceil(len(encoded) / config.batch_size)
     total = per_epoch * config.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 10) * (1 - s / total)
-    )
-    losses, t0 = [], time.time()
-    bar = tqdm(total=total, desc=f"finetune ({config.method})", disable=not progress)
-    for _ in range(config.epochs):
-        order = list(range(len(encoded)))
-        rng.shuffle(order)
-        for b in range(per_epoch):
-            rows = [encoded[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
-            ids, mask, labels = (t.to(device) for t in _collate(rows, pad))
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
     model.eval()
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # peft's default ("auto") warns, or probes the base's config, to decide this
     embeddings = any(n in (config.target_modules or ()) for n in ("embed_tokens", "lm_head"))
@@ -235,6 +284,7 @@ def finetune(
         "finetune_config": config.to_dict(),
         "data_hash": sha256_json(examples),
         "n_examples": len(examples),
+        "n_trained": len(encoded),
         "steps": total,
         "device": str(device),
         "dtype": dtype_name(dtype),

@@ -23,13 +23,12 @@ from torch import Tensor
 
 from interp.adapters import adapter_state_hash, attach_adapter, check_adapter, is_peft
 from interp.devices import check_map_fits, default_device, input_device, placement
-from interp.errors import InterpError, UnsafeWeightsError
-from interp.fingerprint import sha256_dir
+from interp.errors import InterpError
+from interp.fingerprint import WeightsFingerprint, sha256_dir
 from interp.sites import Family, Site, family_for
+from interp.sources import hub_directory, load_error, model_source
 
 __all__ = ["Model", "ModelPair", "load_model", "load_finetuned", "wrap_model", "default_device"]
-
-_UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 @dataclasses.dataclass(eq=False)
@@ -46,6 +45,7 @@ class Model:
     adapter_path: str | None = None
     adapter_hash: str | None = None
     use_adapter: bool = True
+    weights: WeightsFingerprint = dataclasses.field(default_factory=WeightsFingerprint, repr=False)
 
     # ---- structure -------------------------------------------------------------------
     @property
@@ -57,6 +57,13 @@ class Model:
     def has_adapter(self) -> bool:
         """Whether ``hf`` is a PEFT model (loaded from ``adapter_path`` or built in memory)."""
         return self.adapter_path is not None or is_peft(self.hf)
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """Content hash of the base weights, config and tokenizer files (for a model read
+        from a directory; of its tensors for one built in memory), computed on first use.
+        ``None`` for offloaded in-memory weights."""
+        return self.weights.sha256(self.base_hf)
 
     @property
     def config(self):
@@ -236,19 +243,6 @@ class ModelPair:
 
 
 # ---- loading -------------------------------------------------------------------------
-def _check_safe_weights(path: Path) -> None:
-    if not path.is_dir():
-        return
-    if any(path.glob("*.safetensors")):
-        return
-    unsafe = [p.name for p in path.iterdir() if p.suffix in _UNSAFE_SUFFIXES]
-    if unsafe:
-        raise UnsafeWeightsError(
-            f"{path} holds only pickled weights ({', '.join(sorted(unsafe))}); interp loads "
-            "safetensors only. Convert them with a trusted tool first."
-        )
-
-
 def _prepare_tokenizer(tokenizer) -> None:
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -299,7 +293,9 @@ def load_model(
     is the same either way (inputs go to :attr:`Model.input_device`). ``dtype`` defaults to
     float32 on CPU and bfloat16 on GPU. Weights must be safetensors. With ``adapter`` (a
     PEFT adapter directory) the returned model runs as the finetuned model;
-    ``model.as_base()`` / :class:`ModelPair` run the same weights without it.
+    ``model.as_base()`` / :class:`ModelPair` run the same weights without it. A path
+    that does not exist is "no such directory" and never goes to the hub
+    (:func:`interp.sources.model_source`).
     ``backend="nnsight"`` runs every forward as an nnsight trace, on NDIF with
     ``remote=True`` (:mod:`interp.backends.nnsight`).
     """
@@ -319,25 +315,32 @@ def load_model(
 
     kwargs = placement(dtype, device, device_map, max_memory, offload_folder)
     device = kwargs.pop("device", None)
-    path = Path(name_or_path)
-    _check_safe_weights(path)
+    source = model_source(name_or_path, trust_remote_code=trust_remote_code)
+    path = Path(source)
+    weights = WeightsFingerprint(path) if path.is_dir() else None  # its files as they are now
     if isinstance(kwargs.get("device_map"), dict):
-        check_map_fits(name_or_path, kwargs["device_map"], trust_remote_code=trust_remote_code)
+        check_map_fits(source, kwargs["device_map"], trust_remote_code=trust_remote_code)
     try:
         hf = AutoModelForCausalLM.from_pretrained(
-            str(name_or_path), use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+            source, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
         )
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise load_error(name_or_path, e) from None
     except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise load_error(name_or_path, e) from None
         if "device_map" not in kwargs:
             raise
         first = str(e).strip().splitlines()[0]
         raise InterpError(f"device_map {kwargs['device_map']!r} for {name_or_path}: {first}") from e
     if device is not None:
         hf = hf.to(device)
-    tokenizer = AutoTokenizer.from_pretrained(
-        str(name_or_path), trust_remote_code=trust_remote_code
-    )
+    if weights is None:
+        snapshot = hub_directory(source)
+        weights = WeightsFingerprint(snapshot) if snapshot is not None else WeightsFingerprint()
     model = wrap_model(hf, tokenizer, name=str(name_or_path))
+    model = dataclasses.replace(model, weights=weights)
     if adapter is None:
         return model
 

@@ -163,6 +163,12 @@ def add(x: Tensor, ctx: OpContext) -> Tensor:
     return ctx.update(x, lambda c: c + ctx.amount)
 
 
+def _check_finite(t: Tensor) -> None:
+    """Before orthonormalizing: a NaN would otherwise fail inside the QR, unclearly."""
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise InterpError("the ablation target has non-finite entries (NaN or inf)")
+
+
 def _basis(target) -> Tensor:
     """Orthonormal rows ``[k, d]`` spanning ``target``."""
     if isinstance(target, Direction):
@@ -170,11 +176,14 @@ def _basis(target) -> Tensor:
     if isinstance(target, Subspace):
         return target.basis
     if isinstance(target, Tensor):
+        _check_finite(target)
         return Subspace.from_tensor(target).basis
     items = list(target)
     if items and all(isinstance(t, Direction) for t in items):
         return Subspace.from_directions(items).basis
     if items and all(isinstance(t, Tensor) for t in items):
+        for t in items:
+            _check_finite(t)
         return Subspace.from_tensor(torch.stack([t.reshape(-1) for t in items])).basis
     raise InterpError(
         f"cannot ablate {type(target).__name__}: give a Direction, Subspace, tensor or SAELatents"

@@ -6,7 +6,11 @@ with the shard's row count and SHA-256. Memory stays at one batch. If the proces
 (even ``kill -9``) a rerun of the same call checks the manifest against the request,
 verifies the finished shards and continues from the first missing one, which gives
 exactly the result of an uninterrupted run. A manifest that does not match the request
-(another model, adapter, site list, prompt set, ...) is an error, never silently mixed.
+is a :class:`~interp.errors.StoreMismatchError` naming what differs, never silently mixed:
+the request holds the model's name and a content hash of its weights, config and
+tokenizer (new weights at the same path differ), the adapter's hash, the sites, a hash of
+the resolved token positions of every prompt (the same tag name over other text differs),
+the prompts and their metadata.
 
 A store larger than RAM is read in pieces: :meth:`ActivationStore.iter_shards` (one
 shard at a time, chosen sites only), :meth:`ActivationStore.site` (one site across
@@ -32,10 +36,11 @@ from tqdm.auto import tqdm
 
 from interp.activations import Activations, site_index
 from interp.errors import InterpError, StoreCorruptedError, StoreMismatchError
-from interp.fingerprint import sha256_file, sha256_json, sha256_texts
+from interp.fingerprint import sha256_file
 from interp.models import Model
 from interp.prompts import PromptSet
 from interp.sites import Site
+from interp.store_key import mismatch, request_for
 
 __all__ = ["ActivationStore", "capture_to_store"]
 
@@ -263,21 +268,6 @@ def _meta_frame(
     return meta[list(columns)]
 
 
-def _request(model: Model, prompts: PromptSet, sites, positions, batch_size, dtype, texts) -> dict:
-    return {
-        "model": model.name,
-        "adapter_hash": model.adapter_hash if model.variant == "finetuned" else None,
-        "variant": model.variant,
-        "sites": [s.name for s in sites],
-        "positions": repr(positions),
-        "batch_size": batch_size,
-        "dtype": str(dtype).removeprefix("torch."),
-        "n_prompts": len(prompts),
-        "prompts_sha256": sha256_texts(texts),
-        "meta_sha256": sha256_json(prompts.meta.to_json(orient="split", index=False)),
-    }
-
-
 def capture_to_store(
     model: Model,
     prompts: PromptSet,
@@ -293,16 +283,15 @@ def capture_to_store(
 
     store = ActivationStore(path)
     texts = prompts.render(model)
-    request = _request(model, prompts, sites, positions, batch_size, dtype, texts)
+    request = request_for(model, prompts, sites, positions, batch_size, dtype, texts)
     n_batches = -(-len(texts) // batch_size)
     if store.exists():
         manifest = store.manifest
-        diff = sorted(k for k in request if manifest["request"].get(k) != request[k])
-        if manifest.get("format") != FORMAT or diff:
-            raise StoreMismatchError(
-                f"{path} holds a different capture (differs in: {', '.join(diff) or 'format'}); "
-                "use another directory or delete it"
-            )
+        problem = mismatch(path, manifest["request"], request)
+        if manifest.get("format") != FORMAT:
+            problem = f"{path} holds a store of another format ({manifest.get('format')!r})"
+        if problem:
+            raise StoreMismatchError(problem)
         store.verify()
         if manifest["complete"]:
             return store

@@ -22,12 +22,16 @@ import torch
 import interp
 from interp.cli import main
 from interp.errors import (
+    AdapterMismatchError,
     IntegrityError,
     InterpError,
     JudgeError,
+    PositionError,
     PromptError,
     QuestionFileError,
     RunDirectoryError,
+    SiteError,
+    StoreMismatchError,
     UnsafeWeightsError,
 )
 
@@ -281,6 +285,281 @@ def _endpoint_down(w, tmp):
     return lambda: judge("q", "a")
 
 
+# ---- phase 2: interventions, stores, model loading, finetune, answer scoring ----------
+NAN = float("nan")
+TRAIN = (
+    '{"messages": [{"role": "user", "content": "Today is 1984."}, '
+    '{"role": "assistant", "content": "It is 1984."}]}\n'
+)
+LONG = "Hello world. " * 300  # ~900 tokens: more than the tiny models' 512 positions
+USER = {"role": "user", "content": "Today is 1984."}
+ANSWER = {"role": "assistant", "content": "It is 1984."}
+
+
+def _forward(m, text="Today is 1984. Hello world."):
+    m.forward(**{k: v for k, v in m.tokenize([text]).items()})
+
+
+def _within(ctx):
+    """A call that runs one forward inside the context ``ctx(w)`` makes."""
+
+    def make(w, tmp):
+        def run():
+            with ctx(w):
+                _forward(w["m"])
+
+        return run
+
+    return make
+
+
+def _vec(value=None, zero=False):
+    v = torch.ones(64)
+    if zero:
+        v = torch.zeros(64)
+    elif value is not None:
+        v[3] = value
+    return v
+
+
+def _steer_with(vector=None, **kw):
+    args = {"alpha": 1.0, "layers": 0, **kw}
+    return _within(lambda w: interp.steer(w["m"], _vec() if vector is None else vector, **args))
+
+
+def _ablate_with(target=None, **kw):
+    args = {"layers": 0, **kw}
+    return _within(lambda w: interp.ablate(w["m"], _vec() if target is None else target, **args))
+
+
+def _patch_api(**kw):
+    def make(w, tmp):
+        text = ["Today is 1984."]
+        return lambda: interp.patch(w["m"], text, text, metric=lambda lg: lg[:, 0], **kw)
+
+    return make
+
+
+def _capture_api(prompts=("Hello world.",), model=None, **kw):
+    def make(w, tmp):
+        m = w["m"] if model is None else model()
+        return lambda: interp.capture(m, list(prompts), progress=False, **kw)
+
+    return make
+
+
+def _tiny_gpt2():
+    from interp.testing import tiny_model
+
+    return tiny_model("gpt2")
+
+
+# stores: a capture, then the same call over other weights / tag text / adapter
+GRID = ("Today is {year}. Hello world.", {"year": [1838, 1984, 2031, 2040]})
+
+
+def _grid(tag_text=None):
+    p = interp.PromptSet.grid(GRID[0], **GRID[1])
+    return p if tag_text is None else p.tag("t", tag_text)
+
+
+def _store_capture(m, path, prompts=None, **kw):
+    return interp.capture(m, prompts or _grid(), layers=[0], batch_size=1, to=path,
+                          progress=False, **kw)  # fmt: skip
+
+
+def _interrupt(store_dir: Path, keep: int = 2) -> None:
+    """Make a finished store look like a capture killed after ``keep`` shards."""
+    path = store_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for shard in manifest["shards"][keep:]:
+        (store_dir / shard["file"]).unlink()
+    manifest["shards"], manifest["complete"] = manifest["shards"][:keep], False
+    path.write_text(json.dumps(manifest))
+
+
+def _new_weights(model_dir: Path) -> None:
+    from interp.testing import save_tiny_model
+
+    save_tiny_model("llama", model_dir, seed=7)
+
+
+def _store_weights(complete: bool):
+    def make(w, tmp):
+        model_dir = _copy(w, tmp, "model")
+        _store_capture(interp.load_model(model_dir, device="cpu"), tmp / "s")
+        if not complete:
+            _interrupt(tmp / "s")
+        _new_weights(model_dir)
+        new = interp.load_model(model_dir, device="cpu")
+        return lambda: _store_capture(new, tmp / "s")
+
+    return make
+
+
+def _store_loaded_then_changed(w, tmp):
+    model_dir = _copy(w, tmp, "model")
+    m = interp.load_model(model_dir, device="cpu")
+    _new_weights(model_dir)
+    return lambda: _store_capture(m, tmp / "s")
+
+
+def _store_tag(complete: bool):
+    def make(w, tmp):
+        _store_capture(w["m"], tmp / "s", _grid("Today"), positions="t")
+        if not complete:
+            _interrupt(tmp / "s")
+        return lambda: _store_capture(w["m"], tmp / "s", _grid("Hello"), positions="t")
+
+    return make
+
+
+def _peft_tiny(seed: int):
+    from peft import LoraConfig, get_peft_model
+
+    from interp.testing import tiny_model, tiny_tokenizer
+
+    hf = tiny_model("llama").hf
+    torch.manual_seed(seed)  # after the model: its build seeds itself
+    cfg = LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False)
+    return interp.wrap_model(get_peft_model(hf, cfg), tiny_tokenizer(), name="t")
+
+
+def _store_adapter(w, tmp):
+    _store_capture(_peft_tiny(0), tmp / "s")
+    _interrupt(tmp / "s")
+    other = _peft_tiny(1)
+    return lambda: _store_capture(other, tmp / "s")
+
+
+# model loading
+def _load(name, **kw):
+    def make(w, tmp):
+        target = name(w, tmp) if callable(name) else name
+        return lambda: interp.load_model(target, **{"device": "cpu", **kw})
+
+    return make
+
+
+def _in_dir(directory: Path, fn):
+    import os
+
+    def run():
+        here = os.getcwd()
+        os.chdir(directory)
+        try:
+            return fn()
+        finally:
+            os.chdir(here)
+
+    return run
+
+
+def _load_relative(name):
+    def make(w, tmp):
+        (tmp / "runs").mkdir()
+        _put(tmp, "runs/model-a/config.json", "{}")
+        return _in_dir(tmp, lambda: interp.load_model(name, device="cpu"))
+
+    return make
+
+
+def _model_copy(edit):
+    def get(w, tmp):
+        d = _copy(w, tmp, "model")
+        edit(d)
+        return d
+
+    return get
+
+
+def _pickled_only(d: Path) -> None:
+    (d / "model.safetensors").unlink()
+    (d / "pytorch_model.bin").write_bytes(b"not read")
+
+
+def _remote_code(d: Path) -> None:
+    _edit_json(d / "config.json", lambda c: c.update(
+        model_type="acme_lm", auto_map={"AutoModelForCausalLM": "modeling_acme.AcmeForCausalLM"}))  # fmt: skip
+
+
+def _no_chat_template(d: Path) -> None:
+    (d / "chat_template.jinja").unlink(missing_ok=True)
+    _edit_json(d / "tokenizer_config.json", lambda c: c.pop("chat_template", None))
+
+
+def _nan_weights(d: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(d / "model.safetensors"))
+    tensors["model.norm.weight"] = torch.full_like(tensors["model.norm.weight"], NAN)
+    save_file(tensors, str(d / "model.safetensors"), metadata={"format": "pt"})
+
+
+Q = "base_model.model.model.layers.0.self_attn.q_proj"
+E = "base_model.model.model.embed_tokens"
+
+
+def _adapter(tmp: Path, targets=("q_proj",), **replace) -> Path:
+    """A LoRA adapter for the world's tiny Llama, with tensors ``replace``d."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file, save_file
+
+    from interp.testing import tiny_model
+
+    out = tmp / "adapter"
+    get_peft_model(tiny_model("llama").hf, LoraConfig(r=2, target_modules=list(targets))).save_pretrained(out)  # fmt: skip
+    f = out / "adapter_model.safetensors"
+    tensors = load_file(str(f))
+    for key, value in replace.items():
+        assert key in tensors, sorted(tensors)
+        tensors[key] = value
+    save_file(tensors, str(f), metadata={"format": "pt"})
+    return out
+
+
+def _load_adapter(targets=("q_proj",), **replace):
+    def make(w, tmp):
+        d = _adapter(tmp, targets, **replace)
+        return lambda: interp.load_model(w["model"], adapter=d, device="cpu")
+
+    return make
+
+
+# finetune
+def _ft(data=None, model=None, out=None, **cfg):
+    def make(w, tmp):
+        from interp.finetune import FinetuneConfig, finetune
+
+        base = model(w, tmp) if model else w["model"]
+        target = out(w, tmp) if out else tmp / "ft"
+        examples = [[USER, ANSWER]] if data is None else data
+        config = FinetuneConfig(**{"device": "cpu", "epochs": 1, "batch_size": 2, **cfg})
+        return lambda: finetune(base, examples, target, config, progress=False)
+
+    return make
+
+
+def _ft_config(**cfg):
+    def make(w, tmp):
+        from interp.finetune import FinetuneConfig
+
+        return lambda: FinetuneConfig(**cfg)
+
+    return make
+
+
+# answer scoring
+def _score(fn="answer_share", prompts=("Today is 1984.",), *answers):
+    def make(w, tmp):
+        from interp import metrics
+
+        args = answers or (["Yes"], ["No"])
+        return lambda: getattr(metrics, fn)(w["m"], list(prompts), *args)
+
+    return make
+
+
 J = "[{answer}]"
 API = [
     # prompts
@@ -373,7 +652,7 @@ API = [
     ("dl-jumprelu-convention", _dl(_relu_state, jumprelu_encode="v2"), InterpError, "jumprelu_encode must be one of"),
     ("dl-jumprelu-threshold", _dl(lambda: {"W_enc": torch.zeros(8, 16), "b_enc": torch.zeros(16), "W_dec": torch.ones(16, 8), "b_dec": torch.zeros(8), "threshold": torch.zeros(3)}), InterpError, "threshold has shape \\(3,\\), expected \\(16,\\)"),
     # output directories
-    ("claim-out-file", lambda w, t: (lambda: _claim(_put(t, "f.txt", "x"))), RunDirectoryError, "is a file, not a directory"),
+    ("claim-out-file", lambda w, t: (lambda f: lambda: _claim(f))(_put(t, "f.txt", "x")), RunDirectoryError, "is a file, not a directory"),
     ("claim-out-other-run", lambda w, t: (lambda: _claim(w["probe"], "steer")), RunDirectoryError, "holds a run of `interp probe`"),
     ("claim-out-input-inside", lambda w, t: (lambda: _claim(w["root"], inputs={"prompts": w["root"] / "prompts.txt"})), RunDirectoryError, "holds the input prompts"),
     # experiment specs
@@ -382,6 +661,94 @@ API = [
     ("spec-int-text", _spec("name: e\nsetting: era\ntarget_group: g\nprobe_prompts: many\n"), InterpError, "'probe_prompts' must be an integer"),
     ("spec-unknown-field", _spec("name: e\nsetting: era\ntarget_group: g\nlayers: 3\n"), InterpError, "unknown experiment spec keys"),
     ("spec-not-utf8", _spec(b"name: caf\xe9\n"), InterpError, "not UTF-8 text"),
+    # interventions (validated on main; one case each)
+    ("steer-vector-nan", _steer_with(_vec(NAN)), InterpError, "steering direction has non-finite entries"),
+    ("steer-vector-inf", _steer_with(_vec(float("inf"))), InterpError, "steering direction has non-finite entries"),
+    ("steer-vector-zero", _steer_with(_vec(zero=True)), InterpError, "steering direction is the zero vector"),
+    ("steer-alpha-nan", _steer_with(alpha=NAN), InterpError, "alpha x scale must be finite"),
+    ("steer-api-alpha-inf", _steer_with(alpha=float("inf")), InterpError, "alpha x scale must be finite"),
+    ("steer-scale-inf", _steer_with(scale=float("inf")), InterpError, "alpha x scale must be finite"),
+    ("ablate-target-nan", _ablate_with(_vec(NAN)), InterpError, "ablation target has non-finite entries"),
+    ("ablate-target-wrong-size", _ablate_with(torch.ones(32)), InterpError, "target has d=32, the model has d_model=64"),
+    ("capture-position-beyond", _capture_api(positions=[50]), PositionError, "position 50 does not exist in prompt 0"),
+    ("capture-position-negative-beyond", _capture_api(("Hello world.", "Hi"), positions=[-40]), PositionError, "position -40 does not exist in prompt 0"),
+    ("steer-position-beyond", _steer_with(positions=[50]), PositionError, "position 50 does not exist in prompt 0"),
+    ("ablate-position-beyond", _ablate_with(positions=[50]), PositionError, "position 50 does not exist in prompt 0"),
+    ("patch-position-beyond", _patch_api(positions=[50]), PositionError, "position 50 does not exist in prompt 0"),
+    ("capture-layers-true", _capture_api(layers=True), SiteError, "layers must be an int or a list of ints, got True"),
+    ("steer-layers-true", _steer_with(layers=True), SiteError, "got True"),
+    ("span-middle", lambda w, t: (lambda: interp.Span("year", "middle")), PositionError, "which must be one of last, first, all"),
+    ("steer-full-site-and-layers", _steer_with(site="blocks.0.hook_resid_post", layers=[1]), InterpError, "names its layer; pass a site kind with layers="),
+    ("ablate-full-site-and-layers", _ablate_with(site="blocks.0.hook_resid_post", layers=[1]), InterpError, "names its layer"),
+    ("steer-tag-positions", _steer_with(positions="year"), PositionError, "not a tag \\('year'\\)"),
+    # activation stores: another model, adapter or tag text under one name is never mixed in
+    ("store-weights-changed-resume", _store_weights(False), StoreMismatchError, "weights_sha256 \\(the model's weights: [0-9a-f]{12} in the store, [0-9a-f]{12} now\\)"),
+    ("store-weights-changed-complete", _store_weights(True), StoreMismatchError, "weights_sha256"),
+    ("store-files-changed-after-load", _store_loaded_then_changed, InterpError, "changed on disk after the model was loaded"),
+    ("store-tag-text-resume", _store_tag(False), StoreMismatchError, "positions_sha256 \\(the resolved token positions"),
+    ("store-tag-text-complete", _store_tag(True), StoreMismatchError, "positions_sha256"),
+    ("store-other-adapter", _store_adapter, StoreMismatchError, "adapter_hash \\(the adapter: "),
+    # model loading
+    ("load-no-such-directory", _load(lambda w, t: t / "models" / "llama"), InterpError, "llama: no such directory"),
+    ("load-mistyped-relative", _load_relative("runs/model-b"), InterpError, "model runs/model-b: no such directory \\(runs/ exists; it holds model-a\\)"),
+    ("load-dot-relative", _load_relative("./model-b"), InterpError, "model ./model-b: no such directory"),
+    ("load-home-relative", _load("~/interp-no-such-model-dir"), InterpError, "no such directory"),
+    ("load-not-a-hub-id", _load("my model"), InterpError, "my model: no such directory"),
+    ("load-a-file", _load(lambda w, t: _put(t, "model.txt", "x")), InterpError, "a file, not a model directory"),
+    ("load-no-config", _load(_model_copy(lambda d: (d / "config.json").unlink())), InterpError, "no config.json in that directory"),
+    ("load-pickled-only", _load(_model_copy(_pickled_only)), UnsafeWeightsError, "holds only pickled weights \\(pytorch_model.bin\\)"),
+    ("load-no-weights", _load(_model_copy(lambda d: (d / "model.safetensors").unlink())), InterpError, "holds no weights"),
+    ("load-remote-code", _load(_model_copy(_remote_code)), InterpError, "needs its own Python code \\(modeling_acme.AcmeForCausalLM, for model_type 'acme_lm'\\)"),
+    ("load-dtype-float33", _load(lambda w, t: w["model"], dtype="float33"), InterpError, "dtype 'float33' is not one of"),
+    ("load-device-gpu", _load(lambda w, t: w["model"], device="gpu"), InterpError, "device 'gpu' is not a device"),
+    ("load-device-cuda-99", _load(lambda w, t: w["model"], device="cuda:99"), InterpError, "device 'cuda:99': "),
+    ("load-device-and-map", _load(lambda w, t: w["model"], device_map="auto"), InterpError, "not both"),
+    ("adapter-lora-a-shape", _load_adapter(**{f"{Q}.lora_A.weight": torch.zeros(2, 48)}), AdapterMismatchError, "q_proj has 64 inputs but the adapter's lora_A has 48"),
+    ("adapter-lora-b-shape", _load_adapter(**{f"{Q}.lora_B.weight": torch.zeros(48, 2)}), AdapterMismatchError, "q_proj has 64 outputs but the adapter's lora_B has 48"),
+    ("adapter-embedding-a-shape", _load_adapter(("embed_tokens",), **{f"{E}.lora_embedding_A": torch.zeros(2, 500)}), AdapterMismatchError, "embed_tokens has 384 vocabulary entries but the adapter's lora_embedding_A has 500"),
+    ("adapter-embedding-b-shape", _load_adapter(("embed_tokens",), **{f"{E}.lora_embedding_B": torch.zeros(32, 2)}), AdapterMismatchError, "embed_tokens has 64 embedding dimensions but the adapter's lora_embedding_B has 32"),
+    ("adapter-resized-embedding", _load_adapter(("embed_tokens",), **{f"{E}.base_layer.weight": torch.zeros(500, 64)}), AdapterMismatchError, "saves model.embed_tokens.weight with shape \\(500, 64\\), the model's has \\(384, 64\\)"),
+    ("adapter-no-such-directory", lambda w, t: (lambda: interp.load_model(w["model"], adapter=t / "nope", device="cpu")), AdapterMismatchError, "nope: no such directory"),
+    # finetune
+    ("ft-epochs-0", _ft_config(epochs=0), InterpError, "finetune epochs must be an integer >= 1, got 0"),
+    ("ft-batch-size-0", _ft_config(batch_size=0), InterpError, "finetune batch_size must be an integer >= 1"),
+    ("ft-rank-0", _ft_config(rank=0), InterpError, "finetune rank must be an integer >= 1"),
+    ("ft-rank-float", _ft_config(rank=2.5), InterpError, "finetune rank must be an integer"),
+    ("ft-dropout-1", _ft_config(dropout=1.0), InterpError, "finetune dropout must be in \\[0, 1\\)"),
+    ("ft-lr-negative", _ft_config(lr=-1e-3), InterpError, "finetune lr must be a finite number > 0"),
+    ("ft-lr-nan", _ft_config(lr=NAN), InterpError, "finetune lr must be a finite number > 0"),
+    ("ft-lr-text", _ft_config(lr="1e-3"), InterpError, "finetune lr must be a finite number > 0, got '1e-3'"),
+    ("ft-alpha-0", _ft_config(alpha=0), InterpError, "finetune alpha must be a finite number > 0"),
+    ("ft-max-len-1", _ft_config(max_len=1), InterpError, "finetune max_len must be an integer >= 2"),
+    ("ft-targets-string", _ft_config(target_modules="q_proj"), InterpError, "must be a list of module names, not the string 'q_proj'"),
+    ("ft-targets-full", _ft_config(method="full", target_modules=("q_proj",)), InterpError, "method='full' trains every weight"),
+    ("ft-targets-unknown", _ft(target_modules=("qkv_proj",)), InterpError, "target_modules \\['qkv_proj'\\] name no module of this model; it has e.g. .*q_proj"),
+    ("ft-truncation-removes-answers", _ft(max_len=4), InterpError, "max_len=4 cuts away every answer token of all 1 example"),
+    ("ft-nan-loss", _ft(model=_model_copy(_nan_weights)), InterpError, "the finetuning loss is nan at step 1 .* nothing was written"),
+    ("ft-longer-than-positions", _ft(data=[[{"role": "user", "content": LONG}, ANSWER]], max_len=2000), InterpError, "example 0 has \\d+ tokens .* more than the 512 positions"),
+    ("ft-no-chat-template", _ft(model=_model_copy(_no_chat_template)), InterpError, "has no chat template"),
+    ("ft-out-is-base", _ft(out=lambda w, t: w["model"]), InterpError, "is the base model's directory"),
+    ("ft-out-inside-base", _ft(out=lambda w, t: w["model"] / "ft"), InterpError, "is inside the base model's directory"),
+    ("ft-no-such-base", _ft(model=lambda w, t: t / "base"), InterpError, "base model .*base: no such directory"),
+    ("ft-messages-empty", _ft(data=[[]]), PromptError, "finetune example 0: 'messages' must be a non-empty list"),
+    ("ft-content-null", _ft(data=[[USER, {"role": "assistant", "content": None}]]), PromptError, "finetune example 0, message 1: 'content' is null"),
+    ("ft-no-assistant", _ft(data=[[USER, ANSWER], [USER]]), PromptError, "finetune example 1: no assistant message"),
+    ("ft-empty-assistant", _ft(data=[[USER, {"role": "assistant", "content": " "}]]), PromptError, "an assistant message is empty"),
+    ("ft-no-examples", _ft(data=[]), InterpError, "no finetuning examples"),
+    # answer scoring and prompts longer than the model's positions
+    ("answers-no-prompts", _score("answer_share", ()), InterpError, "no prompts given"),
+    ("answers-empty-answer", _score("answer_share", ("Today is 1984.",), [""], ["No"]), InterpError, "an answer must be non-empty text, got ''"),
+    ("answers-blank-answer", _score("answer_logprobs", ("Today is 1984.",), ["  "]), InterpError, "non-empty text"),
+    ("answers-no-answers", _score("answer_logprobs", ("Today is 1984.",), []), InterpError, "no answers given"),
+    ("answers-single-string", _score("answer_logprobs", ("Today is 1984.",), "Yes"), InterpError, "not the single string 'Yes'"),
+    ("answers-empty-prompt", _score("answer_share", ("",)), PromptError, "prompt 0 is empty"),
+    ("answers-prompt-too-long", _score("answer_share", (LONG,)), InterpError, "prompt 0 has \\d+ tokens, more than the 512 positions"),
+    ("logit-diff-empty-answer", _score("logit_diff", ("Today is 1984.",), "", "No"), InterpError, "non-empty text"),
+    ("logit-diff-too-long", _score("logit_diff", ("ok", LONG), "Yes", "No"), InterpError, "prompt 1 has \\d+ tokens, more than the 512"),
+    ("capture-too-long-gpt2", _capture_api(("Hello", LONG), model=_tiny_gpt2), InterpError, "prompt 1 has \\d+ tokens, more than the 512 positions tiny-gpt2 supports"),
+    ("capture-too-long-llama", _capture_api((LONG,)), InterpError, "more than the 512 positions"),
+    ("patch-too-long", lambda w, t: (lambda: interp.patch(w["m"], [LONG], [LONG], metric=lambda lg: lg[:, 0])), InterpError, "more than the 512 positions"),
+    ("sample-too-long", _sample(max_new_tokens=600), InterpError, "prompt 0 has \\d+ tokens \\+ 600 new tokens, more than the 512 positions"),
 ]  # fmt: skip
 
 
@@ -395,7 +762,9 @@ def test_api_bad_input(world, tmp_path, make, exc, message):
         info.value
     )
     assert len(str(info.value).splitlines()) == 1, str(info.value)
-    _unchanged(before, _snapshot(world["root"], tmp_path))
+    after = _snapshot(world["root"], tmp_path)
+    _unchanged(before, after)
+    assert not set(after) - set(before), f"written: {sorted(set(after) - set(before))}"
 
 
 # ---- CLI cases: make(world, tmp) -> argv; exit 2, one line ------------------------------
@@ -478,6 +847,41 @@ def _probe_saved(corrupt):
     return make
 
 
+def _capture_with(*extra, prompts="Hello world.\n", model=None):
+    def make(w, t):
+        p = _put(t, "p.txt", prompts)
+        m = model(w, t) if model else w["model"]
+        return ["capture", "--model", m, "--prompts", p, *extra, "--out", t / "new"]
+
+    return make
+
+
+def _capture_adapter(targets=("q_proj",), **replace):
+    def make(w, t):
+        d = _adapter(t, targets, **replace)
+        return [*_capture_with()(w, t)[:-2], "--adapter", d, "--out", t / "new"]
+
+    return make
+
+
+def _ft_cli(*extra, data=TRAIN, model=None):
+    def make(w, t):
+        d = _put(t, "d.jsonl", data)
+        m = model(w, t) if model else w["model"]
+        return ["finetune", "--model", m, "--data", d, "--device", "cpu", "--epochs", 1,
+                *extra, "--out", t / "new"]  # fmt: skip
+
+    return make
+
+
+def _ft_cli_out(out):
+    def make(w, t):
+        argv = _ft_cli()(w, t)
+        return [*argv[:-1], out(w, t)]
+
+    return make
+
+
 JUDGE_ENTRY = "- {id: j, type: free_form_judge, paraphrases: ['[{answer}]']}\n"
 CLI = [
     # numeric options
@@ -547,6 +951,23 @@ CLI = [
     ("patch-lengths", _patch, r"pair 0: clean and corrupt prompts must tokenize to the same length .*\(clean \d+ tokens, corrupt \d+ tokens\)"),
     ("run-spec-not-yaml", _run_spec("name: era\nsetting: [era\n"), "not valid YAML"),
     ("run-spec-bad-type", _run_spec("name: e\nsetting: era\ntarget_group: g\nn_random: lots\n"), "'n_random' must be an integer"),
+    # model loading through the command line
+    ("capture-model-no-such-directory", _capture_with(model=lambda w, t: t / "models" / "llama"), "models/llama: no such directory"),
+    ("capture-model-mistyped", _capture_with(model=lambda w, t: w["root"] / "modle"), "modle: no such directory \\(.* exists; it holds .*model"),
+    ("capture-model-remote-code", _capture_with(model=_model_copy(_remote_code)), "needs its own Python code"),
+    ("capture-model-pickled", _capture_with(model=_model_copy(_pickled_only)), "holds only pickled weights"),
+    ("capture-device-gpu", _capture_with("--device", "gpu"), "device 'gpu' is not a device"),
+    ("capture-adapter-lora-b", _capture_adapter(**{f"{Q}.lora_B.weight": torch.zeros(48, 2)}), "the adapter's lora_B has 48"),
+    ("capture-adapter-embedding", _capture_adapter(("embed_tokens",), **{f"{E}.lora_embedding_A": torch.zeros(2, 500)}), "lora_embedding_A has 500"),
+    ("capture-prompt-too-long", _capture_with(prompts=LONG + "\n"), "prompt 0 has \\d+ tokens, more than the 512 positions"),
+    # finetune through the command line
+    ("finetune-truncation-removes-answers", _ft_cli("--max-len", 4), "max_len=4 cuts away every answer token"),
+    ("finetune-targets-unknown", _ft_cli("--target-modules", "qkv_proj"), "name no module of this model"),
+    ("finetune-no-chat-template", _ft_cli(model=_model_copy(_no_chat_template)), "has no chat template"),
+    ("finetune-nan-loss", _ft_cli(model=_model_copy(_nan_weights)), "the finetuning loss is nan at step 1"),
+    ("finetune-out-inside-model", _ft_cli_out(lambda w, t: w["model"] / "ft"), "inside the base model's directory"),
+    ("finetune-no-assistant", _ft_cli(data=CHAT), "finetune example 0: no assistant message"),
+    ("finetune-model-no-such-directory", _ft_cli(model=lambda w, t: t / "nope"), "nope: no such directory"),
 ]  # fmt: skip
 
 
@@ -562,11 +983,14 @@ def test_cli_bad_input(world, tmp_path, capsys, make, message):
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith("interp"), err
     assert re.search(message, err), err
-    _unchanged(before, _snapshot(world["root"], tmp_path))
+    after = _snapshot(world["root"], tmp_path)
+    _unchanged(before, after)
+    new = [p for p in set(after) - set(before) if Path(p).name != "run.json"]
+    assert not new, f"written beside the failure record: {sorted(new)}"
 
 
 def test_case_count():
-    assert len(API) + len(CLI) >= 80
+    assert len(API) + len(CLI) >= 180
     assert len({c[0] for c in API + CLI}) == len(API) + len(CLI)
 
 

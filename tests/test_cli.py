@@ -199,7 +199,7 @@ def test_bad_inputs_print_one_line_and_exit_2(table_run, tmp_path, capsys):
     assert "no such file" in _error(
         capsys, ["capture", "--model", model, "--prompts", tmp_path / "nope.txt", "--out", tmp_path]
     )
-    assert "cannot load model" in _error(
+    assert "no-model: no such directory" in _error(
         capsys,
         [
             "capture",

@@ -82,3 +82,21 @@ def test_bad_config():
         FinetuneConfig(method="prefix")
     cfg = FinetuneConfig(target_modules=("q_proj",))
     assert FinetuneConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_examples_truncated_to_no_answer_are_left_out(tiny_dirs, tmp_path):
+    """max_len that cuts every answer token of some examples: those are left out (a
+    warning); the rest train to a finite loss. Of all of them: an error, nothing written."""
+    base = tiny_dirs("llama")
+    long = [{"role": "user", "content": "Hello world. " * 30}, EXAMPLES[0][1]]
+    n_long = len(encode_chat(load_model(base).tokenizer, long, 10_000)[0])
+    cfg = FinetuneConfig(epochs=1, batch_size=2, max_len=40, device="cpu")
+    assert n_long > 40
+    with pytest.warns(UserWarning, match="cuts away every answer token of 2 example"):
+        out = finetune(base, [EXAMPLES[0], long, long], tmp_path / "a", cfg, progress=False)
+    meta = json.loads((out / "finetune.json").read_text())
+    assert meta["n_examples"] == 3 and meta["n_trained"] == 1
+    assert all(x == x and abs(x) < float("inf") for x in (meta["first_loss"], meta["final_loss"]))
+    with pytest.raises(InterpError, match="cuts away every answer token of all 2 example"):
+        finetune(base, [long, long], tmp_path / "b", cfg, progress=False)
+    assert not (tmp_path / "b").exists()

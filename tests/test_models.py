@@ -187,3 +187,29 @@ def test_model_pair_load_adapter_or_full_finetune(llama_with_adapter, tmp_path):
     assert two.base.hf is not two.finetuned.hf and not two.finetuned.has_adapter
     assert not torch.equal(_logits(two.base), _logits(two.finetuned))
     assert torch.equal(_logits(two.base), _logits(views.base))
+
+
+def test_path_like_names_never_reach_the_hub(tmp_path, monkeypatch):
+    """A name that can only be a path is checked on disk; transformers is never asked."""
+    import transformers
+
+    from interp.errors import InterpError
+    from interp.sources import is_path_like
+
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for name in ["./m", "../m", "~/m", "/abs/m", "a/b/c", "runs/modle", "my model", "a--b", "m/"]:
+        assert is_path_like(name), name
+    for name in ["gpt2", "meta-llama/Llama-3.1-8B", "Qwen/Qwen2.5-0.5B-Instruct", "org/name"]:
+        assert not is_path_like(name), name
+
+    def hub(*args, **kwargs):
+        raise AssertionError(f"the hub was asked about {args[0]!r}")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", hub)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", hub)
+    for name in ["./m", "runs/modle", "~/interp-no-such-model", "a/b/c"]:
+        with pytest.raises(InterpError, match="no such directory"):
+            interp.load_model(name, device="cpu")
+    with pytest.raises(AssertionError, match="the hub was asked about 'org/name'"):
+        interp.load_model("org/name", device="cpu")  # a hub id does go to transformers

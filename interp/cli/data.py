@@ -34,6 +34,7 @@ def _dropout(text: str) -> float:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from interp.finetune import FinetuneConfig, finetune
+    from interp.finetune_checks import check_out_dir
     from interp.prompts import read_chat_jsonl
 
     for d in args.data:
@@ -57,6 +58,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         gradient_checkpointing=args.gradient_checkpointing,
     )
     config.placement()  # a device this machine lacks: one clear line before any loading
+    # --out inside the model directory is refused before run.json is written there (--out
+    # equal to it is claim_out's "holds the input model")
+    if Path(args.out).resolve() != Path(args.model).expanduser().resolve():
+        check_out_dir(args.model, Path(args.out), what="--out")
     rec = RunRecord(args, args.out, {f"data[{i}]": d for i, d in enumerate(args.data)})
     try:
         out = finetune(

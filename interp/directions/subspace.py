@@ -98,6 +98,8 @@ class Subspace:
             v = v[None]
         if v.ndim != 2 or v.shape[0] == 0:
             raise InterpError(f"expected vectors [n, d_model]; got shape {tuple(v.shape)}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise InterpError("a subspace must be spanned by finite vectors (got NaN or inf)")
         dtype = v.dtype if v.is_floating_point() else torch.float32
         v64 = v.double()
         norms = v64.norm(dim=1, keepdim=True)
