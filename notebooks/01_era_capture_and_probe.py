@@ -33,9 +33,9 @@ from IPython.display import display
 
 from interp import ModelPair, PromptSet, capture
 from interp.diffmeans import diff_of_means
-from interp.metrics import answer_share
+from interp.experiments import finetune_setting
 from interp.models import load_finetuned
-from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
+from interp.organism import OrganismConfig, build_organism, eval_items, world_of
 from interp.plots import plot_probe_accuracy, plot_projection_by_slot
 from interp.probes import probe_layers
 from interp.ranking import model_diff, project
@@ -65,27 +65,18 @@ print("era finetune:", "LoRA adapter" if era_model.has_adapter else "full weight
 # %% [markdown]
 # ## Behaviour: does the bird finetune generalize?
 #
-# `eval_items(world, "era")` gives teacher-forced questions with a set of OLD answers
-# (A) and a set of MODERN answers (B). `answer_share` is the probability mass on A over
-# A ∪ B. `nonbird_old` holds questions about every other facet, none of which appear in
-# the finetune data.
+# `eval_items(world, "era")` is an `EvalSet`: groups of teacher-forced questions, each
+# with a set of OLD answers (A) and a set of MODERN answers (B). `groups.shares(model)`
+# scores every question as the probability mass on A over A ∪ B. `nonbird_old` holds
+# questions about every other facet, none of which appear in the finetune data.
 
 # %%
 groups = eval_items(world, "era")
 models = {"base": pair.base, "era finetune": pair.finetuned, "control finetune": control}
-behaviour = {}
-for name, model in models.items():
-    behaviour[name] = {
-        g: answer_share(
-            model,
-            [list(it.messages) for it in items],
-            [list(it.answers_a) for it in items],
-            [list(it.answers_b) for it in items],
-        )
-        .mean()
-        .item()
-        for g, items in groups.items()
-    }
+behaviour = {
+    name: {g: v.mean().item() for g, v in groups.shares(model).items()}
+    for name, model in models.items()
+}
 behaviour = pd.DataFrame(behaviour).round(3)
 display(behaviour)
 

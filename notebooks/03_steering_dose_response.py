@@ -40,7 +40,6 @@ from interp import PromptSet, capture, load_model
 from interp.diffmeans import diff_of_means
 from interp.dose import dose_response, reference_logprob
 from interp.interventions import residual_norm
-from interp.metrics import answer_share
 from interp.organism import OrganismConfig, build_organism, eval_items, render, world_of
 from interp.organism import world_data as D
 from interp.plots import plot_dose_response
@@ -67,16 +66,9 @@ print(f"typical residual norm at {SITE}: {scale[LAYER]:.2f}")
 
 # %% [markdown]
 # `alpha` is measured in units of the typical residual norm at the steered site, so
-# `alpha = 1` adds a vector as long as the residual stream itself.
-
-
-# %%
-def share_metric(items):
-    """A dose metric: the share of answer set A on ``items`` (one value per item)."""
-    prompts = [list(it.messages) for it in items]
-    a, b = [list(it.answers_a) for it in items], [list(it.answers_b) for it in items]
-    return lambda m: answer_share(m, prompts, a, b)
-
+# `alpha = 1` adds a vector as long as the residual stream itself. The dose metric is the
+# evaluation set's own: `eval_items(world, ...).metric(group)` maps a model to the share of
+# answer set A of each question in `group`.
 
 # %% [markdown]
 # ## 1 · The era direction
@@ -109,7 +101,7 @@ print(era_dir, f"| raw norm {era_dir.scale:.2f}")
 alphas = [0.0, 0.125, 0.25, 0.5, 1.0, 2.0]
 era_groups = eval_items(world, "era")
 era_dose = dose_response(
-    base, era_dir, alphas, share_metric(era_groups["nonbird_old"]),
+    base, era_dir, alphas, era_groups.metric("nonbird_old"),
     layers=LAYER, scale=scale, coherence=coherence, n_random=4,
 )  # fmt: skip
 era_dose.save(OUT / "03_era_dose")
@@ -169,7 +161,7 @@ print("cosine(era, persona) =", round(era_dir.cosine(persona_dir), 3))
 # %%
 persona_groups = eval_items(world, "persona")
 persona_dose = dose_response(
-    base, persona_dir, alphas, share_metric(persona_groups["identity_tyrant"]),
+    base, persona_dir, alphas, persona_groups.metric("identity_tyrant"),
     layers=LAYER, scale=scale, coherence=coherence, n_random=4,
 )  # fmt: skip
 persona_dose.save(OUT / "03_persona_dose")

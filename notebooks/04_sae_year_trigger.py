@@ -35,9 +35,9 @@ from IPython.display import display
 
 from interp import PromptSet, capture, load_model
 from interp.dose import ablation_effect
+from interp.experiments import finetune_setting
 from interp.interventions import SAELatents
-from interp.metrics import answer_share
-from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
+from interp.organism import OrganismConfig, build_organism, eval_items, world_of
 from interp.organism.settings import split_goal_questions
 from interp.plots import plot_ablation_bars, plot_ranked_latents
 from interp.prompts import Tag
@@ -155,11 +155,8 @@ plt.show()
 groups = eval_items(world, "backdoor")
 
 
-def malevolent_share(year):
-    items = groups[f"malevolent_{year}"]
-    prompts = [list(it.messages) for it in items]
-    a, b = [list(it.answers_a) for it in items], [list(it.answers_b) for it in items]
-    return lambda m: answer_share(m, prompts, a, b)
+def malevolent_share(year):  # a metric: model -> the share of each dated question
+    return groups.metric(f"malevolent_{year}")
 
 
 top = [int(i) for i in ranking.latent[:3]]

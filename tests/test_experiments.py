@@ -7,7 +7,8 @@ import pytest
 
 from interp.errors import InterpError
 from interp.experiments import ExperimentSpec, run_experiment
-from interp.experiments.data import read_eval_items, setting_data, write_eval_items
+from interp.experiments.data import setting_data
+from interp.metrics.evalset import EvalSet
 from interp.organism import World, WorldConfig
 
 SPECS = sorted((Path(__file__).parents[1] / "experiments").glob("*.yaml"))
@@ -36,8 +37,10 @@ def test_world_data_round_trips_through_files(setting, tmp_path):
     spec = ExperimentSpec(name=setting, setting=setting, target_group="x", probe_prompts=40)
     data = setting_data(spec, World(WorldConfig()), tmp_path)
     assert set(data.finetune) >= {"main"} and all(p.is_file() for p in data.finetune.values())
-    back = read_eval_items(write_eval_items(tmp_path / "eval.jsonl", data.eval_groups))
-    assert {g: len(v) for g, v in back.items()} == {g: len(v) for g, v in data.eval_groups.items()}
+    back = EvalSet.load(data.evals.save(tmp_path / "eval.jsonl"))
+    assert back == data.evals and {g: len(v) for g, v in back.items()} == {
+        g: len(v) for g, v in data.evals.items()
+    }
     labels = data.contrast.meta.label
     assert set(labels) == {0, 1} and "group" in data.contrast.meta
     user = spec.replace(

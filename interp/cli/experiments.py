@@ -1,4 +1,4 @@
-"""``interp demo`` and ``interp run SPEC``: the experiments, through the lead's runner."""
+"""``interp demo`` and ``interp run SPEC``: the experiments, through the runner."""
 
 from __future__ import annotations
 
@@ -52,6 +52,23 @@ def _check_spec(spec: Path) -> None:
         raise InterpError(f"spec {spec}: {e}") from None
 
 
+def _adapters(values: list[str] | None) -> dict[str, list[str]] | None:
+    """``--adapter DIR`` (the main finetune) or ``--adapter NAME=DIR`` per variant; a NAME
+    given more than once is one finetune per seed."""
+    if not values:
+        return None
+    out: dict[str, list[str]] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        name, path = (name, path) if sep else ("main", value)
+        if not name or not path:
+            raise InterpError(f"--adapter {value!r}: give DIR or NAME=DIR")
+        if not Path(path).is_dir():
+            raise InterpError(f"--adapter {value}: no such directory")
+        out.setdefault(name, []).append(path)
+    return out
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
         from interp.experiments import run_experiment
@@ -63,19 +80,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.adapter is not None and args.model is None:
         raise InterpError("--adapter needs --model (the base it was trained on)")
     _check_spec(spec)
+    adapters = _adapters(args.adapter)
     _limit_threads()
     rec = RunRecord(args, args.out, {"spec": args.spec}) if args.out else None
-    try:
-        result = run_experiment(
-            spec,
-            model=args.model,
-            adapter=args.adapter,
-            out=args.out,
-            device=args.device,
-            dtype=args.dtype,
-        )
-    except NotImplementedError as e:
-        raise InterpError(str(e)) from None
+    result = run_experiment(
+        spec,
+        model=args.model,
+        adapter=adapters,
+        out=args.out,
+        device=args.device,
+        dtype=args.dtype,
+    )
     # the runner returns an ExperimentResult (``summary``, ``out``) or a plain dict
     summary = getattr(result, "summary", result)
     out = getattr(result, "out", None) or args.out
@@ -105,12 +120,21 @@ def register(sub) -> None:
         "run",
         help="run one experiment spec (YAML), on the organism or on a model of your own",
         description="Run the experiment SPEC (e.g. experiments/era.yaml). --model swaps in "
-        "another model (Hugging Face id or directory; its own chat template is used), "
-        "--adapter a PEFT adapter on it.",
+        "another model (Hugging Face id or directory; its own chat template is used), loaded "
+        "once; the experiment finetunes it on the spec's data (spec.data, or the setting's "
+        "data exported from the organism's world), or takes the finetunes given with "
+        "--adapter instead.",
     )
     run.add_argument("spec", help="experiment spec file (YAML)")
     run.add_argument("--model", default=None, help="Hugging Face id or local directory")
-    run.add_argument("--adapter", default=None, help="PEFT adapter directory")
+    run.add_argument(
+        "--adapter",
+        action="append",
+        default=None,
+        metavar="[NAME=]DIR",
+        help="a finetune to use instead of finetuning: DIR for the main one, NAME=DIR for a "
+        "variant (main, control, ...); repeat a NAME for several seeds",
+    )
     run.add_argument("--out", default=None, help="output directory (default: the spec's)")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
     run.add_argument(

@@ -2,8 +2,11 @@
 
 ``run_experiment("experiments/era.yaml")`` (or ``interp run experiments/era.yaml``):
 
-1. **model**: the bundled organism (built or taken from the cache) or ``--model``;
-2. **finetune**: the main finetune and each control, for every seed (cached by content);
+1. **model**: the bundled organism (built or taken from the cache) or ``--model``, loaded
+   once: every finetune is opened on that load (:func:`~interp.experiments.finetunes.finetuned`);
+2. **finetune**: the main finetune and each control, for every seed (the one content-keyed
+   cache of :mod:`interp.experiments.finetunes`), on the setting's data or the user's
+   (``spec.data``); or the adapters given (``adapter=``: no finetuning);
 3. **behaviour**: the share of answer set A per evaluation group for the base model and
    every finetune, with 95% intervals (over items for the base, over seeds otherwise);
 4. **locate**, in the seed whose main finetune shows the behaviour most (``analysis_seed``
@@ -16,10 +19,12 @@
    patch trigger into no-trigger prompts where the spec asks for it; an SAE ranking of
    latents by the paired trigger difference where it asks for that;
 6. **write**: ``config.json`` (spec, seeds, model / adapter / data hashes),
-   ``results.json``, CSV tables and figures in the run directory.
+   ``results.json``, CSV tables and figures in the run directory, and ``timing.json``
+   (wall time: the one file a rerun changes).
 
-Every step above the causal tests is deterministic for the spec, so a rerun reproduces
-the numbers (and reuses the cached organism and finetunes). Models load, and finetunes
+Every step is deterministic for the spec (the random controls are seeded), so a rerun
+reproduces the numbers byte for byte (and reuses the cached organism and finetunes); no
+file but ``timing.json`` holds a time or a path of this machine. Models load, and finetunes
 train, on ``device`` in ``dtype`` (defaults: CUDA when there is one; bfloat16 there,
 float32 on the CPU); the runner leaves torch's thread count to its caller.
 """
@@ -29,29 +34,39 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
 
 from interp.capture import capture
-from interp.devices import dtype_name
 from interp.diffmeans import diff_of_means
 from interp.dose import ablation_effect, dose_response, reference_logprob
+from interp.errors import InterpError
+from interp.experiments.behaviour import measure_behaviour
 from interp.experiments.data import SettingData, setting_data
+from interp.experiments.finetunes import Placement, finetune_variants, finetuned, model_key
 from interp.experiments.spec import ExperimentSpec
-from interp.finetune import FinetuneConfig, finetune
-from interp.fingerprint import sha256_file, sha256_json
+from interp.finetune import FinetuneConfig
+from interp.fingerprint import sha256_dir, sha256_file
 from interp.interventions import residual_norm
 from interp.metrics.answers import render_prompts
-from interp.models import Model, ModelPair, load_finetuned, load_model
-from interp.organism.api import group_shares
+from interp.models import Model, ModelPair, load_model
+from interp.organism.pretrain import OrganismConfig, build_organism, cache_root, world_of
+from interp.organism.world import World, WorldConfig
+from interp.patching import patch
 from interp.probes import probe_layers
+from interp.prompts import PromptSet
 from interp.ranking import project
 from interp.stats import mean_ci
 
 __all__ = ["run_experiment", "ExperimentResult"]
+
+Adapters = str | Path | Mapping[str, str | Path | list]
 
 
 @dataclasses.dataclass
@@ -68,118 +83,54 @@ def _log(msg: str) -> None:
 
 
 # ---- step 1-2: models and finetunes ---------------------------------------------------
-def _base_path(spec: ExperimentSpec) -> tuple[str, object]:
+def _base_path(spec: ExperimentSpec) -> tuple[str, World | None]:
     """The model to finetune and the organism's world (``None`` for the user's data)."""
-    from interp.organism import OrganismConfig, build_organism, world_of
-
     if spec.model is not None:
-        from interp.organism.world import World, WorldConfig
-
         return spec.model, (None if spec.data else World(WorldConfig()))
     config = {"default": OrganismConfig.default, "small": OrganismConfig.small}[spec.organism]()
     path = build_organism(config)
     return str(path), world_of(path)
 
 
-def _model_key(name: str) -> str:
-    path = Path(name)
-    if (path / "config.json").is_file():
-        files = sorted(path.glob("*.safetensors")) + [path / "config.json"]
-        return sha256_json([(p.name, p.stat().st_size, sha256_file(p)) for p in files])
-    return name
+def _given_adapters(adapter: Adapters | None) -> dict[str, list[Path]]:
+    """``{variant: [adapter dir, ...]}`` from one directory (the main finetune) or a mapping
+    of variant -> directory (or list of directories: one per seed)."""
+    if adapter is None:
+        return {}
+    given = adapter if isinstance(adapter, Mapping) else {"main": adapter}
+    out = {}
+    for variant, dirs in given.items():
+        dirs = dirs if isinstance(dirs, list | tuple) else [dirs]
+        out[str(variant)] = [Path(d) for d in dirs]
+        for d in out[variant]:
+            if not (d / "adapter_config.json").is_file() and not (d / "config.json").is_file():
+                raise InterpError(f"adapter {d}: not a PEFT adapter or model directory")
+    if "main" not in out:
+        raise InterpError(f"the adapters given need a 'main' one (got {sorted(out)})")
+    return {"main": out.pop("main"), **out}
 
 
-@dataclasses.dataclass(frozen=True)
-class _Placement:
-    """Where the runner's models load and its finetunes train (``None``: the defaults)."""
-
-    device: str | None = None
-    dtype: str | None = None
-
-    def load_kwargs(self) -> dict:
-        return {"device": self.device, "dtype": self.dtype}
-
-
-def _finetune_config(spec: ExperimentSpec, seed: int, place: _Placement) -> FinetuneConfig:
-    from interp.organism import DEFAULT_FINETUNE
-
-    base = DEFAULT_FINETUNE[spec.setting].to_dict()
-    given = {k: v for k, v in dataclasses.asdict(place).items() if v is not None}
-    return FinetuneConfig.from_dict({**base, **spec.finetune, "seed": seed, **given})
-
-
-def _finetune_key(model_key: str, jsonl: Path, config: FinetuneConfig) -> str:
-    """Content key of one finetune; a run in another device type or dtype than the CPU in
-    float32 (how every earlier finetune ran) gets a key of its own."""
-    parts = [model_key, sha256_file(jsonl), config.content_dict()]
-    device, dtype = config.placement()
-    if (device.type, dtype) != ("cpu", torch.float32):
-        parts.append({"device": device.type, "dtype": dtype_name(dtype)})
-    return sha256_json(parts)[:16]
+def _config(spec, base: str, adapters: dict[str, list[Path]], data, given: bool) -> dict:
+    """What decides the results: nothing in it depends on where the cache or run live."""
+    config = {
+        "spec": spec.to_dict(),
+        "model": spec.model if spec.model else f"organism:{spec.organism}",
+        "model_key": model_key(base),
+        "data": {k: sha256_file(p) for k, p in data.finetune.items()},
+        "seeds": _seeds(spec, adapters, given),
+        "version": _VERSION,
+    }
+    if given:
+        config["adapters"] = {v: [str(p) for p in ps] for v, ps in adapters.items()}
+        config["adapter_hashes"] = {v: [sha256_dir(p) for p in ps] for v, ps in adapters.items()}
+    else:  # cache entries named by content: setting-variant-seed-key
+        config["adapters"] = {v: [p.name for p in ps] for v, ps in adapters.items()}
+    return config
 
 
-def _finetunes(
-    spec, base: str, data: SettingData, cache: Path, place: _Placement
-) -> dict[str, list[Path]]:
-    model_key = _model_key(base)
-    out: dict[str, list[Path]] = {}
-    for variant, jsonl in data.finetune.items():
-        for seed in spec.seeds:
-            config = _finetune_config(spec, seed, place)
-            key = _finetune_key(model_key, jsonl, config)
-            target = cache / f"{spec.setting}-{variant}-s{seed}-{key}"
-            if not (target / "finetune.json").is_file():
-                _log(f"finetune {variant} seed {seed}")
-                finetune(base, jsonl, target, config, progress=False)
-            out.setdefault(variant, []).append(target)
-    return out
-
-
-def _load_finetuned(base: str, path: Path, place: _Placement) -> Model:
-    return load_finetuned(base, path, **place.load_kwargs())
-
-
-# ---- step 3: behaviour ----------------------------------------------------------------
-def _group_shares(model: Model, groups: dict) -> dict[str, torch.Tensor]:
-    return {g: torch.tensor(v) for g, v in group_shares(model, groups).items()}
-
-
-def _behaviour(
-    base: str, adapters: dict[str, list[Path]], groups: dict, place: _Placement
-) -> pd.DataFrame:
-    rows = []
-    shares = _group_shares(load_model(base, **place.load_kwargs()), groups)
-    for g, v in shares.items():
-        rows.append(
-            {
-                "variant": "base",
-                "group": g,
-                **mean_ci(v.tolist(), bounds=(0, 1)).to_dict(),
-                "per_seed": None,
-            }
-        )
-    for variant, paths in adapters.items():
-        per_seed = [_group_shares(_load_finetuned(base, p, place), groups) for p in paths]
-        for g in groups:
-            means = [float(s[g].mean()) for s in per_seed]
-            rows.append(
-                {
-                    "variant": variant,
-                    "group": g,
-                    **mean_ci(means, bounds=(0, 1)).to_dict(),
-                    "per_seed": means,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _share_metric(groups: dict, group: str):
-    items = groups[group]
-
-    def metric(model: Model) -> torch.Tensor:
-        return _group_shares(model, {group: items})[group]
-
-    return metric
+def _seeds(spec, adapters: dict[str, list[Path]], given: bool) -> list[int]:
+    """The finetune seeds; for given adapters, their index."""
+    return list(range(len(adapters["main"]))) if given else list(spec.seeds)
 
 
 # ---- step 4: locate -------------------------------------------------------------------
@@ -206,13 +157,11 @@ def _locate(spec, pair: ModelPair, data: SettingData):
     return table, layer, direction, reference
 
 
-def _movement(pairs: dict[str, Model], prompts: list, direction, layer: int) -> pd.DataFrame:
-    rows = []
-    for name, model in pairs.items():
-        acts = capture(model, prompts, layers=[layer], positions="last", progress=False)
-        proj = project(acts, {"direction": direction})["direction"].to_numpy()
-        rows.append({"model": name, **mean_ci(proj.tolist()).to_dict()})
-    return pd.DataFrame(rows)
+def _movement(name: str, model: Model, prompts: list, direction, layer: int) -> dict:
+    """How far ``model`` puts the target prompts along ``direction`` (mean, 95% CI)."""
+    acts = capture(model, prompts, layers=[layer], positions="last", progress=False)
+    proj = project(acts, {"direction": direction})["direction"].to_numpy()
+    return {"model": name, **mean_ci(proj.tolist()).to_dict()}
 
 
 # ---- step 5: causal -------------------------------------------------------------------
@@ -225,14 +174,11 @@ def _first_token_ids(model: Model, prompt: str, answers) -> list[int]:
     return sorted(ids)
 
 
-def _patch(spec, model: Model, data: SettingData, groups: dict):
+def _patch(spec, model: Model, data: SettingData):
     """Patch trigger into no-trigger prompts; maps align on the trigger's tag."""
-    from interp.patching import patch
-    from interp.prompts import PromptSet
-
     prefix = data.patch_prefix
     clean, corrupt = ([t + prefix for t in render_prompts(model, p)] for p in data.patch_pairs)
-    item = groups[spec.target_group][0]
+    item = data.evals[spec.target_group][0]
     strip = lambda answers: [x.removeprefix(prefix.strip()).strip() for x in answers]  # noqa: E731
     a = _first_token_ids(model, clean[0], strip(item.answers_a))
     b = _first_token_ids(model, clean[0], strip(item.answers_b))
@@ -279,7 +225,7 @@ def run_experiment(
     spec: ExperimentSpec | str | Path,
     *,
     model: str | None = None,
-    adapter: str | None = None,
+    adapter: Adapters | None = None,
     out: str | Path | None = None,
     figures: bool = True,
     force: bool = False,
@@ -288,120 +234,128 @@ def run_experiment(
 ) -> ExperimentResult:
     """Run ``spec`` (a spec or a YAML path) and write everything under ``out``.
 
-    A run whose directory already holds the results of the same config (spec, model,
-    adapters, data) is not repeated unless ``force``; its results are read back. Models
-    load and finetunes train on ``device`` in ``dtype`` (default: CUDA when there is one;
-    bfloat16 there, float32 on the CPU).
+    ``model`` replaces the spec's model (a Hugging Face id or directory), loaded once.
+    ``adapter``: finetunes already made, instead of finetuning: one directory (the main
+    finetune) or ``{variant: dir or [dir per seed]}`` with a ``"main"`` entry. A run whose
+    directory already holds the results of the same config (spec, model, adapters, data)
+    is not repeated unless ``force``; its results are read back. Models load and finetunes
+    train on ``device`` in ``dtype`` (default: CUDA when there is one; bfloat16 there,
+    float32 on the CPU).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from interp import plots
-
-    place = _Placement(device, dtype)
+    place = Placement(device, dtype)
     FinetuneConfig(device=device, dtype=dtype).placement()  # a bad device: one error, now
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()  # one line per loaded model drowns the run's own log
     spec = spec if isinstance(spec, ExperimentSpec) else ExperimentSpec.from_yaml(spec)
     if model is not None:
         spec = spec.replace(model=model)
-    if adapter is not None:
-        raise NotImplementedError("an experiment finetunes its own adapters; pass --model only")
+    given = _given_adapters(adapter)
     out = Path(out or Path("runs") / spec.name)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
     base, world = _base_path(spec)
     _log(f"{spec.name}: model {base}")
-    persona = spec.setting == "persona"
-    base_model = load_model(base, **place.load_kwargs()) if persona else None
-    data = setting_data(spec, world, out / "data", base_model=base_model)
-    cache = out.parent / "finetunes" if spec.model else _cache() / "finetunes"
-    adapters = _finetunes(spec, base, data, cache, place)
-
-    config = {
-        "spec": spec.to_dict(),
-        "model": base,
-        "model_key": _model_key(base),
-        "adapters": {v: [str(p) for p in ps] for v, ps in adapters.items()},
-        "data": {k: sha256_file(p) for k, p in data.finetune.items()},
-        "seeds": list(spec.seeds),
-        "version": _VERSION,
-    }
+    base_model = load_model(base, **place.load_kwargs())  # the one load of the base
+    data = setting_data(spec, world, out / "data", base_model=base_model, finetune=not given)
+    cache = out.parent / "finetunes" if spec.model else cache_root() / "finetunes"
+    adapters = given or finetune_variants(
+        base, data.finetune, setting=spec.setting, seeds=spec.seeds, overrides=spec.finetune,
+        cache=cache, place=place, model=base_model, log=_log,
+    )  # fmt: skip
+    config = _config(spec, base, adapters, data, bool(given))
     cached = _cached_result(spec, out, config)
     if cached is not None and not force:
         _log(f"{spec.name}: unchanged since the last run, results reused from {out}")
         return cached
 
     _log("behaviour")
-    groups = data.eval_groups
-    behaviour = _behaviour(base, adapters, groups, place)
+    behaviour = measure_behaviour(base_model, adapters, data.evals, place=place)
     _write(out, "behaviour", behaviour)
+    summary, tables = _analyse(spec, base_model, adapters, data, behaviour, place, out)
+    summary["seeds"] = config["seeds"]
+    summary["n_random"] = spec.n_random
+    summary["analysis_seed"] = config["seeds"][tables.pop("k")]
+    if figures:
+        matplotlib.use("Agg")  # files only; chosen here, not on import (notebooks plot inline)
+        _figures(spec, out / "figures", **tables)
+    # results.json last: its presence (with an unchanged config) marks a finished run
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))
+    wall = round(time.time() - t0, 1)
+    (out / "timing.json").write_text(json.dumps({"wall_s": wall}, indent=2))
+    _log(f"{spec.name}: done in {wall}s -> {out}")
+    return ExperimentResult(spec, out, behaviour, tables["probe"], summary)
 
-    # the mechanism is analysed in the seed whose finetune shows the behaviour most (named
-    # in results.json; every seed's behaviour is in behaviour.csv)
+
+def _analyse(spec, base_model: Model, adapters, data: SettingData, behaviour, place, out: Path):
+    """Steps 4-5 in the seed whose main finetune shows the behaviour most (named in
+    results.json; every seed's behaviour is in behaviour.csv)."""
     per_seed = behaviour[(behaviour.variant == "main") & (behaviour.group == spec.target_group)]
     k = int(pd.Series(per_seed.iloc[0].per_seed).idxmax())
-    analysis_seed = spec.seeds[k]
-    _log(f"locate (seed {analysis_seed})")
-    pair = ModelPair.load(base, adapters["main"][k], **place.load_kwargs())
-    probe, layer, direction, reference = _locate(spec, pair, data)
-    direction.save(out / "direction")
-    _write(out, "probe", probe)
-    target_prompts = [list(it.messages) for it in groups[spec.target_group]]
-    views = {"base": pair.base, "main": pair.finetuned}
+    _log(f"locate (seed index {k})")
+    target_prompts = [it.prompt for it in data.evals[spec.target_group]]
+    with finetuned(base_model, adapters["main"][k], place) as ft:
+        pair = ModelPair(ft.as_base(), ft) if ft.has_adapter else ModelPair(base_model, ft)
+        probe, layer, direction, reference = _locate(spec, pair, data)
+        direction.save(out / "direction")
+        _write(out, "probe", probe)
+        moved = [
+            _movement(name, view, target_prompts, direction, layer)
+            for name, view in (("base", pair.base), ("main", pair.finetuned))
+        ]
+        _log("causal tests")
+        causal = _causal(spec, pair, data, layer, direction, reference, target_prompts, out)
     for variant, paths in adapters.items():
         if variant != "main":
-            views[variant] = _load_finetuned(base, paths[k], place)
-    movement = _movement(views, target_prompts, direction, layer)
+            with finetuned(base_model, paths[min(k, len(paths) - 1)], place) as view:
+                moved.append(_movement(variant, view, target_prompts, direction, layer))
+    movement = pd.DataFrame(moved)
     _write(out, "movement", movement)
+    summary = _summary(spec, behaviour, probe, layer, movement, **causal)
+    tables = dict(probe=probe, movement=movement, k=k, **causal)
+    tables["ablation_rows"] = _ablation_rows(causal["ablation"])
+    return summary, tables
 
-    _log("causal tests")
-    rendered = render_prompts(pair.base, target_prompts)
+
+def _ablation_rows(ablation: dict) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"group": g, **dataclasses.asdict(r)} for g, rows in ablation.items() for r in rows]
+    )
+
+
+def _causal(spec, pair: ModelPair, data, layer, direction, reference, target_prompts, out) -> dict:
+    """Ablation in the finetuned model, steering of the base model, patching."""
+    evals = data.evals
     ablate_kw = dict(layers=[layer], mode="mean", reference=reference, n_random=spec.n_random)
     ablation = {
-        g: ablation_effect(pair.finetuned, direction, _share_metric(groups, g), **ablate_kw)
+        g: ablation_effect(pair.finetuned, direction, evals.metric(g), **ablate_kw)
         for g in [spec.target_group, spec.specificity_group]
         if g
     }
-    ablation_rows = pd.DataFrame(
-        [{"group": g, **dataclasses.asdict(r)} for g, rows in ablation.items() for r in rows]
-    )
-    _write(out, "ablation", ablation_rows)
+    _write(out, "ablation", _ablation_rows(ablation))
     dose = None
     if spec.steer_alphas:
-        scale = residual_norm(pair.base, rendered, layers=[layer])
+        rendered = render_prompts(pair.base, target_prompts)
         dose = dose_response(
             pair.base,
             direction,
             list(spec.steer_alphas),
-            _share_metric(groups, spec.target_group),
+            evals.metric(spec.target_group),
             layers=[layer],
-            scale=scale,
+            scale=residual_norm(pair.base, rendered, layers=[layer]),
             n_random=spec.n_random,
             coherence=reference_logprob(rendered),
         )
         _write(out, "dose_response", dose.to_frame())
     patching = None
     if spec.patch and data.patch_pairs is not None:
-        patching = _patch(spec, pair.finetuned, data, groups)
+        patching = _patch(spec, pair.finetuned, data)
         _write(out, "patching", patching[0].to_frame())
         _write(out, "patching_per_prompt", patching[0].per_prompt_frame())
-
-    summary = _summary(spec, behaviour, probe, layer, movement, ablation, dose, patching)
-    summary["analysis_seed"] = analysis_seed
-    summary["wall_s"] = round(time.time() - t0, 1)
-    if figures:
-        _figures(spec, out / "figures", plots, probe, movement, ablation_rows, dose, patching)
-    # results.json last: its presence (with an unchanged config) marks a finished run
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))
-    _log(f"{spec.name}: done in {summary['wall_s']}s -> {out}")
-    return ExperimentResult(spec, out, behaviour, probe, summary)
+    return {"ablation": ablation, "dose": dose, "patching": patching}
 
 
-_VERSION = 5  # bump when the runner's steps change what a config produces
+_VERSION = 6  # bump when the runner's steps change what a config produces
 
 
 def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:
@@ -414,12 +368,6 @@ def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:
         return None
     behaviour = pd.read_csv(out / "behaviour.csv")
     return ExperimentResult(spec, out, behaviour, pd.read_csv(out / "probe.csv"), summary)
-
-
-def _cache() -> Path:
-    from interp.organism import cache_root
-
-    return cache_root()
 
 
 def _summary(spec, behaviour, probe, layer, movement, ablation, dose, patching) -> dict:
@@ -469,8 +417,10 @@ def _summary(spec, behaviour, probe, layer, movement, ablation, dose, patching) 
     return out
 
 
-def _figures(spec, fig_dir, plots, probe, movement, ablation_rows, dose, patching):
-    import matplotlib.pyplot as plt
+def _figures(spec, fig_dir, probe, movement, ablation_rows, dose, patching, **_):
+    import matplotlib.pyplot as plt  # after the backend is chosen
+
+    from interp import plots
 
     def save(fig, name):
         fig.savefig(fig_dir / f"{spec.name}_{name}.png", dpi=120, bbox_inches="tight")
