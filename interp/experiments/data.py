@@ -180,6 +180,7 @@ def _user_data(spec, with_finetune: bool) -> SettingData:
     if with_finetune:
         if "main" not in finetune:
             raise InterpError("spec.data['finetune'] needs a 'main' variant")
+        finetune = {"main": finetune.pop("main"), **finetune}  # main first, then controls
         for p in finetune.values():
             read_chat_jsonl(p)  # validates the file early, with a clear error
     evals = EvalSet.load(spec.data["eval"])
