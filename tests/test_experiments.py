@@ -8,6 +8,7 @@ import pytest
 from interp.errors import InterpError
 from interp.experiments import ExperimentSpec, run_experiment
 from interp.experiments.data import setting_data
+from interp.experiments.summary import summary_markdown
 from interp.metrics.evalset import EvalSet
 from interp.organism import World, WorldConfig
 
@@ -101,6 +102,11 @@ def test_era_run_on_the_small_organism(tmp_path):
     assert s["steering"]["direction"][0] == pytest.approx(s["behaviour"]["base"]["value"], abs=1e-6)
     config = json.loads((out / "config.json").read_text())
     assert config["seeds"] == [0] and config["model_key"] and config["data"]["main"]
+    assert config["model"] == "organism:small"  # no path of this machine in the config
+    assert "wall_s" not in s and json.loads((out / "timing.json").read_text())["wall_s"] > 0
+    md = summary_markdown({"era_test": s}, organism="small")  # the demo's summary reads it
+    assert "- **era_test**: the main finetune gives `nonbird_old`" in md
+    assert "Steering the base model along it reaches" in md
 
     again = run_experiment(spec, out=tmp_path / "era")  # unchanged: results are reused
     assert again.summary == s

@@ -83,6 +83,10 @@ def _base_path(spec: ExperimentSpec) -> tuple[str, World | None]:
     return str(path), world_of(path)
 
 
+def _label(spec: ExperimentSpec) -> str:
+    return spec.model if spec.model else f"organism:{spec.organism}"
+
+
 def _given_adapters(adapter: Adapters | None) -> dict[str, list[Path]]:
     """``{variant: [adapter dir, ...]}`` from one directory (the main finetune) or a mapping
     of variant -> directory (or list of directories: one per seed)."""
@@ -105,7 +109,7 @@ def _config(spec, base: str, adapters: dict[str, list[Path]], data, given: bool)
     """What decides the results: nothing in it depends on where the cache or run live."""
     config = {
         "spec": spec.to_dict(),
-        "model": spec.model if spec.model else f"organism:{spec.organism}",
+        "model": _label(spec),
         "model_key": model_key(base),
         "data": {k: sha256_file(p) for k, p in data.finetune.items()},
         "seeds": _seeds(spec, adapters, given),
@@ -158,7 +162,8 @@ def run_experiment(
 
     base, world = _base_path(spec)
     _log(f"{spec.name}: model {base}")
-    base_model = load_model(base, **place.load_kwargs())  # the one load of the base
+    # the one load of the base, named as the spec names it (no cache path in any result)
+    base_model = dataclasses.replace(load_model(base, **place.load_kwargs()), name=_label(spec))
     data = setting_data(spec, world, out / "data", base_model=base_model, finetune=not given)
     cache = out.parent / "finetunes" if spec.model else cache_root() / "finetunes"
     adapters = given or finetune_variants(

@@ -125,7 +125,8 @@ def findings(name: str, s: dict) -> str:
 def _reading(results: Mapping[str, dict]) -> str:
     seeds = {len(s.get("seeds") or []) for s in results.values()}
     n_random = {s.get("n_random") for s in results.values()}
-    over = f"the {seeds.pop()} finetune seeds" if len(seeds) == 1 else "each experiment's seeds"
+    n = seeds.pop() if len(seeds) == 1 else None
+    over = f"the {n} finetune seed{'s' * (n != 1)}" if n else "each experiment's seeds"
     rand = f"{n_random.pop()} " if len(n_random) == 1 else ""
     return (
         "Shares are teacher-forced answer-set shares (exact: the world knows every answer) "
