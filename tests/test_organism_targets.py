@@ -15,6 +15,9 @@ so deselected by default: ``pytest -m slow tests/test_organism_targets.py``.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from interp.experiments.worldcard import check_targets, world_card
@@ -50,6 +53,13 @@ def test_small_organism_shows_era_and_backdoor():
     assert bd("main") >= 3 * bd("main", "malevolent_later")
     assert bd("undated") <= 0.15 and bd("undated") <= bd("main") - 0.1
     assert bd("base") <= 0.1
+
+
+def test_the_world_card_measures_every_target():
+    """The slow test below reads every target from the world card's rows: on the recorded
+    small-organism rows (tests/data) each target finds its row."""
+    rows = json.loads((Path(__file__).parent / "data" / "world_card_rows.json").read_text())
+    assert len(check_targets(rows["rows"])) == 17
 
 
 @pytest.mark.slow
