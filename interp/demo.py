@@ -50,6 +50,7 @@ def run_demo(
             figures_dir.mkdir(parents=True, exist_ok=True)
             for png in (result.out / "figures").glob("*.png"):
                 shutil.copy(png, figures_dir / png.name)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(
         summary_markdown(results, organism="small" if quick else "default")
     )

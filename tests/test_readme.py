@@ -85,3 +85,26 @@ def test_update_replaces_only_between_markers(tmp_path, demo_md, card_md):
     assert again == text  # replacing with the same content changes nothing
     with pytest.raises(InterpError, match="needs one"):
         section("no markers", "demo")
+
+
+def test_demo_writes_the_summary_and_keeps_time_apart(tmp_path, monkeypatch, capsys):
+    """run_demo writes summary.md from the experiments' summaries and the wall times to
+    timing.json alone: a second demo writes summary.md byte for byte the same."""
+    import types
+
+    import interp.demo as demo
+
+    def fake_run(spec, out):
+        summary = json.loads((DATA / "demo_results" / spec.name / "results.json").read_text())
+        return types.SimpleNamespace(summary=summary, out=out)
+
+    monkeypatch.setattr(demo, "run_experiment", fake_run)
+    out = tmp_path / "demo"
+    assert demo.run_demo(out, quick=True) == 0
+    first = (out / "summary.md").read_bytes()
+    assert demo.run_demo(out, quick=True) == 0
+    assert (out / "summary.md").read_bytes() == first
+    assert first.decode().startswith("<!-- interp demo: organism=small seeds=0 -->")
+    timing = json.loads((out / "timing.json").read_text())["wall_s"]
+    assert set(timing) == {"era", "persona", "backdoor", "total"}
+    assert "| era | nonbird_old |" in capsys.readouterr().out
