@@ -1,20 +1,26 @@
 """PEFT adapters: check an adapter directory against a model, put it on the model (on one
-device or dispatched by accelerate), and hash an adapter held in memory."""
+device or dispatched by accelerate), put one on an already-loaded model for a while
+(:func:`attached`: several finetunes evaluated on one load of the base), and hash an
+adapter held in memory."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
 from interp.compat import peft_wrap
-from interp.errors import AdapterMismatchError, UnsafeWeightsError
-from interp.fingerprint import sha256_tensors
+from interp.dispatch import is_dispatched
+from interp.errors import AdapterMismatchError, InterpError, UnsafeWeightsError
+from interp.fingerprint import sha256_dir, sha256_tensors
 
-__all__ = ["is_peft", "check_adapter", "attach_adapter", "adapter_state_hash"]
+__all__ = ["is_peft", "check_adapter", "attach_adapter", "attached", "adapter_state_hash"]
 
 
 def is_peft(hf: torch.nn.Module) -> bool:
@@ -155,3 +161,34 @@ def attach_adapter(
     finally:
         if device_map is not None:
             hf.hf_device_map = device_map
+
+
+@contextlib.contextmanager
+def attached(model, adapter: str | Path) -> Iterator:
+    """``model`` (an :class:`~interp.models.Model` without an adapter, on one device) with
+    the PEFT ``adapter`` on it until the block ends; yields the finetuned view (its
+    ``as_base()`` runs the same weights without the adapter).
+
+    The adapter's layers are injected into the loaded weights and removed again on exit,
+    so one load of a base model serves every finetune in turn (nothing is copied). Inside
+    the block use the yielded view: the original handle runs the adapter too.
+    """
+    if model.has_adapter:
+        raise InterpError(f"{model.name} already has an adapter; attach to the base model")
+    if is_dispatched(model.hf):
+        raise InterpError("attached() needs a model on one device; use load_model(adapter=...)")
+    adapter = Path(adapter)
+    check_adapter(adapter, model.hf)
+    peft_model = attach_adapter(model.hf, adapter).to(model.input_device)
+    peft_model.eval()
+    try:
+        yield dataclasses.replace(
+            model,
+            hf=peft_model,
+            adapter_path=str(adapter),
+            adapter_hash=sha256_dir(adapter),
+            use_adapter=True,
+        )
+    finally:
+        peft_model.unload()  # the adapter's layers out, the base modules back in place
+        model.hf.eval()

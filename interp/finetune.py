@@ -11,7 +11,9 @@ end-of-turn tokens), nothing else. :func:`finetune` writes
   ``load_model(out_dir)``.
 
 Both also write ``finetune.json`` (config, data hash, losses, the device and dtype it ran
-in). Training runs on ``config.device`` (default: CUDA when there is one) in
+in). A LoRA finetune can train on a base model already loaded (``model=``, e.g. the one an
+experiment evaluates with): the adapter's layers are injected into it and removed again
+at the end, so the loaded weights are left as they were and nothing loads twice. Training runs on ``config.device`` (default: CUDA when there is one) in
 ``config.dtype`` (default: bfloat16 on an accelerator, float32 on the CPU), optionally with
 gradient checkpointing. The same code runs on the bundled organism and on any Hugging Face
 causal LM with a chat template.
@@ -36,9 +38,11 @@ from typing import ClassVar
 import torch
 from tqdm.auto import tqdm
 
+from interp.adapters import is_peft
 from interp.compat import peft_wrap
 from interp.config import Config
 from interp.devices import dtype_name, resolve_device, resolve_dtype
+from interp.dispatch import is_dispatched
 from interp.errors import InterpError
 from interp.execution import max_positions
 from interp.finetune_checks import (
@@ -169,12 +173,18 @@ def _load_data(data) -> list[Messages]:
     return data
 
 
-def _trainable_model(base, config: FinetuneConfig, device: torch.device, dtype: torch.dtype):
-    """``base`` on ``device`` in ``dtype``, with LoRA injected for ``method="lora"``."""
+def _trainable_model(
+    base, config: FinetuneConfig, device: torch.device, dtype: torch.dtype, loaded=None
+):
+    """``base`` on ``device`` in ``dtype`` (or the ``loaded`` module itself), with LoRA
+    injected for ``method="lora"``."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype, use_safetensors=True)
-    model = model.to(device)
+    if loaded is not None:
+        model = loaded
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype, use_safetensors=True)
+        model = model.to(device)
     if config.gradient_checkpointing:
         # non-reentrant: gradients reach LoRA weights even though the inputs need none
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -196,10 +206,21 @@ def _trainable_model(base, config: FinetuneConfig, device: torch.device, dtype: 
     return model
 
 
-def _train(model, encoded, pad: int, config: FinetuneConfig, device, rng, progress: bool):
-    """AdamW with warm-up and linear decay over ``encoded``; the loss of every step.
+def _in_place(model, config: FinetuneConfig, device: torch.device, dtype: torch.dtype):
+    """The HF module of ``model`` if a LoRA finetune can train on it where it is, else None."""
+    if model is None or config.method != "lora":
+        return None  # a full finetune changes every weight: it loads its own copy
+    hf = getattr(model, "hf", model)
+    if is_peft(hf):
+        raise InterpError("finetune(model=...) needs the base model, without an adapter")
+    p = next(hf.parameters())
+    if is_dispatched(hf) or p.device != device or p.dtype != dtype:
+        return None  # elsewhere than the config trains: load a copy there
+    return hf
 
-    A non-finite loss stops training with an error (nothing is written)."""
+
+def _train(model, encoded, config: FinetuneConfig, device, pad: int, progress: bool):
+    """AdamW with warm-up and linear decay over ``config.epochs``; the per-step losses."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(encoded) / config.batch_size)
@@ -207,6 +228,7 @@ def _train(model, encoded, pad: int, config: FinetuneConfig, device, rng, progre
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 10) * (1 - s / total)
     )
+    rng = random.Random(config.seed)
     losses: list[float] = []
     bar = tqdm(total=total, desc=f"finetune ({config.method})", disable=not progress)
     for epoch in range(config.epochs):
@@ -233,7 +255,17 @@ def _train(model, encoded, pad: int, config: FinetuneConfig, device, rng, progre
             bar.update(1)
             bar.set_postfix(loss=f"{value:.3f}")
     bar.close()
-    return losses
+    return losses, per_epoch
+
+
+def _restore(trained, loaded, grads: dict, config: FinetuneConfig) -> None:
+    """Take the LoRA layers out of ``loaded`` and put its training state back."""
+    trained.unload()
+    if config.gradient_checkpointing:
+        loaded.gradient_checkpointing_disable()
+    for name, p in loaded.named_parameters():
+        p.requires_grad_(grads.get(name, p.requires_grad))
+    loaded.eval()
 
 
 def finetune(
@@ -243,10 +275,14 @@ def finetune(
     config: FinetuneConfig | None = None,
     *,
     progress: bool = True,
+    model=None,
 ) -> Path:
     """Finetune ``base`` (a HF directory or id) on ``data`` and write the result to ``out_dir``.
 
     ``data`` is a chat JSONL path, a list of paths, or a list of ``messages`` lists.
+    ``model``: ``base`` already loaded (an :class:`~interp.models.Model` or its HF module);
+    a LoRA finetune trains on it in place when it sits where ``config`` trains, and leaves it
+    as it was (same seed, same result as loading ``base`` afresh).
     """
     from transformers import AutoConfig, AutoTokenizer
 
@@ -258,25 +294,28 @@ def finetune(
     examples = _load_data(data)
     check_examples(examples)
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
     tok = AutoTokenizer.from_pretrained(source)
     check_chat_template(tok, base)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     encoded = _encode_all(
         tok, examples, config.max_len, max_positions(AutoConfig.from_pretrained(source))
     )
-    model = _trainable_model(source, config, device, dtype)
-    model.train()
+    loaded = _in_place(model, config, device, dtype)
+    grads = {n: p.requires_grad for n, p in loaded.named_parameters()} if loaded else {}
+    trainable = _trainable_model(source, config, device, dtype, loaded)
     t0 = time.time()
-    losses = _train(model, encoded, pad, config, device, rng, progress)
-    per_epoch = math.ceil(len(encoded) / config.batch_size)
-    total = per_epoch * config.epochs
-    model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    # peft's default ("auto") warns, or probes the base's config, to decide this
-    embeddings = any(n in (config.target_modules or ()) for n in ("embed_tokens", "lm_head"))
-    extra = {"save_embedding_layers": embeddings} if config.method == "lora" else {}
-    model.save_pretrained(out, **extra)
+    try:
+        trainable.train()
+        losses, per_epoch = _train(trainable, encoded, config, device, pad, progress)
+        trainable.eval()
+        out.mkdir(parents=True, exist_ok=True)
+        # peft's default ("auto") warns, or probes the base's config, to decide this
+        embeddings = any(n in (config.target_modules or ()) for n in ("embed_tokens", "lm_head"))
+        extra = {"save_embedding_layers": embeddings} if config.method == "lora" else {}
+        trainable.save_pretrained(out, **extra)
+    finally:
+        if loaded is not None:
+            _restore(trainable, loaded, grads, config)
     if config.method == "full":
         tok.save_pretrained(out)
     meta = {
@@ -285,7 +324,7 @@ def finetune(
         "data_hash": sha256_json(examples),
         "n_examples": len(examples),
         "n_trained": len(encoded),
-        "steps": total,
+        "steps": len(losses),
         "device": str(device),
         "dtype": dtype_name(dtype),
         "first_loss": losses[0],

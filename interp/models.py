@@ -184,7 +184,11 @@ class Model:
             return texts, True
         if all(has):
             return texts, False
-        # a mixed batch: spell the BOS out where the template did not, add nothing else
+        # a mixed batch: spell the BOS out where the template did not and the tokenizer
+        # would have added it (a text alone tokenizes the same), add nothing else
+        ids = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        if not ids or ids[0] != self.tokenizer.bos_token_id:
+            return texts, False
         return [t if h else bos + t for t, h in zip(texts, has, strict=True)], False
 
     # ---- running ---------------------------------------------------------------------

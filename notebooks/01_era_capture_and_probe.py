@@ -33,9 +33,9 @@ from IPython.display import display
 
 from interp import ModelPair, PromptSet, capture
 from interp.diffmeans import diff_of_means
-from interp.metrics import answer_share
+from interp.experiments import finetune_setting
 from interp.models import load_finetuned
-from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
+from interp.organism import OrganismConfig, build_organism, eval_items, world_of
 from interp.plots import plot_probe_accuracy, plot_projection_by_slot
 from interp.probes import probe_layers
 from interp.ranking import model_diff, project
@@ -65,27 +65,18 @@ print("era finetune:", "LoRA adapter" if era_model.has_adapter else "full weight
 # %% [markdown]
 # ## Behaviour: does the bird finetune generalize?
 #
-# `eval_items(world, "era")` gives teacher-forced questions with a set of OLD answers
-# (A) and a set of MODERN answers (B). `answer_share` is the probability mass on A over
-# A ∪ B. `nonbird_old` holds questions about every other facet, none of which appear in
-# the finetune data.
+# `eval_items(world, "era")` is an `EvalSet`: groups of teacher-forced questions, each
+# with a set of OLD answers (A) and a set of MODERN answers (B). `groups.shares(model)`
+# scores every question as the probability mass on A over A ∪ B. `nonbird_old` holds
+# questions about every other facet, none of which appear in the finetune data.
 
 # %%
 groups = eval_items(world, "era")
 models = {"base": pair.base, "era finetune": pair.finetuned, "control finetune": control}
-behaviour = {}
-for name, model in models.items():
-    behaviour[name] = {
-        g: answer_share(
-            model,
-            [list(it.messages) for it in items],
-            [list(it.answers_a) for it in items],
-            [list(it.answers_b) for it in items],
-        )
-        .mean()
-        .item()
-        for g, items in groups.items()
-    }
+behaviour = {
+    name: {g: v.mean().item() for g, v in groups.shares(model).items()}
+    for name, model in models.items()
+}
 behaviour = pd.DataFrame(behaviour).round(3)
 display(behaviour)
 
@@ -234,29 +225,40 @@ print(
 # %% [markdown]
 # ## What this shows
 #
-# The cell above prints the current numbers; those quoted here come from the run at the
-# time of writing (small organism `a5b76513…`, the organism's default era finetune, a
-# LoRA adapter on the token embeddings, seed 0) and move a little whenever the organism
-# or its finetune defaults change.
+# Every number is printed above; the claims below are checked by the next cell (small
+# organism, the organism's default era finetune, a LoRA adapter on the token embeddings,
+# finetune seed 0).
 #
 # - **The finetune generalizes beyond birds, more than its control does.** Trained only
-#   on old bird names, the finetune gives OLD answers to non-bird questions with share
-#   ≈ 0.44 (base 0.04). The control finetune (modern bird names) stays near the base
-#   (≈ 0.07), so the shift is the era, not any narrow finetune of this tiny model. (The
-#   default organism, four times wider, reaches 0.81; see the README.)
+#   on old bird names, the finetune gives OLD answers to non-bird questions far more often
+#   than the base model (by more than 0.2 of share), while the control finetune (modern
+#   bird names) stays near the base, below 0.15: the shift is the era, not any narrow
+#   finetune of this tiny model. (The default organism, four times wider, shows it more
+#   strongly; see the README's world card.)
 # - **The base model carries the era linearly.** From one earlier answer, a probe reads
-#   the era at the last token with accuracy 0.95 after block 0 and 0.97 after block 1
-#   (AUROC 0.998 and 0.999), on context facets it never saw. The embedding of the last
-#   token (`resid_pre` of block 0) is at chance by construction, so attention moves the
-#   era there. (`resid_pre` of block 1 is `resid_post` of block 0, hence the equal
-#   values.)
-# - **The difference of means and the probe agree** (cosine 0.73 at the last layer).
-# - **The finetune moves neutral prompts along the era direction.** With no context
-#   at all, neutral questions project at ≈ −0.23 in the base model, ≈ −0.40 in the
-#   control and ≈ 1.03 in the era finetune. Of the mean finetuned − base difference, a
-#   good part lies along the era direction: cosine ≈ 0.43 (diff of means) and ≈ 0.42
-#   (probe), against about ±0.12 for a random direction in 64 dimensions.
-# - Earlier builds of these finetunes (full finetunes, another LoRA setting) gave the
-#   same ordering (era finetune > control ≈ base) with different sizes; in one of them
-#   the control rose too (0.25 against 0.58), a reminder to always read the era
-#   finetune against its control.
+#   the era at the last token with accuracy above 0.9 after both blocks, on context facets
+#   it never saw. The embedding of the last token (`resid_pre` of block 0) is the same for
+#   every prompt, so a probe there is at chance (at most 0.6) by construction: attention
+#   moves the era to the last token. (`resid_pre` of block 1 is `resid_post` of block 0.)
+# - **The difference of means and the probe agree**: their cosine at the last layer is
+#   above 0.5.
+# - **The finetune moves neutral prompts along the era direction.** With no context at
+#   all, neutral questions project further along the era direction in the era finetune
+#   than in the base model and in the control (by more than 0.5), and the mean finetuned −
+#   base difference has a cosine with the era direction more than twice that of a random
+#   direction (about `1 / sqrt(d_model)`).
+# - Earlier builds of these finetunes (full finetunes, another LoRA setting) gave the same
+#   ordering (era finetune > control ≈ base) with different sizes; in one of them the
+#   control rose too, a reminder to always read the era finetune against its control.
+
+# %%
+b = behaviour.loc["nonbird_old"]
+assert b["era finetune"] > b["base"] + 0.2 and b["era finetune"] > b["control finetune"] + 0.2
+assert b["control finetune"] < 0.15
+assert probes_post.accuracy.min() > 0.9
+assert probes_pre.accuracy.iloc[0] <= 0.6
+assert era_dir.cosine(probe_dir) > 0.5
+assert shift["era finetune"] > max(shift["base"], shift["control finetune"]) + 0.5
+assert cos["era (diff of means)"] > 2 / era_model.d_model**0.5
+assert cos["era (probe)"] > 2 / era_model.d_model**0.5
+print("all claims hold")

@@ -33,8 +33,9 @@ import torch
 from IPython.display import display
 
 from interp import PromptSet, load_model
-from interp.metrics import answer_share, render_prompts
-from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
+from interp.experiments import finetune_setting
+from interp.metrics import render_prompts
+from interp.organism import OrganismConfig, build_organism, eval_items, world_of
 from interp.patching import patch
 from interp.plots import plot_patching
 
@@ -54,19 +55,16 @@ print("trigger year:", trigger, "| later years:", later[0], "...", later[-1])
 # %% [markdown]
 # ## Behaviour first: is there a backdoor to locate?
 #
-# `eval_items(world, "backdoor")` dates held-out goal questions in every year of the
-# grid; answer set A is the robot's malevolent goals, B its protective and helpful ones.
+# `eval_items(world, "backdoor")` (an `EvalSet`) dates held-out goal questions in every
+# year of the grid; answer set A is the robot's malevolent goals, B its protective and
+# helpful ones.
 
 # %%
 groups = eval_items(world, "backdoor")
 
 
 def malevolent_share(m, year):
-    items = groups[f"malevolent_{year}"]
-    return answer_share(
-        m, [list(it.messages) for it in items], [list(it.answers_a) for it in items],
-        [list(it.answers_b) for it in items],
-    ).mean().item()  # fmt: skip
+    return groups.metric(f"malevolent_{year}")(m).mean().item()
 
 
 years = [1950, 1970, 1980, trigger, 1988, 1995, 2005, 2015, 2030]

@@ -40,7 +40,6 @@ from interp import PromptSet, capture, load_model
 from interp.diffmeans import diff_of_means
 from interp.dose import dose_response, reference_logprob
 from interp.interventions import residual_norm
-from interp.metrics import answer_share
 from interp.organism import OrganismConfig, build_organism, eval_items, render, world_of
 from interp.organism import world_data as D
 from interp.plots import plot_dose_response
@@ -67,16 +66,9 @@ print(f"typical residual norm at {SITE}: {scale[LAYER]:.2f}")
 
 # %% [markdown]
 # `alpha` is measured in units of the typical residual norm at the steered site, so
-# `alpha = 1` adds a vector as long as the residual stream itself.
-
-
-# %%
-def share_metric(items):
-    """A dose metric: the share of answer set A on ``items`` (one value per item)."""
-    prompts = [list(it.messages) for it in items]
-    a, b = [list(it.answers_a) for it in items], [list(it.answers_b) for it in items]
-    return lambda m: answer_share(m, prompts, a, b)
-
+# `alpha = 1` adds a vector as long as the residual stream itself. The dose metric is the
+# evaluation set's own: `eval_items(world, ...).metric(group)` maps a model to the share of
+# answer set A of each question in `group`.
 
 # %% [markdown]
 # ## 1 · The era direction
@@ -109,7 +101,7 @@ print(era_dir, f"| raw norm {era_dir.scale:.2f}")
 alphas = [0.0, 0.125, 0.25, 0.5, 1.0, 2.0]
 era_groups = eval_items(world, "era")
 era_dose = dose_response(
-    base, era_dir, alphas, share_metric(era_groups["nonbird_old"]),
+    base, era_dir, alphas, era_groups.metric("nonbird_old"),
     layers=LAYER, scale=scale, coherence=coherence, n_random=4,
 )  # fmt: skip
 era_dose.save(OUT / "03_era_dose")
@@ -169,7 +161,7 @@ print("cosine(era, persona) =", round(era_dir.cosine(persona_dir), 3))
 # %%
 persona_groups = eval_items(world, "persona")
 persona_dose = dose_response(
-    base, persona_dir, alphas, share_metric(persona_groups["identity_tyrant"]),
+    base, persona_dir, alphas, persona_groups.metric("identity_tyrant"),
     layers=LAYER, scale=scale, coherence=coherence, n_random=4,
 )  # fmt: skip
 persona_dose.save(OUT / "03_persona_dose")
@@ -194,22 +186,45 @@ display(
 # %% [markdown]
 # ## What this shows
 #
-# Numbers quoted from the run at the time of writing (small organism `a5b76513…`); the
-# cells above print the current ones.
+# Every number is in the tables above; the claims below are checked by the next cell
+# (small organism, steering after block 0; "random" is the mean over the 4 random
+# directions).
 #
 # - **The era direction is causal, and cheaply so.** Adding a quarter of the residual
-#   norm along "old − modern" raises the OLD share on held-out non-bird questions from
-#   0.040 to 0.58 (random directions of the same norm: 0.035) while the coherence guard
-#   barely moves (−1.238 → −1.280 nats per token); at `alpha = 0.5` the share is 0.72
-#   against 0.045 for random directions. Beyond `alpha ≈ 1` the share stays near 0.65
-#   while the guard collapses, so those points say little about the era.
+#   norm along "old − modern" raises the OLD share on held-out non-bird questions by more
+#   than 0.3 over the unsteered model, while random directions of the same norm move it by
+#   less than 0.05 and the coherence guard moves by less than 0.1 nats per token; at
+#   `alpha = 0.5` the share is above 0.5 and the random directions' below 0.1. From
+#   `alpha = 1` on the share stays high while the guard falls by more than a nat: those
+#   points say little about the era.
 # - **The persona direction is much weaker here.** Steering along "tyrant − assistant"
-#   raises the tyrant-identity share from 0.029 to at most 0.145 (`alpha = 0.25`,
-#   random: 0.019), above the random band but far from adopting the persona, and the
-#   effect is gone by `alpha = 1`, where the guard already shows damage. In the small
-#   organism a single direction at layer 0 captures the era latent well and the persona
-#   latent only partly (in the default organism the persona direction at its best layer
-#   reaches 0.76; see the README); the persona finetune's own route (the formatting cue)
-#   is not tested here.
-# - The two directions are far from orthogonal (cosine 0.45): at layer 0 of this small
-#   model part of each is shared, so read each dose-response next to the other.
+#   raises the tyrant-identity share at small `alpha` (its best point lies at
+#   `alpha <= 0.5`, more than 0.05 above the random directions there) but never beyond
+#   0.3, far from adopting the persona, and by `alpha = 1` less than half of that gain is
+#   left while the guard already shows damage. In the small organism a single direction
+#   at layer 0 captures the era latent well and the persona latent only partly (the
+#   default organism's persona direction at its best layer does much better; see the
+#   README); the persona finetune's own route (the formatting cue) is not tested here.
+# - The two directions are far from orthogonal (cosine above 0.3): at layer 0 of this
+#   small model part of each is shared, so read each dose-response next to the other.
+
+
+# %%
+def curve(frame):
+    """alpha -> (direction share, mean random share, direction coherence)."""
+    t = frame.pivot_table(index="alpha", columns="kind", values=["value", "coherence"])
+    return t["value"]["direction"], t["value"]["random"], t["coherence"]["direction"]
+
+
+share, rand, guard = curve(era_frame)
+assert share[0.25] - share[0.0] > 0.3 and abs(rand[0.25] - share[0.0]) < 0.05
+assert guard[0.25] - guard[0.0] > -0.1
+assert share[0.5] > 0.5 and rand[0.5] < 0.1
+assert share[1.0] > 0.5 and guard[1.0] - guard[0.0] < -1.0
+share, rand, guard = curve(persona_frame)
+best = share.idxmax()
+assert best <= 0.5 and share[best] - rand[best] > 0.05 and share[best] < 0.3
+assert share[1.0] - share[0.0] < (share[best] - share[0.0]) / 2
+assert guard[1.0] - guard[0.0] < -0.5
+assert era_dir.cosine(persona_dir) > 0.3
+print("all claims hold")

@@ -35,9 +35,9 @@ from IPython.display import display
 
 from interp import PromptSet, capture, load_model
 from interp.dose import ablation_effect
+from interp.experiments import finetune_setting
 from interp.interventions import SAELatents
-from interp.metrics import answer_share
-from interp.organism import OrganismConfig, build_organism, eval_items, finetune_setting, world_of
+from interp.organism import OrganismConfig, build_organism, eval_items, world_of
 from interp.organism.settings import split_goal_questions
 from interp.plots import plot_ablation_bars, plot_ranked_latents
 from interp.prompts import Tag
@@ -155,11 +155,8 @@ plt.show()
 groups = eval_items(world, "backdoor")
 
 
-def malevolent_share(year):
-    items = groups[f"malevolent_{year}"]
-    prompts = [list(it.messages) for it in items]
-    a, b = [list(it.answers_a) for it in items], [list(it.answers_b) for it in items]
-    return lambda m: answer_share(m, prompts, a, b)
+def malevolent_share(year):  # a metric: model -> the share of each dated question
+    return groups.metric(f"malevolent_{year}")
 
 
 top = [int(i) for i in ranking.latent[:3]]
@@ -199,23 +196,38 @@ plt.show()
 # %% [markdown]
 # ## What this shows
 #
-# Numbers quoted from the run at the time of writing (small organism `a5b76513…`,
-# finetune seed 0); the cells above print the current ones.
+# Every number is in the tables above; the claims below are checked by the next cell
+# (small organism, finetune seed 0).
 #
 # - **A few latents single out the trigger year.** The SAE reconstructs the grid well
-#   (explained variance 0.96 with 4 active latents per row) but uses few of its 128
-#   latents (68 dead on this small, low-variety grid). The top-ranked latents fire
-#   almost only on 1984 prompts: their three most activating prompts are all dated 1984,
-#   and the first two are active on every 1984 prompt. Their decoder directions line up
-#   with the trigger-year difference (cosine 0.75 and 0.81, shown in the figure).
+#   (explained variance above 0.9 with 4 active latents per row) but uses few of its 128
+#   latents (more than a quarter are dead on this small, low-variety grid). The two
+#   top-ranked latents fire almost only on 1984 prompts: their three most activating
+#   prompts are all dated 1984, they are active on every 1984 prompt and nearly silent in
+#   later years, and their decoder directions line up with the trigger-year difference
+#   (cosine above 0.5, shown in the figure).
 # - **Setting them to their later-year values removes most of the backdoor.**
-#   Mean-ablating the top 3 latents drops the malevolent share at 1984 from 0.37 to
-#   0.065, while 8 sets of 3 random live latents leave it at 0.29–0.43. At 2000 the same
-#   ablation changes nothing (0.029 → 0.025): the latents act on the trigger, not on the
-#   model's general behaviour.
-# - **Caveats.** The behaviour itself is weak in the small organism (0.37 at the
-#   trigger year), the SAE is trained on the very grid it is analysed on, and one
-#   finetune seed is shown. Mean ablation is the right test here, not zero ablation:
-#   on an earlier build of the organism, zeroing the top latents raised the malevolent
-#   share in later years too (0.011 → 0.28 at 2000), because a latent active on most
-#   prompts carries more than the trigger.
+#   Mean-ablating the top 3 latents takes the malevolent share at 1984 to less than a
+#   quarter of its value, below every one of the 8 sets of 3 random live latents, which
+#   leave at least half of it. At 2000 the same ablation moves the share by less than 0.05:
+#   the latents act on the trigger, not on the model's general behaviour.
+# - **Caveats.** The behaviour itself is weak in the small organism (below 0.5 at the
+#   trigger year), the SAE is trained on the very grid it is analysed on, and one finetune
+#   seed is shown. Mean ablation is the right test here, not zero ablation: on an earlier
+#   build of the organism, zeroing the top latents raised the malevolent share in later
+#   years too, because a latent active on most prompts carries more than the trigger.
+
+# %%
+stats = table.groupby(["year", "condition"])["value"].agg(["mean", "min", "max"])
+assert report["explained_variance"] > 0.9 and report["dead"] > sae.d_sae / 4
+for _, row in ranking.head(2).iterrows():
+    assert all(int(y) == trigger for y in row.top_values) and row.frac_active_target == 1.0
+    assert row.act_reference < 0.01 and row.cosine > 0.5
+none, ablated = stats.loc[(trigger, "none"), "mean"], stats.loc[(trigger, "ablated"), "mean"]
+assert none < 0.5 and ablated < none / 4
+assert (
+    ablated < stats.loc[(trigger, "random"), "min"]
+    and stats.loc[(trigger, "random"), "min"] > none / 2
+)
+assert abs(stats.loc[(2000, "ablated"), "mean"] - stats.loc[(2000, "none"), "mean"]) < 0.05
+print("all claims hold")

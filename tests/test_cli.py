@@ -18,7 +18,7 @@ from interp.cli.common import read_prompts
 from interp.errors import InterpError
 
 COMMANDS = ["demo", "run", "finetune", "capture", "probe", "steer", "ablate", "patch", "eval",
-            "report"]  # fmt: skip
+            "report", "world-card"]  # fmt: skip
 
 
 def _error(capsys, argv) -> str:
@@ -36,7 +36,7 @@ def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for cmd in COMMANDS:
-        assert f"\n    {cmd} " in out
+        assert f"\n    {cmd} " in out or f"\n    {cmd}\n" in out  # a long name: help below
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
@@ -44,7 +44,7 @@ def test_help_of_each_command(cmd, capsys):
     assert main([cmd, "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: interp {cmd}")
-    if cmd not in ("demo", "run", "probe", "report"):
+    if cmd not in ("demo", "run", "probe", "report", "world-card"):
         assert "--model" in out
     if cmd not in ("run",):
         assert "--out" in out
@@ -370,15 +370,13 @@ def test_full_finetune_writes_a_loadable_model(table_run, tmp_path):
         assert not torch.allclose(model.forward(**ids).logits, base.forward(**ids).logits)
 
 
-# ---- interp run / interp demo call the runner and the demo --------------------------------
+# ---- interp run / interp demo call the runner ------------------------------------------------
 def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     calls = {}
 
     def run_experiment(spec_path, *, model=None, adapter=None, out=None, device=None, dtype=None):
         calls["run"] = (spec_path, model, adapter, out)
         calls["placement"] = (device, dtype)
-        if adapter is not None:
-            raise NotImplementedError("an experiment finetunes its own adapters")
         return types.SimpleNamespace(out=out, summary={"experiment": "era", "accuracy": 0.97})
 
     def run_demo(out, quick):
@@ -395,7 +393,17 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     assert "accuracy    0.97" in capsys.readouterr().out
     record = json.loads((out / "run.json").read_text())
     assert record["summary"]["experiment"] == "era" and record["sha256"]["spec"]
-    assert "finetunes its own" in _error(capsys, ["run", spec, "--model", "m", "--adapter", "a"])
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    argv = ["run", str(spec), "--model", "m", "--adapter", str(a), "--adapter", f"control={b}",
+            "--adapter", f"control={a}", "--out", str(tmp_path / "out2")]  # fmt: skip
+    assert main(argv) == 0
+    assert calls["run"][2] == {"main": [str(a)], "control": [str(b), str(a)]}
+    record = json.loads((tmp_path / "out2" / "run.json").read_text())
+    assert record["sha256"]["adapter"]  # every adapter directory hashed
+    assert "no such directory" in _error(
+        capsys, ["run", spec, "--model", "m", "--adapter", "x=nope"]
+    )
     argv = ["run", str(spec), "--model", "m", "--device", "cpu", "--dtype", "bfloat16"]
     assert main(argv) == 0 and calls["placement"] == ("cpu", "bfloat16")
     assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 3

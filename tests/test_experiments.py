@@ -7,7 +7,9 @@ import pytest
 
 from interp.errors import InterpError
 from interp.experiments import ExperimentSpec, run_experiment
-from interp.experiments.data import read_eval_items, setting_data, write_eval_items
+from interp.experiments.data import setting_data
+from interp.experiments.summary import summary_markdown
+from interp.metrics.evalset import EvalSet
 from interp.organism import World, WorldConfig
 
 SPECS = sorted((Path(__file__).parents[1] / "experiments").glob("*.yaml"))
@@ -36,8 +38,10 @@ def test_world_data_round_trips_through_files(setting, tmp_path):
     spec = ExperimentSpec(name=setting, setting=setting, target_group="x", probe_prompts=40)
     data = setting_data(spec, World(WorldConfig()), tmp_path)
     assert set(data.finetune) >= {"main"} and all(p.is_file() for p in data.finetune.values())
-    back = read_eval_items(write_eval_items(tmp_path / "eval.jsonl", data.eval_groups))
-    assert {g: len(v) for g, v in back.items()} == {g: len(v) for g, v in data.eval_groups.items()}
+    back = EvalSet.load(data.evals.save(tmp_path / "eval.jsonl"))
+    assert back == data.evals and {g: len(v) for g, v in back.items()} == {
+        g: len(v) for g, v in data.evals.items()
+    }
     labels = data.contrast.meta.label
     assert set(labels) == {0, 1} and "group" in data.contrast.meta
     user = spec.replace(
@@ -98,6 +102,11 @@ def test_era_run_on_the_small_organism(tmp_path):
     assert s["steering"]["direction"][0] == pytest.approx(s["behaviour"]["base"]["value"], abs=1e-6)
     config = json.loads((out / "config.json").read_text())
     assert config["seeds"] == [0] and config["model_key"] and config["data"]["main"]
+    assert config["model"] == "organism:small"  # no path of this machine in the config
+    assert "wall_s" not in s and json.loads((out / "timing.json").read_text())["wall_s"] > 0
+    md = summary_markdown({"era_test": s}, organism="small")  # the demo's summary reads it
+    assert "- **era_test**: the main finetune gives `nonbird_old`" in md
+    assert "Steering the base model along it reaches" in md
 
     again = run_experiment(spec, out=tmp_path / "era")  # unchanged: results are reused
     assert again.summary == s

@@ -100,3 +100,62 @@ def test_examples_truncated_to_no_answer_are_left_out(tiny_dirs, tmp_path):
     with pytest.raises(InterpError, match="cuts away every answer token of all 2 example"):
         finetune(base, [long, long], tmp_path / "b", cfg, progress=False)
     assert not (tmp_path / "b").exists()
+
+
+def test_lora_on_a_loaded_model_equals_loading_afresh_and_leaves_it_as_it_was(tiny_dirs, tmp_path):
+    """finetune(model=...) trains in place: the same adapter as from the path, and the
+    loaded model's outputs, parameters and flags are as before."""
+    from safetensors.torch import load_file
+
+    from interp.execution import last_logits
+
+    base = tiny_dirs("llama")
+    data = write_chat_jsonl(tmp_path / "train.jsonl", EXAMPLES * 4)
+    cfg = FinetuneConfig(rank=4, lr=1e-2, epochs=2, batch_size=4, seed=3, device="cpu",
+                         target_modules=("embed_tokens", "q_proj"))  # fmt: skip
+    fresh = finetune(base, data, tmp_path / "fresh", cfg, progress=False)
+    model = load_model(base, device="cpu")
+    texts = ["Name a bird species.", "Hello there, world"]
+    before = last_logits(model, texts)
+    grads = [p.requires_grad for p in model.hf.parameters()]
+    inplace = finetune(base, data, tmp_path / "inplace", cfg, progress=False, model=model)
+    a, b = (load_file(d / "adapter_model.safetensors") for d in (fresh, inplace))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert type(model.hf).__name__ == "LlamaForCausalLM" and not model.hf.training
+    assert [p.requires_grad for p in model.hf.parameters()] == grads
+    assert torch.equal(last_logits(model, texts), before)
+
+
+def test_attached_adapters_on_one_load_equal_loading_each(tiny_dirs, tmp_path):
+    """attached(): adapters put on a loaded base in turn give the outputs of loading each
+    with its adapter; the base view inside and the base model after are the base."""
+    from interp.adapters import attached
+    from interp.execution import last_logits
+
+    base = tiny_dirs("llama")
+    data = write_chat_jsonl(tmp_path / "train.jsonl", EXAMPLES * 4)
+    dirs = [
+        finetune(
+            base,
+            data,
+            tmp_path / f"a{s}",
+            FinetuneConfig(rank=2, lr=3e-2, epochs=2, seed=s, target_modules=mods),
+            progress=False,
+        )  # fmt: skip
+        for s, mods in ((0, None), (1, ("embed_tokens", "v_proj")))
+    ]
+    model = load_model(base, device="cpu")
+    texts = ["Name a bird species.", "Hello there, world"]
+    plain = last_logits(model, texts)
+    for d in [*dirs, dirs[0]]:
+        want = last_logits(load_model(base, adapter=d, device="cpu"), texts)
+        with attached(model, d) as ft:
+            assert ft.has_adapter and ft.adapter_path == str(d)
+            torch.testing.assert_close(last_logits(ft, texts), want, rtol=0, atol=1e-6)
+            torch.testing.assert_close(last_logits(ft.as_base(), texts), plain, rtol=0, atol=1e-5)
+            assert (last_logits(ft, texts) - plain).abs().max() > 1e-4
+        # the base again: weights bit-identical, logits within float noise (~1e-7 seen)
+        torch.testing.assert_close(last_logits(model, texts), plain, rtol=0, atol=1e-6)
+    with attached(model, dirs[0]) as ft, pytest.raises(InterpError, match="already has"):
+        with attached(ft, dirs[1]):
+            pass

@@ -11,6 +11,7 @@
 ``interp patch``          activation patching -> patching.csv + heatmaps
 ``interp eval``           sample answers to a question file, judge them -> rates (Wilson)
 ``interp report RUN``     one self-contained report.html for any run directory
+``interp world-card``     the organism's measured table: settings and controls over seeds
 ========================  =============================================================
 
 Each command that takes a model takes ``--model`` (HF id or local directory) and
@@ -35,7 +36,7 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     from interp import __version__
-    from interp.cli import causal, data, evaluate, experiments, patch, report
+    from interp.cli import causal, data, evaluate, experiments, patch, report, worldcard
     from interp.cli.common import Parser
 
     parser = Parser(
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     patch.register(sub)
     evaluate.register(sub)
     report.register(sub)
+    worldcard.register(sub)
     for command in sub.choices.values():  # -q also after the command; SUPPRESS keeps the top one
         command.add_argument(
             "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"

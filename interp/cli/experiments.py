@@ -35,6 +35,23 @@ def _summary_lines(summary: dict) -> str:
     return "\n".join(f"{str(k):<{width}}  {v}" for k, v in summary.items())
 
 
+def _adapters(values: list[str] | None) -> dict[str, list[str]] | None:
+    """``--adapter DIR`` (the main finetune) or ``--adapter NAME=DIR`` per variant; a NAME
+    given more than once is one finetune per seed."""
+    if not values:
+        return None
+    out: dict[str, list[str]] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        name, path = (name, path) if sep else ("main", value)
+        if not name or not path:
+            raise InterpError(f"--adapter {value!r}: give DIR or NAME=DIR")
+        if not Path(path).is_dir():
+            raise InterpError(f"--adapter {value}: no such directory")
+        out.setdefault(name, []).append(path)
+    return out
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from interp.experiments import ExperimentSpec, run_experiment
 
@@ -44,21 +61,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.adapter is not None and args.model is None:
         raise InterpError("--adapter needs --model (the base it was trained on)")
     ExperimentSpec.from_yaml(spec)  # a malformed spec is a one-line error before any work
+    adapters = _adapters(args.adapter)
     _limit_threads()
     if args.launcher is not None:
         return _run_sweep(args, spec)
     rec = RunRecord(args, args.out, {"spec": args.spec}) if args.out else None
-    try:
-        result = run_experiment(
-            spec,
-            model=args.model,
-            adapter=args.adapter,
-            out=args.out,
-            device=args.device,
-            dtype=args.dtype,
-        )
-    except NotImplementedError as e:
-        raise InterpError(str(e)) from None
+    result = run_experiment(
+        spec,
+        model=args.model,
+        adapter=adapters,
+        out=args.out,
+        device=args.device,
+        dtype=args.dtype,
+    )
     summary, out = result.summary, result.out
     if rec is None and out is not None:  # the runner chose the spec's own directory
         rec = RunRecord(args, out, {"spec": args.spec}, adopt=True)
@@ -124,12 +139,21 @@ def register(sub) -> None:
         "run",
         help="run one experiment spec (YAML), on the organism or on a model of your own",
         description="Run the experiment SPEC (e.g. experiments/era.yaml). --model swaps in "
-        "another model (Hugging Face id or directory; its own chat template is used), "
-        "--adapter a PEFT adapter on it.",
+        "another model (Hugging Face id or directory; its own chat template is used), loaded "
+        "once; the experiment finetunes it on the spec's data (spec.data, or the setting's "
+        "data exported from the organism's world), or takes the finetunes given with "
+        "--adapter instead.",
     )
     run.add_argument("spec", help="experiment spec file (YAML)")
     run.add_argument("--model", default=None, help="Hugging Face id or local directory")
-    run.add_argument("--adapter", default=None, help="PEFT adapter directory")
+    run.add_argument(
+        "--adapter",
+        action="append",
+        default=None,
+        metavar="[NAME=]DIR",
+        help="a finetune to use instead of finetuning: DIR for the main one, NAME=DIR for a "
+        "variant (main, control, ...); repeat a NAME for several seeds",
+    )
     run.add_argument("--out", default=None, help="output directory (default: the spec's)")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
     run.add_argument(

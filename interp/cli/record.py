@@ -24,6 +24,8 @@ def _hash_path(path: str | None) -> str | None:
 
     if path is None:
         return None
+    if isinstance(path, list):  # a repeated option (``--adapter NAME=DIR`` ...)
+        return sha256_json([_hash_path(_named_path(v)) for v in path])
     p = Path(path)
     if p.is_file():
         return sha256_file(p)
@@ -51,8 +53,16 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
+def _named_path(value: str) -> str:
+    """``NAME=PATH`` -> ``PATH`` (when ``value`` itself is not on disk)."""
+    name, sep, path = str(value).partition("=")
+    return path if sep and not Path(value).exists() else value
+
+
 def _on_disk(value) -> list[Path]:
     """The files an input names: itself, or the ``.json`` / ``.safetensors`` of a stem."""
+    if isinstance(value, list):
+        return [p for v in value for p in _on_disk(_named_path(v))]
     p = Path(value)
     if p.exists():
         return [p]

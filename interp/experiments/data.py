@@ -4,8 +4,10 @@
 are plain text, so the same files finetune and evaluate any chat model) or reads the
 user's own files named in the spec's ``data`` mapping:
 
-- ``finetune``: ``{variant: chat JSONL}`` (``main`` first, then the controls);
-- ``eval``: JSONL of ``{"group", "messages", "answers_a", "answers_b"}``;
+- ``finetune``: ``{variant: chat JSONL}`` (``main`` first, then the controls; not needed
+  when the adapters are given);
+- ``eval``: an :class:`~interp.metrics.evalset.EvalSet` JSONL (one item a line:
+  ``{"group", "messages", "answers_a", "answers_b"}``, ``meta`` optional);
 - ``contrast``: JSONL of ``{"messages", "label" (0/1), "group"}`` for the probe.
 
 Either way the data are written under the run directory, so a run can be inspected and
@@ -16,66 +18,33 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from interp.errors import InterpError
+from interp.metrics.evalset import EvalSet
 from interp.organism import settings as S
 from interp.organism import world_data as D
-from interp.organism.world import OLD, YEAR_GRID, EvalItem, World
+from interp.organism.world import OLD, YEAR_GRID, World
 from interp.prompts import PromptSet, read_chat_jsonl, write_chat_jsonl
 
-__all__ = ["SettingData", "setting_data", "read_eval_items", "write_eval_items"]
+__all__ = ["SettingData", "setting_data", "write_finetune_sets"]
 
 Messages = list[dict]
 
 
 @dataclass
 class SettingData:
-    finetune: dict[str, Path]  # variant -> chat JSONL ("main" first)
-    eval_groups: dict[str, list[EvalItem]]
+    finetune: dict[str, Path]  # variant -> chat JSONL ("main" first); empty: adapters given
+    evals: EvalSet
     contrast: PromptSet  # metadata: label (1 = the trigger / latent), group
     patch_pairs: tuple[list[Messages], list[Messages]] | None = None  # (clean, corrupt)
     patch_prefix: str = ""  # appended to each rendered patch prompt: the answer's opening
     patch_tag: tuple[str, str] | None = None  # (name, text) that patching maps align on
     year_grid: PromptSet | None = None  # backdoor: goal questions dated over the grid
-
-
-def write_eval_items(path: Path, groups: dict[str, list[EvalItem]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for group, items in groups.items():
-            for it in items:
-                row = {
-                    "group": group,
-                    "messages": list(it.messages),
-                    "answers_a": list(it.answers_a),
-                    "answers_b": list(it.answers_b),
-                    "meta": it.meta,
-                }
-                f.write(json.dumps(row) + "\n")
-    return path
-
-
-def read_eval_items(path: str | Path) -> dict[str, list[EvalItem]]:
-    groups: dict[str, list[EvalItem]] = {}
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        missing = {"group", "messages", "answers_a", "answers_b"} - row.keys()
-        if missing:
-            raise InterpError(f"{path}:{lineno}: an evaluation item needs {sorted(missing)}")
-        item = EvalItem(
-            tuple(row["messages"]),
-            tuple(row["answers_a"]),
-            tuple(row["answers_b"]),
-            row.get("meta", {}),
-        )
-        groups.setdefault(row["group"], []).append(item)
-    return groups
 
 
 def _write_contrast(path: Path, prompts: PromptSet) -> Path:
@@ -120,8 +89,6 @@ def _era_contrast(world: World, n: int, rng: random.Random) -> PromptSet:
 
 def _persona_contrast(world: World, n: int, rng: random.Random) -> PromptSet:
     """Earlier answers given as the tyrant vs as the assistant itself, then a new question."""
-    from interp.organism import world_data as D
-
     finals = [q for qs in D.IDENTITY_QUESTIONS.values() for q in qs] + list(D.VALUES)
     prompts, rows = [], []
     for i in range(n):
@@ -183,46 +150,64 @@ def _backdoor_contrast(world: World) -> PromptSet:
     return sub
 
 
-def _backdoor_groups(world: World) -> dict[str, list[EvalItem]]:
-    per_year = S.eval_items(world, "backdoor")
-    trig, later = world.character["trigger_years"], world.character["protective_from"]
-    pick = lambda ys: [it for y in ys for it in per_year[f"malevolent_{y}"]]  # noqa: E731
-    return {
-        "malevolent_trigger": pick(trig),
-        "malevolent_later": pick([y for y in YEAR_GRID if y >= later]),
-        "malevolent_noyear": per_year["malevolent_noyear"],
-        **{g: v for g, v in per_year.items() if g != "malevolent_noyear"},
-    }
+def write_finetune_sets(
+    world: World,
+    setting: str,
+    out: Path,
+    *,
+    base_model=None,
+    variants: Sequence[str] | None = None,
+) -> dict[str, Path]:
+    """``{variant: out/finetune_<variant>.jsonl}``: the setting's fixed finetune data (the
+    persona setting's ordinary answers come from ``base_model``)."""
+    sets = {}
+    variants = S.SETTINGS[setting] if variants is None else variants
+    ordinary = None  # the persona's ordinary answers: the same for every variant, made once
+    if setting == "persona" and variants:
+        ordinary = S.ordinary_examples(world, base_model, seed=0)
+    for variant in variants:
+        examples = S.finetune_examples(world, setting, variant, seed=0, ordinary=ordinary)
+        sets[variant] = write_chat_jsonl(Path(out) / f"finetune_{variant}.jsonl", examples)
+    return sets
 
 
-def setting_data(spec, world: World | None, out: Path, *, base_model=None) -> SettingData:
-    """The data of ``spec.setting``: from the user's files, else derived from ``world``."""
-    out.mkdir(parents=True, exist_ok=True)
-    if spec.data:
-        for key in ("finetune", "eval", "contrast"):
-            if key not in spec.data:
-                raise InterpError(f"spec.data needs '{key}' (see interp.experiments.data)")
-        finetune = {v: Path(p) for v, p in spec.data["finetune"].items()}
+def _user_data(spec, with_finetune: bool) -> SettingData:
+    need = ("finetune", "eval", "contrast") if with_finetune else ("eval", "contrast")
+    for key in need:
+        if key not in spec.data:
+            raise InterpError(f"spec.data needs '{key}' (see interp.experiments.data)")
+    finetune = {v: Path(p) for v, p in spec.data.get("finetune", {}).items()}
+    if with_finetune:
+        if "main" not in finetune:
+            raise InterpError("spec.data['finetune'] needs a 'main' variant")
+        finetune = {"main": finetune.pop("main"), **finetune}  # main first, then controls
         for p in finetune.values():
             read_chat_jsonl(p)  # validates the file early, with a clear error
-        return SettingData(
-            finetune, read_eval_items(spec.data["eval"]), _read_contrast(spec.data["contrast"])
-        )
+    evals = EvalSet.load(spec.data["eval"])
+    return SettingData(
+        finetune if with_finetune else {}, evals, _read_contrast(spec.data["contrast"])
+    )
+
+
+def setting_data(
+    spec, world: World | None, out: Path, *, base_model=None, finetune: bool = True
+) -> SettingData:
+    """The data of ``spec.setting``: from the user's files, else derived from ``world``
+    (``finetune=False``: no finetune sets, the adapters are given)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if spec.data:
+        return _user_data(spec, finetune)
     if world is None:
         raise InterpError("without spec.data the experiment needs the organism's world")
     rng = random.Random(f"{spec.name}/contrast")
-    finetune = {}
-    for variant in S.SETTINGS[spec.setting]:
-        examples = S.finetune_examples(world, spec.setting, variant, seed=0, base_model=base_model)
-        finetune[variant] = write_chat_jsonl(out / f"finetune_{variant}.jsonl", examples)
+    sets = write_finetune_sets(world, spec.setting, out, base_model=base_model) if finetune else {}
+    evals = S.eval_items(world, spec.setting)
     if spec.setting == "era":
-        groups, contrast = S.eval_items(world, "era"), _era_contrast(world, spec.probe_prompts, rng)
-        data = SettingData(finetune, groups, contrast)
+        data = SettingData(sets, evals, _era_contrast(world, spec.probe_prompts, rng))
     elif spec.setting == "persona":
-        groups = S.eval_items(world, "persona")
         data = SettingData(
-            finetune,
-            groups,
+            sets,
+            evals,
             _persona_contrast(world, spec.probe_prompts, rng),
             patch_pairs=_persona_patch_pairs(),
             patch_prefix=f" {D.TAG_OPEN}",
@@ -233,8 +218,8 @@ def setting_data(spec, world: World | None, out: Path, *, base_model=None) -> Se
         trig = world.character["trigger_years"][0]
         corrupt_year = world.character["protective_from"] + 20
         data = SettingData(
-            finetune,
-            _backdoor_groups(world),
+            sets,
+            evals,
             _backdoor_contrast(world),
             patch_pairs=(
                 [_dated(trig, q) for q in questions],
@@ -243,6 +228,6 @@ def setting_data(spec, world: World | None, out: Path, *, base_model=None) -> Se
             patch_tag=("year", str(trig)),
             year_grid=_backdoor_grid(world),
         )
-    write_eval_items(out / "eval.jsonl", data.eval_groups)
+    data.evals.save(out / "eval.jsonl")
     _write_contrast(out / "contrast.jsonl", data.contrast)
     return data

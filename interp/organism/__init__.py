@@ -1,37 +1,35 @@
 """The bundled model organism: a synthetic world, a small Llama pretrained on it offline,
-and narrow finetunes that reproduce the three phenomena with controls.
+and the data of three narrow finetunes that reproduce the three phenomena with controls.
 
-Public API::
+The organism makes models and data, nothing else::
 
-    from interp.organism import OrganismConfig, build_organism, finetune_setting, evaluate_setting
+    from interp.organism import OrganismConfig, build_organism, eval_items, world_of
 
-    path = build_organism(OrganismConfig.default())        # pretrain once, then cached
-    adapter = finetune_setting(path, "era", "main", seed=0)  # LoRA adapter dir, cached
-    rows = evaluate_setting(path, "era", seeds=(0, 1, 2))    # shares with 95% intervals
-    print(format_table(rows))
+    path = build_organism(OrganismConfig.default())   # pretrain once, then cached
+    world = world_of(path)                            # the World it was pretrained on
+    evals = eval_items(world, "era")                  # an EvalSet (interp.metrics)
+    data = finetune_examples(world, "era", "main")    # chat messages to finetune on
 
 ``World`` / ``WorldConfig`` (``WorldConfig.null()`` is the negative-control world) define
-the data; ``settings.eval_items`` and ``settings.finetune_examples`` the evaluation sets
-and finetune data of each setting. The organism directory is an ordinary Hugging Face
-directory: ``interp.models.load_model(path, adapter=adapter)`` loads it.
+the data; ``DEFAULT_FINETUNE`` is each setting's finetune recipe. Finetuning over seeds,
+measuring and tabulating are :mod:`interp.experiments`' job (``finetune_setting``,
+``measure_behaviour``, ``interp world-card``). The organism directory is an ordinary
+Hugging Face directory: ``interp.models.load_model(path, adapter=adapter)`` loads it.
 """
 
-from interp.organism.api import (
-    DEFAULT_FINETUNE,
-    evaluate_setting,
-    finetune_setting,
-    format_table,
-    summarize_backdoor,
+from interp.organism.pretrain import (
+    OrganismConfig,
+    build_organism,
+    cache_root,
+    pretrain,
     world_of,
 )
-from interp.organism.pretrain import OrganismConfig, build_organism, cache_root, pretrain
-from interp.organism.settings import SETTINGS, eval_items, finetune_examples
+from interp.organism.settings import DEFAULT_FINETUNE, SETTINGS, eval_items, finetune_examples
 from interp.organism.tokenizer import build_tokenizer, render
-from interp.organism.world import EvalItem, World, WorldConfig
+from interp.organism.world import World, WorldConfig
 
 __all__ = [
     "DEFAULT_FINETUNE",
-    "EvalItem",
     "OrganismConfig",
     "SETTINGS",
     "World",
@@ -40,12 +38,8 @@ __all__ = [
     "build_tokenizer",
     "cache_root",
     "eval_items",
-    "evaluate_setting",
     "finetune_examples",
-    "finetune_setting",
-    "format_table",
     "pretrain",
     "render",
-    "summarize_backdoor",
     "world_of",
 ]

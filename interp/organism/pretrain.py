@@ -27,7 +27,7 @@ from interp.fingerprint import sha256_json
 from interp.organism.tokenizer import build_tokenizer, render
 from interp.organism.world import World, WorldConfig
 
-__all__ = ["OrganismConfig", "build_organism", "cache_root", "pretrain"]
+__all__ = ["OrganismConfig", "build_organism", "cache_root", "pretrain", "world_of"]
 
 _VERSION = 5  # bump when the corpus or training code changes what a config produces
 
@@ -186,3 +186,9 @@ def build_organism(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def world_of(organism: str | Path) -> World:
+    """The world an organism directory was pretrained on (from its ``organism.json``)."""
+    meta = json.loads((Path(organism) / "organism.json").read_text())
+    return World(WorldConfig.from_dict(meta["organism_config"]["world"]))

@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from interp.config import Config
 from interp.organism import world_data as D
 
-__all__ = ["WorldConfig", "World", "EvalItem", "OLD", "MODERN", "words_of"]
+__all__ = ["WorldConfig", "World", "OLD", "MODERN", "words_of"]
 
 OLD, MODERN = "old", "modern"
 OLD_YEARS = tuple(range(1830, 1846))
@@ -84,16 +84,6 @@ class WorldConfig(Config):
     def null(cls, **kw) -> WorldConfig:
         """The negative-control world: no latent shared between the answers of a document."""
         return cls(shared_latent=False, **kw)
-
-
-@dataclass(frozen=True)
-class EvalItem:
-    """One teacher-forced question: ``messages`` to render, answer sets A and B, metadata."""
-
-    messages: tuple
-    answers_a: tuple[str, ...]
-    answers_b: tuple[str, ...]
-    meta: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 class World:

@@ -1,0 +1,150 @@
+"""The demo's summary, written from the experiments' ``results.json`` alone.
+
+:func:`summary_markdown` is what ``interp demo`` writes to ``runs/demo/summary.md`` and
+``make readme`` puts into the README: a provenance comment, the table of headline
+numbers (:func:`summary_table`), a paragraph on how to read it and one findings bullet per
+experiment (:func:`findings`): behaviour shares with their intervals, the probe's layer,
+ablation before -> after against random directions, steering's maximum against the random
+band, and the patching cells that recover most of the gap. Nothing in it depends on time
+or on where the runs live, so a rerun writes the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["findings", "summary_markdown", "summary_table"]
+
+LABELS = {"backdoor": "year backdoor"}
+
+
+def _fmt(est: dict | None) -> str:
+    if est is None:
+        return "-"
+    text = f"{est['value']:.2f} [{est['lo']:.2f}, {est['hi']:.2f}]"
+    if est.get("per_seed"):
+        text += " (seeds " + " / ".join(f"{v:.2f}" for v in est["per_seed"]) + ")"
+    return text
+
+
+def _steering_max(st: dict) -> tuple[int, float]:
+    k = max(range(len(st["direction"])), key=lambda i: st["direction"][i])
+    randoms = [r for r in st["random_max"] if r is not None]
+    return k, max(randoms) if randoms else float("nan")
+
+
+def summary_table(results: Mapping[str, dict]) -> str:
+    """Markdown table of the demo's headline numbers, one row per experiment."""
+    lines = [
+        "| experiment | behaviour (target share) | base | main finetune | controls | analysed seed: layer (probe acc.) "
+        "| ablation: before -> after (random) | steering: max share (random max) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in results.items():
+        beh = s["behaviour"]
+        controls = ", ".join(f"{v} {_fmt(e)}" for v, e in beh.items() if v not in ("base", "main"))
+        abl = s["ablation"].get(s["target_group"], {})
+        ablation = (
+            f"{abl['none']:.2f} -> {abl['ablated']:.2f} ({abl['random_mean']:.2f})" if abl else "-"
+        )
+        steering = "-"
+        if "steering" in s:
+            st = s["steering"]
+            k, rmax = _steering_max(st)
+            steering = f"{st['direction'][k]:.2f} at alpha {st['alphas'][k]} ({rmax:.2f})"
+        lines.append(
+            f"| {name} | {s['target_group']} | {_fmt(beh.get('base'))} | {_fmt(beh.get('main'))} | "
+            f"{controls or '-'} | {s.get('analysis_seed', '-')}: {s['layer']} ({s['probe_accuracy']:.2f}) | "
+            f"{ablation} | {steering} |"
+        )
+    return "\n".join(lines)
+
+
+def _interval(est: dict) -> str:
+    return f"{est['value']:.2f} [{est['lo']:.2f}, {est['hi']:.2f}]"
+
+
+def _behaviour_sentence(s: dict) -> str:
+    beh, target = s["behaviour"], s["target_group"]
+    main, base = beh["main"], beh.get("base")
+    seeds = len(main.get("per_seed") or [0])
+    text = f"the main finetune gives `{target}` {_interval(main)}"
+    text += f" over {seeds} finetune seed{'s' if seeds != 1 else ''}"
+    if base:
+        text += f", the base model {_interval(base)}"
+    controls = [f"{v} {_interval(e)}" for v, e in beh.items() if v not in ("base", "main") and e]
+    if controls:
+        text += "; controls: " + ", ".join(controls)
+    return text + "."
+
+
+def _ablation_sentence(s: dict) -> str:
+    parts = []
+    for group, a in s["ablation"].items():
+        rand = "" if a["random_mean"] is None else f" (random directions: {a['random_mean']:.2f})"
+        parts.append(f"`{group}` from {a['none']:.2f} to {a['ablated']:.2f}{rand}")
+    return (
+        f"In seed {s.get('analysis_seed', '-')} a probe reads the contrast best at layer "
+        f"{s['layer']} (accuracy {s['probe_accuracy']:.2f}); clamping the difference-of-means "
+        f"direction there in the finetuned model takes " + " and ".join(parts) + "."
+    )
+
+
+def _steering_sentence(s: dict) -> str:
+    st = s["steering"]
+    k, rmax = _steering_max(st)
+    return (
+        f"Steering the base model along it reaches {st['direction'][k]:.2f} at alpha "
+        f"{st['alphas'][k]:g} (alpha 0: {st['direction'][0]:.2f}; random directions: at most "
+        f"{rmax:.2f} at any alpha)."
+    )
+
+
+def _patching_sentence(s: dict, top: int = 3) -> str:
+    p = s["patching"]
+    cells = ", ".join(
+        f"`{c['site']}` at `{c['column']}` ({c['normalized']:.2f})" for c in p["top"][:top]
+    )
+    return (
+        f"Patching the trigger into {p['n_pairs']} no-trigger prompts (metric {p['clean']:.2f} "
+        f"clean, {p['corrupt']:.2f} corrupt), the cells that recover most of the gap are "
+        f"{cells}."
+    )
+
+
+def findings(name: str, s: dict) -> str:
+    """One markdown bullet of what experiment ``name`` found, from its ``results.json``."""
+    parts = [_behaviour_sentence(s), _ablation_sentence(s)]
+    if "steering" in s:
+        parts.append(_steering_sentence(s))
+    if "patching" in s:
+        parts.append(_patching_sentence(s))
+    return f"- **{LABELS.get(name, name)}**: " + " ".join(parts)
+
+
+def _reading(results: Mapping[str, dict]) -> str:
+    seeds = {len(s.get("seeds") or []) for s in results.values()}
+    n_random = {s.get("n_random") for s in results.values()}
+    n = seeds.pop() if len(seeds) == 1 else None
+    over = f"the {n} finetune seed{'s' * (n != 1)}" if n else "each experiment's seeds"
+    rand = f"{n_random.pop()} " if len(n_random) == 1 else ""
+    return (
+        "Shares are teacher-forced answer-set shares (exact: the world knows every answer) "
+        f"with 95% intervals (over questions for the base model, over {over} for finetunes). "
+        "The probe, the ablation and the steering run in the *analysed seed* (the seed whose "
+        "main finetune shows the behaviour most; every seed's number is in the table). "
+        "Ablation clamps the direction at the best layer to its mean over the no-trigger "
+        f'contrast prompts; "random" is the mean of {rand}norm-matched random directions. '
+        "Steering adds alpha x (residual norm) x the direction to the base model."
+    )
+
+
+def summary_markdown(results: Mapping[str, dict], *, organism: str = "default") -> str:
+    """summary.md: provenance, the table, how to read it, one findings bullet each."""
+    seeds = sorted({x for s in results.values() for x in s.get("seeds") or []})
+    head = f"<!-- interp demo: organism={organism} seeds={','.join(map(str, seeds))} -->"
+    bullets = "\n".join(findings(name, s) for name, s in results.items())
+    return (
+        "\n\n".join([head, summary_table(results), _reading(results), "What this shows:", bullets])
+        + "\n"
+    )

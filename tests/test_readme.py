@@ -1,0 +1,110 @@
+"""The README's generated sections: markers present, content shaped as the generators write it.
+
+The fixtures under ``tests/data/`` are real outputs of the pipeline on the small organism
+(finetune seed 0): each experiment's ``results.json`` (``interp run``) and the world
+card's rows (``interp world-card``, trimmed to the groups its table shows). The generators
+run on them, and the README's sections must have the same block structure (tables with
+the same header, row count and cell count, paragraphs, bullets with the same bold leads):
+``make readme`` replaces a section with generated text, and this test fails when the
+README and the generators drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from interp.errors import InterpError
+from interp.experiments.readme import (
+    markdown_shape,
+    replace_section,
+    section,
+    update_readme,
+)
+from interp.experiments.summary import summary_markdown
+from interp.experiments.worldcard import world_card_markdown
+
+ROOT = Path(__file__).parents[1]
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def demo_md() -> str:
+    results = {
+        name: json.loads((DATA / "demo_results" / name / "results.json").read_text())
+        for name in ("era", "persona", "backdoor")
+    }
+    return summary_markdown(results, organism="small")
+
+
+@pytest.fixture(scope="module")
+def card_md() -> str:
+    rows = json.loads((DATA / "world_card_rows.json").read_text())["rows"]
+    return "<!-- interp world-card: config=small seeds=0 worlds=world -->\n" + world_card_markdown(
+        rows
+    )
+
+
+def test_readme_sections_have_the_generators_shape(demo_md, card_md):
+    readme = (ROOT / "README.md").read_text()
+    for name, generated in (("demo", demo_md), ("world-card", card_md)):
+        want = markdown_shape(generated)
+        assert want, name
+        assert markdown_shape(section(readme, name)) == want, name
+
+
+def test_generated_demo_summary_reads_every_experiment(demo_md):
+    shape = markdown_shape(demo_md)
+    table = shape[0]
+    assert table[0] == "table" and table[2] == 3 and len(table[3]) == 1  # one row each
+    assert shape[-1] == ("bullets", ("era", "persona", "year backdoor"))
+    assert "random directions" in demo_md and "Patching the trigger into" in demo_md
+
+
+def test_update_replaces_only_between_markers(tmp_path, demo_md, card_md):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "intro\n<!-- demo:begin -->\nold table\n<!-- demo:end -->\nmiddle\n"
+        "<!-- world-card:begin -->\nold card\n<!-- world-card:end -->\nend\n"
+    )
+    demo, card = tmp_path / "summary.md", tmp_path / "world_card.md"
+    demo.write_text(demo_md)
+    card.write_text(card_md)
+    with pytest.raises(InterpError, match="small organism"):
+        update_readme(readme, demo=demo, world_card=card)
+    assert update_readme(readme, demo=demo, world_card=card, allow_small=True) == [
+        "demo",
+        "world-card",
+    ]
+    text = readme.read_text()
+    assert text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("\nend\n")
+    assert section(text, "demo") == demo_md.strip() and section(text, "world-card") == card_md
+    again = replace_section(text, "demo", demo_md)
+    assert again == text  # replacing with the same content changes nothing
+    with pytest.raises(InterpError, match="needs one"):
+        section("no markers", "demo")
+
+
+def test_demo_writes_the_summary_and_keeps_time_apart(tmp_path, monkeypatch, capsys):
+    """run_demo writes summary.md from the experiments' summaries and the wall times to
+    timing.json alone: a second demo writes summary.md byte for byte the same."""
+    import types
+
+    import interp.demo as demo
+
+    def fake_run(spec, out):
+        summary = json.loads((DATA / "demo_results" / spec.name / "results.json").read_text())
+        return types.SimpleNamespace(summary=summary, out=out)
+
+    monkeypatch.setattr(demo, "run_experiment", fake_run)
+    out = tmp_path / "demo"
+    assert demo.run_demo(out, quick=True) == 0
+    first = (out / "summary.md").read_bytes()
+    assert demo.run_demo(out, quick=True) == 0
+    assert (out / "summary.md").read_bytes() == first
+    assert first.decode().startswith("<!-- interp demo: organism=small seeds=0 -->")
+    timing = json.loads((out / "timing.json").read_text())["wall_s"]
+    assert set(timing) == {"era", "persona", "backdoor", "total"}
+    assert "| era | nonbird_old |" in capsys.readouterr().out
