@@ -43,7 +43,7 @@ TransformerLens). Inputs and memory sizing: :mod:`interp.patch_pairs`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -324,19 +324,22 @@ _ENGINES = ("exact", "attribution")
 
 
 # ---- specialisations (as TransformerLens' get_act_patch_*) ----------------------------
-def _at(kind: str, what: str) -> Callable[..., PatchResult]:
-    def run(model: Model, clean, corrupt, *, metric: Metric, **options) -> PatchResult:
-        return patch(model, clean, corrupt, metric=metric, sites=kind, **options)
-
-    run.__name__ = run.__qualname__ = f"patch_{kind}"
-    run.__doc__ = (
-        f":func:`patch` at ``{kind}`` ({what}) of every layer, or of ``layers=``; the other "
-        "options are :func:`patch`'s."
-    )
-    return run
+def patch_resid_pre(model: Model, clean, corrupt, *, metric: Metric, **options) -> PatchResult:
+    """:func:`patch` at ``resid_pre`` (the residual entering each block) of every layer, or
+    of ``layers=``; the other options are :func:`patch`'s."""
+    return patch(model, clean, corrupt, metric=metric, sites="resid_pre", **options)
 
 
-patch_resid_pre = _at("resid_pre", "the residual entering each block")
-patch_attn_out = _at("attn_out", "what each attention sublayer adds")
-patch_mlp_out = _at("mlp_out", "what each MLP adds")
-patch_resid_post = _at("resid_post", "the residual leaving each block")
+def patch_attn_out(model: Model, clean, corrupt, *, metric: Metric, **options) -> PatchResult:
+    """:func:`patch` at ``attn_out`` (what each attention sublayer adds); options as there."""
+    return patch(model, clean, corrupt, metric=metric, sites="attn_out", **options)
+
+
+def patch_mlp_out(model: Model, clean, corrupt, *, metric: Metric, **options) -> PatchResult:
+    """:func:`patch` at ``mlp_out`` (what each MLP adds); options as there."""
+    return patch(model, clean, corrupt, metric=metric, sites="mlp_out", **options)
+
+
+def patch_resid_post(model: Model, clean, corrupt, *, metric: Metric, **options) -> PatchResult:
+    """:func:`patch` at ``resid_post`` (the residual leaving each block); options as there."""
+    return patch(model, clean, corrupt, metric=metric, sites="resid_post", **options)

@@ -57,7 +57,7 @@ def test_debug_sweep_runs_every_cell_once_and_a_rerun_reuses_them(small_organism
     assert second.summary["analysis"] == first.summary["analysis"]
 
     # a cell without its result.json is unfinished: only that one runs again
-    cell = plan_behaviour_cells(spec, _model_key(first))[2]
+    cell = plan_behaviour_cells(spec, _model_key(spec))[2]
     (cell.directory(tmp_path / "sweep") / "result.json").unlink()
     assert cell_done(cell, tmp_path / "sweep") is None
     third = run_sweep(spec, launcher="debug", out=tmp_path / "sweep")
@@ -65,10 +65,11 @@ def test_debug_sweep_runs_every_cell_once_and_a_rerun_reuses_them(small_organism
     assert third.behaviour.equals(first.behaviour)
 
 
-def _model_key(sweep) -> str:
+def _model_key(spec) -> str:
     from interp.experiments import runner
+    from interp.experiments.finetunes import model_key
 
-    return runner._model_key(sweep.summary["model"])
+    return model_key(runner._base_path(spec)[0])
 
 
 def test_unknown_launcher_is_named(tmp_path):

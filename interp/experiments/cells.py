@@ -72,33 +72,34 @@ def cell_done(cell: Cell, root: str | Path) -> dict | None:
 
 
 def _finetune_cache(spec: ExperimentSpec, root: Path) -> Path:
-    from interp.experiments import runner
+    """The runner's finetune cache, so cells and plain runs share finetunes."""
+    from interp.organism.pretrain import cache_root
 
-    return root.parent / "finetunes" if spec.model else runner._cache() / "finetunes"
+    return root.parent / "finetunes" if spec.model else cache_root() / "finetunes"
 
 
 def _behaviour(cell: Cell, spec: ExperimentSpec, out: Path, root: Path) -> dict:
     from interp.experiments import runner
     from interp.experiments.data import setting_data
+    from interp.experiments.finetunes import Placement, finetune_variants, finetuned
     from interp.models import load_model
 
-    place = runner._Placement()  # the defaults: a GPU when there is one, else the CPU
+    place = Placement()  # the defaults: a GPU when there is one, else the CPU
     base, world = runner._base_path(spec)
-    load = place.load_kwargs()
-    base_model = load_model(base, **load) if spec.setting == "persona" else None
+    base_model = load_model(base, **place.load_kwargs())
     data = setting_data(spec, world, out / "data", base_model=base_model)
-    adapter = None
     if cell.variant == "base":
-        model = base_model or load_model(base, **load)
+        shares, adapter = data.evals.shares(base_model), None
     else:
         if cell.variant not in data.finetune:
             raise InterpError(f"{spec.name} has no finetune variant {cell.variant!r}")
-        one = dataclasses.replace(data, finetune={cell.variant: data.finetune[cell.variant]})
-        adapter = runner._finetunes(
-            spec.replace(seeds=(cell.seed,)), base, one, _finetune_cache(spec, root), place
-        )[cell.variant][0]
-        model = runner._load_finetuned(base, adapter, place)
-    shares = runner._group_shares(model, data.eval_groups)
+        adapter = finetune_variants(
+            base, {cell.variant: data.finetune[cell.variant]}, setting=spec.setting,
+            seeds=[cell.seed], overrides=spec.finetune, cache=_finetune_cache(spec, root),
+            place=place, model=base_model,
+        )[cell.variant][0]  # fmt: skip
+        with finetuned(base_model, adapter, place) as model:
+            shares = data.evals.shares(model)
     return {
         "shares": {g: [float(x) for x in v] for g, v in shares.items()},
         "adapter": None if adapter is None else str(adapter),

@@ -29,6 +29,7 @@ import pandas as pd
 
 from interp.errors import InterpError
 from interp.experiments.cells import Cell, cell_done, run_cell
+from interp.experiments.finetunes import model_key as content_key
 from interp.experiments.spec import ExperimentSpec
 
 __all__ = ["LAUNCHERS", "SweepResult", "plan_behaviour_cells", "run_sweep"]
@@ -163,7 +164,7 @@ def run_sweep(
     root = Path(out or Path("runs") / f"{spec.name}-sweep")
     root.mkdir(parents=True, exist_ok=True)
     base, _ = runner._base_path(spec)  # builds the organism once, here, before any job
-    model_key = runner._model_key(base)
+    model_key = content_key(base)
     cells = plan_behaviour_cells(spec, model_key)
     results = _dispatch(cells, root, launcher, params or {}, parallel)
     table = _behaviour_table(cells, results)
