@@ -379,7 +379,7 @@ def test_cli_finetune_takes_device_dtype_and_checkpointing(dirs, tmp_path):
 
 
 def test_runner_keys_keep_cpu_finetunes_and_separate_others(tmp_path):
-    from interp.experiments.runner import _finetune_key
+    from interp.experiments.finetunes import finetune_key as _finetune_key
     from interp.fingerprint import sha256_file, sha256_json
 
     jsonl = tmp_path / "d.jsonl"
