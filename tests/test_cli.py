@@ -425,3 +425,18 @@ def test_probe_on_every_token_keeps_each_prompt_in_one_fold(table_run):
     table = pd.read_csv(out / "probes.csv")
     assert table["n_test"].tolist() == [record["summary"]["n_rows"]]
     assert record["summary"]["n_rows"] > 16  # several tokens per prompt
+
+
+def test_world_card_refuses_bad_options_before_any_work(tmp_path, capsys):
+    from interp.cli.worldcard import finetune_overrides
+
+    assert finetune_overrides(["lr=2e-2", "epochs=8", "target_modules=q_proj,v_proj"]) == {
+        "lr": 0.02,
+        "epochs": 8,
+        "target_modules": ("q_proj", "v_proj"),
+    }
+    out = str(tmp_path / "wc")
+    assert "KEY one of" in _error(capsys, ["world-card", "--finetune", "seed=1", "--out", out])
+    assert "not a valid epochs" in _error(capsys, ["world-card", "--finetune", "epochs=x"])
+    err = _error(capsys, ["world-card", "--config", "small", "--variants", "nope", "--out", out])
+    assert "unknown variants ['nope']" in err

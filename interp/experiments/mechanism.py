@@ -98,24 +98,6 @@ def _patch(spec, model: Model, data: SettingData):
     return exact, attribution
 
 
-def _patch_summary(result, top: int = 5) -> dict:
-    """Clean / corrupt values and the cells that recover most of the clean behaviour."""
-    norm = result.normalized()
-    flat = [
-        (float(norm[i, j]), result.sites[i], result.tokens[j], result.counts[j])
-        for i in range(norm.shape[0])
-        for j in range(norm.shape[1])
-    ]
-    flat.sort(key=lambda r: -abs(r[0]))
-    return {
-        "clean": result.clean_value,
-        "corrupt": result.corrupt_value,
-        "align": result.align,
-        "n_pairs": len(result.prompt_tokens),
-        "top": [dict(site=s, column=t, normalized=v, n=n) for v, s, t, n in flat[:top]],
-    }
-
-
 def analyse(
     spec,
     base_model: Model,
