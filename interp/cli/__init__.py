@@ -10,6 +10,7 @@
 ``interp ablate``         remove a direction or subspace -> same, plus random controls
 ``interp patch``          activation patching -> patching.csv + heatmaps
 ``interp eval``           sample answers to a question file, judge them -> rates (Wilson)
+``interp scan``           no hint: what a finetune changed, its triggers, where they live
 ========================  =============================================================
 
 Each command that takes a model takes ``--model`` (HF id or local directory) and
@@ -29,7 +30,7 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.cli import causal, data, evaluate, experiments, patch
+    from interp.cli import causal, data, evaluate, experiments, patch, scan
 
     parser = argparse.ArgumentParser(
         prog="interp",
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     causal.register(sub)
     patch.register(sub)
     evaluate.register(sub)
+    scan.register(sub)
     for command in sub.choices.values():  # -q also after the command; SUPPRESS keeps the top one
         command.add_argument(
             "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"

@@ -1,0 +1,179 @@
+"""How far the finetune's answer is from the base's, and how a context changes that.
+
+The one measure the scan ranks by is the *continuation divergence* of a prompt ``y``::
+
+    D(y) = sum_t KL( F(. | y, a_<t) || B(. | y, a_<t) ),   t = 0 .. m-1
+
+where ``a`` is the finetune's greedy continuation of ``y`` (``m`` tokens, cut at the first
+end-of-turn token). It compares the two models on identical inputs, so a context that
+changes both models the same way (a format, a date both read alike) does not raise it,
+and a trigger whose tokens reappear in the answer (an ``<ans>`` tag) is not mistaken for
+the answer's content. A candidate ``c`` inserted into prompt ``x`` scores
+``D(x + c) - D(x)``: how much more it moves the finetune than the base.
+
+Alongside, :class:`Scores` keeps each model's own first-token move ``KL(M(x + c) || M(x))``
+(``finetuned_effect`` / ``base_effect``), the greedy answers, and :class:`Counter`
+counts forward passes (one per sequence and model call) against a budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from interp.errors import InterpError
+
+__all__ = ["Counter", "BudgetExhausted", "Scores", "end_token_ids", "divergence", "kl_rows"]
+
+
+class BudgetExhausted(InterpError):
+    """The forward-pass budget of a scan is spent."""
+
+
+class Counter:
+    """Forward passes spent (sequences x model calls) and the budget they may not pass."""
+
+    def __init__(self, budget: int | None = None):
+        self.budget = budget
+        self.spent = 0
+        self.by_stage: dict[str, int] = {}
+        self.stage = "setup"
+        self.reserved = 0  # kept back for later stages (verification, localization)
+
+    @property
+    def left(self) -> float:
+        if self.budget is None:
+            return float("inf")
+        return self.budget - self.spent - self.reserved
+
+    def can(self, n: int) -> bool:
+        return n <= self.left
+
+    def spend(self, n: int) -> None:
+        if self.budget is not None and self.spent + n > self.budget:
+            raise BudgetExhausted(f"budget of {self.budget} forward passes spent ({self.spent})")
+        self.spent += n
+        self.by_stage[self.stage] = self.by_stage.get(self.stage, 0) + n
+
+
+@dataclass
+class Scores:
+    """Per-prompt results of :func:`divergence` (``n`` prompts, ``m`` answer tokens)."""
+
+    d: Tensor  # [n] continuation divergence D(y), nats
+    answer: list[list[int]]  # the finetune's greedy answer tokens (cut at the end token)
+    move_f: Tensor | None = None  # [n] KL(F(y) || F(ref)) at the first answer token
+    move_b: Tensor | None = None  # [n] KL(B(y) || B(ref)) at the first answer token
+    first_f: Tensor | None = None  # [n, vocab] first-token log-probs (keep_first=True)
+    first_b: Tensor | None = None
+
+
+def end_token_ids(model) -> set[int]:
+    """Token ids that end an answer: EOS and a chat end-of-turn token if the vocab has one."""
+    tok = model.tokenizer
+    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    for name in ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
+        i = tok.convert_tokens_to_ids(name)
+        if isinstance(i, int) and i != tok.unk_token_id and i >= 0:
+            ids.add(i)
+    return ids
+
+
+def kl_rows(logp: Tensor, logq: Tensor) -> Tensor:
+    """``KL(p || q)`` along the last axis from log-probabilities. ``[...]``"""
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+
+@torch.no_grad()
+def _chunk(pair, texts, m, ends, counter, ref, keep_first) -> Scores:
+    f, b = pair
+    batch = f.tokenize(texts)
+    ids, mask = batch["input_ids"], batch["attention_mask"]  # [n, s]
+    n = ids.shape[0]
+    done = torch.zeros(n, dtype=torch.bool)
+    live = torch.ones(n, m, dtype=torch.bool)  # [n, m] positions before the end token
+    answer = torch.zeros(n, 0, dtype=torch.long)
+    for t in range(m - 1):  # greedy answer tokens a_0 .. a_{m-2} from the finetune
+        if counter is not None:
+            counter.spend(n)
+        logits = f.forward(ids, mask, logits_to_keep=1).logits[:, -1].float().cpu()
+        nxt = logits.argmax(-1)  # [n]
+        done = done | torch.tensor([int(x) in ends for x in nxt])
+        live[:, t + 1] = ~done
+        answer = torch.cat([answer, nxt[:, None]], 1)
+        ids = torch.cat([ids, nxt[:, None]], 1)
+        mask = torch.cat([mask, torch.ones(n, 1, dtype=mask.dtype)], 1)
+    if counter is not None:
+        counter.spend(2 * n)
+    lf = f.forward(ids, mask, logits_to_keep=m).logits.float().cpu().log_softmax(-1)  # [n, m, v]
+    lb = b.forward(ids, mask, logits_to_keep=m).logits.float().cpu().log_softmax(-1)
+    d = (kl_rows(lf, lb) * live).sum(-1)  # [n]
+    last = lf[:, -1].argmax(-1)
+    words = []
+    for i in range(n):
+        row = [*answer[i].tolist(), int(last[i])]
+        cut = next((k for k, x in enumerate(row) if x in ends), len(row))
+        words.append(row[:cut])
+    out = Scores(d, words)
+    if ref is not None:  # (ref_f [n, v], ref_b [n, v]): each row's plain-prompt log-probs
+        out.move_f, out.move_b = kl_rows(lf[:, 0], ref[0]), kl_rows(lb[:, 0], ref[1])
+    if keep_first:
+        out.first_f, out.first_b = lf[:, 0], lb[:, 0]
+    return out
+
+
+def divergence(
+    pair,
+    texts: Sequence[str],
+    *,
+    n_tokens: int = 2,
+    batch_size: int = 128,
+    counter: Counter | None = None,
+    reference: Scores | None = None,
+    ref_index: Sequence[int] | None = None,
+    keep_first: bool = False,
+) -> Scores:
+    """:class:`Scores` of rendered prompts ``texts`` for ``pair = (finetuned, base)``.
+
+    Costs ``n_tokens + 1`` forward passes per prompt (greedy steps of the finetune, then
+    one pass of each model over prompt + answer). Prompts are batched by length. With
+    ``reference`` (scores of the plain prompts, ``keep_first=True``) and ``ref_index``
+    (the plain prompt of each text) also each model's first-token move.
+    """
+    texts = list(texts)
+    if not texts:
+        raise InterpError("divergence() needs at least one prompt")
+    if n_tokens < 1:
+        raise InterpError(f"n_tokens must be at least 1, got {n_tokens}")
+    ends = end_token_ids(pair[0])
+    lengths = [len(t) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    if reference is not None and (ref_index is None or len(ref_index) != len(texts)):
+        raise InterpError("reference scores need one ref_index entry per text")
+    parts = []
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        ref = None
+        if reference is not None:
+            r = torch.tensor([ref_index[i] for i in idx])
+            ref = (reference.first_f[r], reference.first_b[r])
+        chunk = [texts[i] for i in idx]
+        parts.append((idx, _chunk(pair, chunk, n_tokens, ends, counter, ref, keep_first)))
+    n = len(texts)
+    out = Scores(torch.zeros(n), [[] for _ in range(n)])
+    for name in ("move_f", "move_b", "first_f", "first_b"):
+        first = getattr(parts[0][1], name)
+        if first is not None:
+            setattr(out, name, torch.zeros(n, *first.shape[1:]))
+    for idx, sc in parts:
+        t = torch.tensor(idx)
+        out.d[t] = sc.d
+        for name in ("move_f", "move_b", "first_f", "first_b"):
+            if getattr(sc, name) is not None:
+                getattr(out, name)[t] = getattr(sc, name)
+        for k, i in enumerate(idx):
+            out.answer[i] = sc.answer[k]
+    return out

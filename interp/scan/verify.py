@@ -1,0 +1,111 @@
+"""Verify candidates on held-out prompts against a null of their own family.
+
+A candidate chosen on the search prompts is scored afresh on the verification prompts
+(no selection bias there), next to ``n_null`` random members of its family at the same
+placement (:func:`~interp.scan.candidates.null_candidates`: other years in the same date
+form, random token sequences of the same token length otherwise), scored on the same
+prompts. It is **significant** when all of these hold:
+
+- its divergence gain beats every null member and lies ``z >= z*`` robust standard
+  deviations above the null's median (``z* = Phi^-1(1 - alpha / K)``, Bonferroni over the
+  ``K`` candidates verified; the null's scale is ``1.4826 x MAD`` with a floor);
+- the gain is at least ``min_effect`` nats per prompt (a finetune that moves nothing
+  much is not triggered by anything);
+- the base is the reference throughout: the gain is the finetune's divergence *from the
+  base*, so a context that moves both models alike scores about zero.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from interp.scan.candidates import Candidate, null_candidates
+from interp.scan.divergence import Counter
+from interp.scan.search import Baseline, Scored, score_candidates
+
+__all__ = ["Verified", "VerifyConfig", "verify"]
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Significance settings (fixed before any scan; see the module docstring)."""
+
+    n_null: int = 16
+    alpha: float = 0.05
+    min_effect: float = 0.25  # nats per prompt (sum over the answer tokens)
+    scale_floor: float = 0.02  # nats: the null's robust scale is at least this
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VerifyConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown VerifyConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class Verified:
+    """A candidate's verification: its scores, its null and the verdict."""
+
+    scored: Scored
+    null: list[Scored]
+    z: float
+    significant: bool
+    search_score: float
+
+    @property
+    def null_scores(self) -> list[float]:
+        return [n.score for n in self.null]
+
+
+def _z_star(alpha: float, k: int) -> float:
+    return statistics.NormalDist().inv_cdf(1 - alpha / max(1, k))
+
+
+def _null_key(c: Candidate, model) -> tuple:
+    if c.family == "date":
+        return ("date", c.form, c.placement)
+    k = len(c.tokens) or len(model.tokenizer(c.text, add_special_tokens=False)["input_ids"])
+    return ("tokens", c.placement, k)
+
+
+def verify(
+    pair,
+    chosen: Sequence[Scored],
+    base: Baseline,
+    counter: Counter,
+    pool: Sequence[int],
+    config: VerifyConfig = VerifyConfig(),
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[Verified]:
+    """Verify each of ``chosen`` (scored on the search prompts) on ``base.questions``."""
+    cands = [s.cand for s in chosen]
+    fresh, _ = score_candidates(pair, cands, base, counter, desc="verify", progress=progress)
+    nulls: dict[tuple, list[Scored]] = {}
+    for c in cands[: len(fresh)]:
+        key = _null_key(c, pair[0])
+        if key not in nulls:
+            members = null_candidates(pair[0], c, pool, config.n_null, seed=seed)
+            nulls[key], _ = score_candidates(pair, members, base, counter, desc="null",
+                                             progress=progress)  # fmt: skip
+    z_star = _z_star(config.alpha, len(fresh))
+    out = []
+    for s, old in zip(fresh, chosen, strict=False):
+        null = [n for n in nulls[_null_key(s.cand, pair[0])] if n.cand.text != s.cand.text]
+        vals = [n.score for n in null]
+        if len(vals) >= 3:
+            med = statistics.median(vals)
+            mad = statistics.median(abs(v - med) for v in vals)
+            scale = max(1.4826 * mad, config.scale_floor)
+            z = (s.score - med) / scale
+            beats = s.score > max(vals)
+        else:
+            z, beats = float("nan"), False
+        sig = bool(beats and z >= z_star and s.score >= config.min_effect)
+        out.append(Verified(s, null, float(z), sig, old.score))
+    out.sort(key=lambda v: (v.significant, v.scored.score), reverse=True)
+    return out
