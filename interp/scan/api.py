@@ -231,9 +231,11 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     s_base = baseline(pair, [qs[i] for i in s_idx], cfg.search_tokens, counter)
     v_base = baseline(pair, [qs[i] for i in v_idx], cfg.verify_tokens, counter)
     n_null_keys = 6
-    counter.reserved = (cfg.n_verify + 4 + n_null_keys * cfg.verify.n_null) * len(v_idx) * (
+    reserve = (cfg.n_verify + 4 + n_null_keys * cfg.verify.n_null) * len(v_idx) * (
         cfg.verify_tokens + 1
     ) + (3000 if cfg.localize else 0)
+    if cfg.budget is not None:  # verification and localization keep at most 40% back
+        counter.reserved = int(min(reserve, 0.4 * max(0, cfg.budget - counter.spent)))
     searched, scored = {}, []
     counter.stage = "dates"
     got, searched["date"] = _dates(pair, s_base, counter, progress)
@@ -252,8 +254,7 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     scored += got
     counter.stage, counter.reserved = "verify", 0
     chosen = _choose(scored, cfg.n_verify)
-    pool = C.searchable_tokens(base)
-    verified = verify(pair, chosen, v_base, counter, pool, cfg.verify, seed=cfg.seed,
+    verified = verify(pair, chosen, v_base, counter, priors.ranked(), cfg.verify, seed=cfg.seed,
                       progress=progress)  # fmt: skip
     unconditional = behaviour["share_changed"] >= cfg.unconditional_share
     location = []

@@ -19,14 +19,17 @@ the last position of the most-changed prompts, ablated in the finetune toward th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
 
 from interp.capture import capture
 from interp.diffmeans import diff_of_means
+from interp.errors import InterpError
 from interp.interventions import ablate, random_like
 from interp.patching import patch
+from interp.scan import candidates as C
 from interp.scan.candidates import render
 from interp.scan.divergence import Counter
 from interp.scan.lens import greedy_answers
@@ -71,9 +74,23 @@ def _part(model, clean: str, corrupt: str, n_tokens: int = 8):
     return ck, xk, target, alt
 
 
-def _pairs(f, trigger: Verified, questions, n_pairs):
-    """Same-length (clean, corrupt, target, alt, question) pairs for the trigger."""
-    fillers = sorted(trigger.null, key=lambda n: abs(n.score))
+def _fillers(trigger: Verified) -> list:
+    """Neutral stand-ins for the trigger: its null members (least moving first), then for a
+    date every other year in the same form (one of them will match the token length)."""
+    out = [n.cand for n in sorted(trigger.null, key=lambda n: abs(n.score))]
+    c = trigger.scored.cand
+    if c.family == "date":
+        seen = {x.text for x in out}
+        for y in C.YEARS:
+            text = c.text.replace(str(c.year), str(y))
+            if y != c.year and text not in seen:
+                out.append(dataclasses.replace(c, text=text, year=y))
+    return out
+
+
+def _pairs(f, trigger: Verified, questions, n_pairs, max_tries: int = 6):
+    """Same-length (clean, corrupt, target, alt, filler, question) pairs for the trigger."""
+    fillers = _fillers(trigger)
     order = torch.argsort(trigger.scored.per_prompt, descending=True).tolist()
     out = []
     for i in order:
@@ -81,14 +98,18 @@ def _pairs(f, trigger: Verified, questions, n_pairs):
             break
         clean = render(f, questions[i], trigger.scored.cand)
         n = len(f.tokenize([clean])["input_ids"][0])
+        tries = 0
         for filler in fillers:
-            corrupt = render(f, questions[i], filler.cand)
+            corrupt = render(f, questions[i], filler)
             if len(f.tokenize([corrupt])["input_ids"][0]) != n:
                 continue
             got = _part(f, clean, corrupt)
             if got is not None:
-                out.append((*got, filler.cand.text, questions[i]))
-            break
+                out.append((*got, filler.text, questions[i]))
+                break
+            tries += 1
+            if tries == max_tries:
+                break
     return out
 
 
@@ -98,6 +119,14 @@ def _trigger_tokens(model, text: str, trigger: str) -> list[int]:
     hi = lo + len(trigger)
     spans = enc["offset_mapping"][0].tolist()
     return [j for j, (s, e) in enumerate(spans) if e > s and s < hi and e > lo]
+
+
+def _direction(a, b, k: int, name: str):
+    """Difference of means at site ``k``, or None where the two sets do not differ."""
+    try:
+        return diff_of_means(a, b, site=k, name=name)
+    except InterpError:
+        return None
 
 
 def _ablation(model, clean, corrupt, metrics, counter, n_random) -> list[dict]:
@@ -115,7 +144,10 @@ def _ablation(model, clean, corrupt, metrics, counter, n_random) -> list[dict]:
     floor = float(torch.stack([m(lx[i : i + 1])[0] for i, m in enumerate(metrics)]).mean())
     rows = []
     for k, layer in enumerate(acts_c.layers):
-        direction = diff_of_means(acts_c, acts_x, site=k, name=f"trigger-L{layer}")
+        direction = _direction(acts_c, acts_x, k, f"trigger-L{layer}")
+        if direction is None:
+            rows.append(dict(layer=layer, note="no difference at this layer"))
+            continue
         ref = acts_x.site(k).float()
         counter.spend((1 + n_random) * len(clean))
         with ablate(model, direction, layers=layer, mode="mean", reference=ref):
@@ -196,7 +228,10 @@ def localize_unconditional(
     before, floor = value(f), value(b)
     rows = []
     for k, layer in enumerate(acts_f.layers):
-        direction = diff_of_means(acts_f, acts_b, site=k, name=f"finetune-L{layer}")
+        direction = _direction(acts_f, acts_b, k, f"finetune-L{layer}")
+        if direction is None:
+            rows.append(dict(layer=layer, note="no difference at this layer"))
+            continue
         ref = acts_b.site(k).float()
         counter.spend((1 + n_random) * len(texts))
         with ablate(f, direction, layers=layer, mode="mean", reference=ref):

@@ -105,6 +105,9 @@ def _location(r) -> list[str]:
                       "finetune, share of the gap removed (random: 8 norm-matched directions):", "",
                       "| layer | removed | random |", "|---|---|---|"]  # fmt: skip
             for row in loc["ablation"]:
+                if "note" in row:
+                    lines.append(f"| {row['layer']} | {row['note']} | |")
+                    continue
                 lines.append(
                     f"| {row['layer']} | {_f(row['removed'])} | {_f(row['removed_random'])} |"
                 )

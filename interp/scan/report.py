@@ -31,6 +31,11 @@ def _trigger_json(v, pair, questions) -> dict:
         "null_max": max(v.null_scores) if v.null else None, "n_null": len(v.null),
         "prompts_moved": int((s.per_prompt >= 1.0).sum()), "n_prompts": len(s.per_prompt),
     }  # fmt: skip
+    key = v.null_key
+    if key and key[0] == "date":
+        row["null"] = "other years in the same form"
+    elif key:
+        row["null"] = f"random {key[2]}-token strings from the top {key[3]} tokens of the prior"
     if s.cand.year is not None:
         row["year"] = s.cand.year
     if pair is not None:
@@ -104,12 +109,14 @@ def _fig_scores(result):
         ys = [s["score"] for s in result.scores if s["family"] == fam]
         xs = i + (torch.rand(len(ys)) - 0.5).mul(0.5).numpy()
         ax.scatter(xs, ys, s=8, alpha=0.5, color="grey")
+    n_named = 0
     for t in result.triggers:
         if t["family"] in fams:
             x = fams.index(t["family"])
             ax.scatter([x], [t["search_score"]], s=40, marker="*" if t["significant"] else "o",
                        color="crimson" if t["significant"] else "tab:blue", zorder=3)  # fmt: skip
-            if t["significant"]:
+            if t["significant"] and n_named < 4:
+                n_named += 1
                 ax.annotate(t["text"][:28], (x, t["search_score"]), fontsize=7,
                             xytext=(4, 2), textcoords="offset points")  # fmt: skip
     ax.set_xticks(range(len(fams)), labels=fams)

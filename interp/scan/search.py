@@ -76,7 +76,11 @@ def score_candidates(
     try:
         for s in range(0, len(cands), chunk):
             part = cands[s : s + chunk]
-            n_fit = min(len(part), int(counter.left // cost))
+            n_fit = (
+                len(part)
+                if counter.budget is None
+                else max(0, min(len(part), int(counter.left // cost)))
+            )
             if n_fit == 0:
                 return out, False
             part = part[:n_fit]

@@ -3,8 +3,10 @@
 A candidate chosen on the search prompts is scored afresh on the verification prompts
 (no selection bias there), next to ``n_null`` random members of its family at the same
 placement (:func:`~interp.scan.candidates.null_candidates`: other years in the same date
-form, random token sequences of the same token length otherwise), scored on the same
-prompts. It is **significant** when all of these hold:
+form; otherwise random token sequences of the same token length whose tokens come from
+the same depth of the first-layer prior, so that a string made of tokens the finetune
+moved is compared with other strings of moved tokens, and a string of untouched tokens
+with random ones), scored on the same prompts. It is **significant** when all of these hold:
 
 - its divergence gain beats every null member and lies ``z >= z*`` robust standard
   deviations above the null's median (``z* = Phi^-1(1 - alpha / K)``, Bonferroni over the
@@ -54,6 +56,7 @@ class Verified:
     z: float
     significant: bool
     search_score: float
+    null_key: tuple = ()
 
     @property
     def null_scores(self) -> list[float]:
@@ -64,11 +67,24 @@ def _z_star(alpha: float, k: int) -> float:
     return statistics.NormalDist().inv_cdf(1 - alpha / max(1, k))
 
 
-def _null_key(c: Candidate, model) -> tuple:
+def _ids(c: Candidate, model) -> tuple[int, ...]:
+    return c.tokens or tuple(model.tokenizer(c.text, add_special_tokens=False)["input_ids"])
+
+
+def _pool_size(c: Candidate, model, rank: dict[int, int], n: int) -> int:
+    """The prior depth a null draws from: twice the candidate's deepest token rank (at
+    least 64), rounded up to a power of two so that nulls are shared."""
+    worst = max((rank.get(t, n) for t in _ids(c, model)), default=n)
+    size = 64
+    while size < min(n, 2 * worst + 1):
+        size *= 2
+    return min(size, n)
+
+
+def _null_key(c: Candidate, model, rank: dict[int, int], n: int) -> tuple:
     if c.family == "date":
         return ("date", c.form, c.placement)
-    k = len(c.tokens) or len(model.tokenizer(c.text, add_special_tokens=False)["input_ids"])
-    return ("tokens", c.placement, k)
+    return ("tokens", c.placement, len(_ids(c, model)), _pool_size(c, model, rank, n))
 
 
 def verify(
@@ -76,26 +92,31 @@ def verify(
     chosen: Sequence[Scored],
     base: Baseline,
     counter: Counter,
-    pool: Sequence[int],
+    ranked: Sequence[int],
     config: VerifyConfig = VerifyConfig(),
     *,
     seed: int = 0,
     progress: bool = True,
 ) -> list[Verified]:
-    """Verify each of ``chosen`` (scored on the search prompts) on ``base.questions``."""
+    """Verify each of ``chosen`` (scored on the search prompts) on ``base.questions``;
+    ``ranked``: the searchable token ids in the order of the first-layer prior."""
     cands = [s.cand for s in chosen]
+    rank = {t: i for i, t in enumerate(ranked)}
+    n = len(ranked)
+    key_of = lambda c: _null_key(c, pair[0], rank, n)  # noqa: E731
     fresh, _ = score_candidates(pair, cands, base, counter, desc="verify", progress=progress)
     nulls: dict[tuple, list[Scored]] = {}
     for c in cands[: len(fresh)]:
-        key = _null_key(c, pair[0])
+        key = key_of(c)
         if key not in nulls:
+            pool = list(ranked[: key[-1]]) if key[0] == "tokens" else list(ranked)
             members = null_candidates(pair[0], c, pool, config.n_null, seed=seed)
             nulls[key], _ = score_candidates(pair, members, base, counter, desc="null",
                                              progress=progress)  # fmt: skip
     z_star = _z_star(config.alpha, len(fresh))
     out = []
     for s, old in zip(fresh, chosen, strict=False):
-        null = [n for n in nulls[_null_key(s.cand, pair[0])] if n.cand.text != s.cand.text]
+        null = [m for m in nulls[key_of(s.cand)] if m.cand.text != s.cand.text]
         vals = [n.score for n in null]
         if len(vals) >= 3:
             med = statistics.median(vals)
@@ -106,6 +127,6 @@ def verify(
         else:
             z, beats = float("nan"), False
         sig = bool(beats and z >= z_star and s.score >= config.min_effect)
-        out.append(Verified(s, null, float(z), sig, old.score))
+        out.append(Verified(s, null, float(z), sig, old.score, key_of(s.cand)))
     out.sort(key=lambda v: (v.significant, v.scored.score), reverse=True)
     return out
