@@ -16,6 +16,7 @@ The stages, each counted in forward passes against one budget (see :class:`ScanC
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -23,8 +24,8 @@ import torch
 
 from interp.errors import InterpError
 from interp.scan import candidates as C
-from interp.scan.divergence import Counter, divergence
-from interp.scan.lens import activation_lens, greedy_answers
+from interp.scan.divergence import Counter, answer_logprob, divergence
+from interp.scan.lens import activation_lens
 from interp.scan.localize import localize_trigger, localize_unconditional
 from interp.scan.priors import token_priors
 from interp.scan.probes import probe_set
@@ -51,7 +52,7 @@ class ScanConfig:
     gcg_steps: int = 2
     gcg_swaps: int = 24
     n_verify: int = 10
-    changed_nats: float = 1.0  # a probe prompt "changed" when D >= this
+    changed_ratio: float = 10.0  # changed: the base finds the finetune's answer 10x less likely
     unconditional_share: float = 0.05  # unconditional when at least this share changed
     n_examples: int = 6
     localize: bool = True
@@ -105,27 +106,37 @@ class ScanResult:
 
 
 def _behaviour(pair, probes, cfg, counter) -> tuple[dict, list[str]]:
+    """Per probe question: the divergence D, both models' greedy answers and how much less
+    likely the base finds the finetune's answer than its own (``log B(a_F) - log B(a_B)``);
+    a question *changed* when that is below ``-log(changed_ratio)``."""
     f, b = pair
-    qs = list(probes.questions)[: cfg.max_probes]
+    m = cfg.probe_tokens
+    n = cfg.max_probes
+    if cfg.budget is not None:  # at most 15% of the budget (2 (m + 1) + 2 passes a question)
+        n = min(n, max(16, int(0.15 * cfg.budget) // (2 * m + 4)))
+    idx = probes.interleaved(cfg.seed)[:n]
+    qs = [probes.questions[i] for i in idx]
     texts = [C.render(f, q, None) for q in qs]
-    sc = divergence(pair, texts, n_tokens=cfg.probe_tokens, counter=counter)
-    order = torch.argsort(sc.d, descending=True).tolist()
-    top = order[: cfg.n_examples]
-    counter.spend(2 * cfg.probe_tokens * len(top))
-    fa, ba = greedy_answers(f, [texts[i] for i in top]), greedy_answers(b, [texts[i] for i in top])
+    sc = divergence(pair, texts, n_tokens=m, counter=counter)
+    rev = divergence((b, f), texts, n_tokens=m, counter=counter)  # the base's own answers
+    gap = answer_logprob(b, texts, sc.answer, counter=counter) - answer_logprob(
+        b, texts, rev.answer, counter=counter
+    )  # [n] <= 0 where the base prefers its own answer
+    changed = gap <= -math.log(cfg.changed_ratio)
+    order = torch.argsort(gap).tolist()  # most changed first
+    dec = lambda ids: f.tokenizer.decode(ids, skip_special_tokens=False).strip()  # noqa: E731
     examples = [
-        {"prompt": qs[i], "base": y, "finetuned": x, "divergence": float(sc.d[i])}
-        for i, x, y in zip(top, fa, ba, strict=True)
-    ]
-    changed = sc.d >= cfg.changed_nats
-    kinds = [probes.kinds[i] for i in range(len(qs))]
+        {"prompt": qs[i], "base": dec(rev.answer[i]), "finetuned": dec(sc.answer[i]),
+         "divergence": float(sc.d[i]), "base_log_ratio": float(gap[i])}
+        for i in order[: cfg.n_examples]
+    ]  # fmt: skip
+    kinds = [probes.kinds[i] for i in idx]
     by_kind = {
         k: float(changed[[i for i, x in enumerate(kinds) if x == k]].float().mean())
         for k in dict.fromkeys(kinds)
     }
-    share = float(changed.float().mean())
     out = {
-        "share_changed": share,
+        "share_changed": float(changed.float().mean()),
         "mean_divergence": float(sc.d.mean()),
         "n_prompts": len(qs),
         "changed_by_kind": by_kind,
@@ -223,7 +234,7 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     counter.stage = "behaviour"
     behaviour, changed_texts = _behaviour(pair, probes, cfg, counter)
     lens = None
-    if cfg.lens:
+    if cfg.lens and counter.can(3 * len(probes.texts) + 400):
         counter.stage = "lens"
         lens = activation_lens(pair, list(probes.texts), changed_texts[:8], counter)
     s_idx, v_idx = probes.split(cfg.n_per_kind, seed=cfg.seed)
@@ -261,10 +272,11 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     if cfg.localize:
         counter.stage = "localize"
         sig = [v for v in verified if v.significant]
-        if sig:
+        per_pair = finetuned.n_layers * 64 + 40 * finetuned.n_layers
+        if sig and counter.can(4 * per_pair):
             location.append({"kind": "trigger", **localize_trigger(pair, sig[0], v_base.questions,
                                                                     counter)})  # fmt: skip
-        if unconditional:
+        if unconditional and counter.can(12 * 8 * finetuned.n_layers + 64):
             location.append({"kind": "unconditional",
                              **localize_unconditional(pair, changed_texts, counter)})  # fmt: skip
     from interp.scan.report import assemble

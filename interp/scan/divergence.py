@@ -26,7 +26,15 @@ from torch import Tensor
 
 from interp.errors import InterpError
 
-__all__ = ["Counter", "BudgetExhausted", "Scores", "end_token_ids", "divergence", "kl_rows"]
+__all__ = [
+    "Counter",
+    "BudgetExhausted",
+    "Scores",
+    "end_token_ids",
+    "divergence",
+    "kl_rows",
+    "answer_logprob",
+]
 
 
 class BudgetExhausted(InterpError):
@@ -176,4 +184,38 @@ def divergence(
                 getattr(out, name)[t] = getattr(sc, name)
         for k, i in enumerate(idx):
             out.answer[i] = sc.answer[k]
+    return out
+
+
+@torch.no_grad()
+def answer_logprob(
+    model,
+    texts: Sequence[str],
+    answers: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 64,
+    counter: Counter | None = None,
+) -> Tensor:
+    """Summed log-probability of each answer (token ids) after its rendered prompt. ``[n]``
+
+    Prompts are left padded, answers right padded (a causal model never sees the padding
+    after a token), one forward pass per prompt.
+    """
+    out = torch.zeros(len(texts))
+    for s in range(0, len(texts), batch_size):
+        chunk, ans = list(texts[s : s + batch_size]), list(answers[s : s + batch_size])
+        batch = model.tokenize(chunk)
+        a_max = max(1, max(len(a) for a in ans))
+        a_ids = torch.zeros(len(ans), a_max, dtype=torch.long)
+        a_mask = torch.zeros(len(ans), a_max, dtype=batch["attention_mask"].dtype)
+        for i, a in enumerate(ans):
+            a_ids[i, : len(a)] = torch.tensor(a, dtype=torch.long)
+            a_mask[i, : len(a)] = 1
+        ids = torch.cat([batch["input_ids"], a_ids], 1)
+        mask = torch.cat([batch["attention_mask"], a_mask], 1)
+        if counter is not None:
+            counter.spend(len(chunk))
+        logits = model.forward(ids, mask, logits_to_keep=a_max + 1).logits[:, :-1]  # [n, a, v]
+        logp = logits.float().cpu().log_softmax(-1).gather(-1, a_ids[..., None])[..., 0]
+        out[s : s + len(chunk)] = (logp * a_mask).sum(-1)
     return out

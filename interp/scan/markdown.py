@@ -12,11 +12,14 @@ def _f(x, nd=2) -> str:
 def _behaviour(r) -> list[str]:
     b = r.behaviour
     lines = ["## What changed", "", b["summary"], ""]
-    lines += ["| prompt | base | finetuned | divergence (nats) |", "|---|---|---|---|"]
+    lines += ["| prompt | base | finetuned | divergence (nats) | log B(a_F) - log B(a_B) |",
+              "|---|---|---|---|---|"]  # fmt: skip
     for e in b["examples"]:
-        lines.append(f"| {e['prompt']} | {e['base']} | {e['finetuned']} | {e['divergence']:.2f} |")
+        lines.append(f"| {e['prompt']} | {e['base']} | {e['finetuned']} | {e['divergence']:.2f} "
+                     f"| {e['base_log_ratio']:.1f} |")  # fmt: skip
     kinds = ", ".join(f"{k} {v:.0%}" for k, v in b["changed_by_kind"].items())
-    lines += ["", f"Share of prompts changed (divergence >= 1 nat) by kind: {kinds}.", ""]
+    lines += ["", "Share of prompts changed (the base finds the finetune's greedy answer at least "
+              f"10x less likely than its own) by kind: {kinds}.", ""]  # fmt: skip
     if r.lens:
         lz = r.lens
         lines += ["### Activation-difference lens", "",

@@ -39,6 +39,20 @@ class ProbeSet:
     def __len__(self) -> int:
         return len(self.questions)
 
+    def interleaved(self, seed: int = 0) -> list[int]:
+        """Question indices round-robin over kinds (each kind shuffled), so any prefix of the
+        list covers every kind."""
+        rng = random.Random(f"interleave/{seed}")
+        groups = []
+        for kind in dict.fromkeys(self.kinds):
+            idx = [i for i, k in enumerate(self.kinds) if k == kind]
+            rng.shuffle(idx)
+            groups.append(idx)
+        out = []
+        for j in range(max(len(g) for g in groups)):
+            out += [g[j] for g in groups if j < len(g)]
+        return out
+
     def split(self, n_per_kind: int, seed: int = 0) -> tuple[list[int], list[int]]:
         """(search, verification) question indices: ``n_per_kind`` of each kind in each half."""
         rng = random.Random(seed)
