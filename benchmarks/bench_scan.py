@@ -123,7 +123,7 @@ def _table(rows: list[dict]) -> str:
     mean = lambda xs: "-" if not xs else f"{sum(xs) / len(xs):.2f}"  # noqa: E731
     for kind, lora in keys:
         rs = [r for r in rows if r["kind"] == kind and r["lora"] == lora]
-        g = lambda k: [float(r[k]) for r in rs if r[k] is not None]  # noqa: E731
+        g = lambda k, rs=rs: [float(r[k]) for r in rs if r[k] is not None]  # noqa: E731
         out.append(f"| {kind} | {lora} | {len(rs)} | {mean(g('took'))} | {mean(g('recall1'))} | "
                    f"{mean(g('recall3'))} | {mean(g('unconditional'))} | {mean(g('false_triggers'))} | "
                    f"{statistics.mean(r['forward_passes'] for r in rs):.0f} | "
