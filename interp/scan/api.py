@@ -30,7 +30,7 @@ from interp.scan.localize import localize_trigger, localize_unconditional
 from interp.scan.priors import token_priors
 from interp.scan.probes import probe_set
 from interp.scan.search import baseline, extend_greedy, gcg_step, score_candidates
-from interp.scan.verify import VerifyConfig, verify
+from interp.scan.verify import VerifyConfig, by_finding, verify
 
 __all__ = ["ScanConfig", "ScanResult", "scan"]
 
@@ -89,6 +89,7 @@ class ScanResult:
     forward_passes: dict
     seconds: float
     config: dict = field(default_factory=dict)
+    cpu_seconds: float = 0.0
 
     def to_json(self) -> dict:
         return {
@@ -101,6 +102,7 @@ class ScanResult:
             "dates": self.dates,
             "forward_passes": self.forward_passes,
             "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
             "config": self.config,
         }
 
@@ -226,7 +228,7 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     cfg = config or ScanConfig()
     if len(base.tokenizer) != len(finetuned.tokenizer):
         raise InterpError("base and finetuned models must share a tokenizer")
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     torch.manual_seed(cfg.seed)
     pair = (finetuned, base)
     counter = Counter(cfg.budget)
@@ -267,6 +269,7 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     chosen = _choose(scored, cfg.n_verify)
     verified = verify(pair, chosen, v_base, counter, priors.ranked(), cfg.verify, seed=cfg.seed,
                       progress=progress)  # fmt: skip
+    verified = by_finding(verified, [x.cand.text for x in scored])
     unconditional = behaviour["share_changed"] >= cfg.unconditional_share
     location = []
     if cfg.localize:
@@ -281,8 +284,10 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
                              **localize_unconditional(pair, changed_texts, counter)})  # fmt: skip
     from interp.scan.report import assemble
 
-    return assemble(
+    result = assemble(
         behaviour=behaviour, unconditional=unconditional, verified=verified, scored=scored,
         location=location, lens=lens, searched=searched, counter=counter, t0=t0, cfg=cfg,
         model=finetuned, questions=(s_base.questions, v_base.questions), pair=pair,
     )  # fmt: skip
+    result.cpu_seconds = time.process_time() - c0
+    return result

@@ -104,20 +104,26 @@ def _chunk(pair, texts, m, ends, counter, ref, keep_first) -> Scores:
     done = torch.zeros(n, dtype=torch.bool)
     live = torch.ones(n, m, dtype=torch.bool)  # [n, m] positions before the end token
     answer = torch.zeros(n, 0, dtype=torch.long)
-    for t in range(m - 1):  # greedy answer tokens a_0 .. a_{m-2} from the finetune
-        if counter is not None:
-            counter.spend(n)
-        logits = f.forward(ids, mask, logits_to_keep=1).logits[:, -1].float().cpu()
-        nxt = logits.argmax(-1)  # [n]
+    if counter is not None:
+        counter.spend((m + 1) * n)
+    # the finetune's greedy steps, with its KV cache: step t gives F(. | y, a_<t)
+    out = f.forward(ids, mask, use_cache=True, logits_to_keep=1)
+    steps = [out.logits[:, -1].float().cpu()]
+    past, full_ids, full_mask = out.past_key_values, ids, mask
+    for t in range(m - 1):
+        nxt = steps[-1].argmax(-1)  # [n]
         done = done | torch.tensor([int(x) in ends for x in nxt])
         live[:, t + 1] = ~done
         answer = torch.cat([answer, nxt[:, None]], 1)
-        ids = torch.cat([ids, nxt[:, None]], 1)
-        mask = torch.cat([mask, torch.ones(n, 1, dtype=mask.dtype)], 1)
-    if counter is not None:
-        counter.spend(2 * n)
-    lf = f.forward(ids, mask, logits_to_keep=m).logits.float().cpu().log_softmax(-1)  # [n, m, v]
-    lb = b.forward(ids, mask, logits_to_keep=m).logits.float().cpu().log_softmax(-1)
+        full_ids = torch.cat([full_ids, nxt[:, None]], 1)
+        full_mask = torch.cat([full_mask, torch.ones(n, 1, dtype=mask.dtype)], 1)
+        pos = full_mask.long().sum(1, keepdim=True) - 1
+        out = f.forward(nxt[:, None], full_mask, position_ids=pos, past_key_values=past,
+                        use_cache=True)  # fmt: skip
+        past = out.past_key_values
+        steps.append(out.logits[:, -1].float().cpu())
+    lf = torch.stack(steps, 1).log_softmax(-1)  # [n, m, v]
+    lb = b.forward(full_ids, full_mask, logits_to_keep=m).logits.float().cpu().log_softmax(-1)
     d = (kl_rows(lf, lb) * live).sum(-1)  # [n]
     last = lf[:, -1].argmax(-1)
     words = []
@@ -146,8 +152,8 @@ def divergence(
 ) -> Scores:
     """:class:`Scores` of rendered prompts ``texts`` for ``pair = (finetuned, base)``.
 
-    Costs ``n_tokens + 1`` forward passes per prompt (greedy steps of the finetune, then
-    one pass of each model over prompt + answer). Prompts are batched by length. With
+    Counts ``n_tokens + 1`` forward passes per prompt (the finetune's greedy steps, each
+    counted although it reuses the KV cache, then one pass of the base over prompt + answer). Prompts are batched by length. With
     ``reference`` (scores of the plain prompts, ``keep_first=True``) and ``ref_index``
     (the plain prompt of each text) also each model's first-token move.
     """

@@ -123,6 +123,6 @@ def report_markdown(r, figures: list[str]) -> str:
     stages = ", ".join(f"{k} {v}" for k, v in fp.items() if k not in ("total", "budget"))
     lines = ["# Trigger scan", "", *_behaviour(r), *_triggers(r), *_searched(r), *_location(r)]
     lines += ["## Cost", "", f"{fp['total']} forward passes (budget {fp['budget']}; {stages}), "
-              f"{r.seconds:.0f} s.", ""]  # fmt: skip
+              f"{r.seconds:.0f} s wall, {r.cpu_seconds:.0f} s CPU.", ""]  # fmt: skip
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"

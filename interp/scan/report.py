@@ -27,6 +27,7 @@ def _trigger_json(v, pair, questions) -> dict:
         "text": s.cand.text, "placement": s.cand.placement, "family": s.cand.family,
         "score": s.score, "finetuned_effect": s.move_f, "base_effect": s.move_b,
         "significant": v.significant, "z": v.z, "search_score": v.search_score,
+        "finding": v.finding,
         "null_median": sorted(v.null_scores)[len(v.null_scores) // 2] if v.null else None,
         "null_max": max(v.null_scores) if v.null else None, "n_null": len(v.null),
         "prompts_moved": int((s.per_prompt >= 1.0).sum()), "n_prompts": len(s.per_prompt),

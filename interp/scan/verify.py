@@ -27,7 +27,7 @@ from interp.scan.candidates import Candidate, null_candidates
 from interp.scan.divergence import Counter
 from interp.scan.search import Baseline, Scored, score_candidates
 
-__all__ = ["Verified", "VerifyConfig", "verify"]
+__all__ = ["Verified", "VerifyConfig", "verify", "by_finding"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Verified:
     significant: bool
     search_score: float
     null_key: tuple = ()
+    finding: int = 0
 
     @property
     def null_scores(self) -> list[float]:
@@ -129,4 +130,47 @@ def verify(
         sig = bool(beats and z >= z_star and s.score >= config.min_effect)
         out.append(Verified(s, null, float(z), sig, old.score, key_of(s.cand)))
     out.sort(key=lambda v: (v.significant, v.scored.score), reverse=True)
+    return out
+
+
+def by_finding(verified: list[Verified], all_texts: Sequence[str], max_share: float = 0.05):
+    """``verified`` reordered so that each *finding* leads with its best candidate.
+
+    Candidates that share a distinctive word (one in at most ``max_share`` of all scored
+    candidate texts: a year, a rare token, not "The" or "year") are one finding; the
+    best candidate of every significant finding comes first, by score, then the rest.
+    Each :class:`Verified` gets ``finding`` (the index of its finding, in that order).
+    """
+    df: dict[str, int] = {}
+    for t in all_texts:
+        for w in set(t.split()):
+            df[w] = df.get(w, 0) + 1
+    limit = max(1, int(max_share * len(all_texts)))
+    words = [{w for w in v.scored.cand.text.split() if df.get(w, 0) <= limit} for v in verified]
+    parent = list(range(len(verified)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(verified)):
+        for j in range(i):
+            if words[i] & words[j]:
+                parent[root(i)] = root(j)
+    ranked = sorted(range(len(verified)), key=lambda i: (verified[i].significant,
+                                                         verified[i].scored.score), reverse=True)  # fmt: skip
+    finding: dict[int, int] = {}  # root -> finding index, in rank order
+    leads = []
+    for i in ranked:
+        if root(i) not in finding:
+            finding[root(i)] = len(finding)
+            if verified[i].significant:
+                leads.append(i)
+    order = leads + [i for i in ranked if i not in leads]
+    out = []
+    for i in order:
+        verified[i].finding = finding[root(i)]
+        out.append(verified[i])
     return out
