@@ -8,8 +8,8 @@ the same depth of the first-layer prior, so that a string made of tokens the fin
 moved is compared with other strings of moved tokens, and a string of untouched tokens
 with random ones), scored on the same prompts. It is **significant** when all of these hold:
 
-- its divergence gain beats every null member and lies ``z >= z*`` robust standard
-  deviations above the null's median (``z* = Phi^-1(1 - alpha / K)``, Bonferroni over the
+- its divergence gain beats 90% of the null members (a null member may hold part of a
+  real trigger) and lies ``z >= z*`` robust standard deviations above the null's median (``z* = Phi^-1(1 - alpha / K)``, Bonferroni over the
   ``K`` candidates verified; the null's scale is ``1.4826 x MAD`` with a floor);
 - the gain is at least ``min_effect`` nats per prompt (a finetune that moves nothing
   much is not triggered by anything);
@@ -124,7 +124,7 @@ def verify(
             mad = statistics.median(abs(v - med) for v in vals)
             scale = max(1.4826 * mad, config.scale_floor)
             z = (s.score - med) / scale
-            beats = s.score > max(vals)
+            beats = s.score > sorted(vals)[int(0.9 * (len(vals) - 1))]
         else:
             z, beats = float("nan"), False
         sig = bool(beats and z >= z_star and s.score >= config.min_effect)
