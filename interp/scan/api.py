@@ -45,7 +45,7 @@ class ScanConfig:
     search_tokens: int = 2  # ... in the sweeps
     verify_tokens: int = 4  # ... in verification
     max_probes: int = 240
-    token_share: float = 0.5  # share of the search budget left after dates/contexts for tokens
+    token_share: float = 0.6  # share of the search budget left after dates / contexts for tokens
     n_extend: int = 3
     extend_pool: int = 24
     max_len: int = 3
@@ -148,17 +148,30 @@ def _behaviour(pair, probes, cfg, counter) -> tuple[dict, list[str]]:
 
 
 def _dates(pair, base, counter, progress) -> tuple[list, dict]:
+    """The main date form over every year (a coarser grid refined around the best years
+    when the stage's budget is short), the other forms on a 10-year grid plus the best."""
     f = pair[0]
     cands = C.date_candidates(f)
-    main = [c for c in cands if c.form == cands[0].form] if cands else []
-    scored, done = score_candidates(pair, main, base, counter, desc="dates", progress=progress)
+    if not cands:
+        return [], {"candidates": 0, "scored": 0, "forms": [], "complete": True}
+    main = [c for c in cands if c.form == cands[0].form]
+    cost = len(base.questions) * (base.n_tokens + 1)
+    afford = counter.left // cost
+    stride = 1 if afford >= len(main) else max(2, math.ceil(len(main) / max(1, 0.6 * afford)))
+    grid = main[::stride]
+    scored, done = score_candidates(pair, grid, base, counter, desc="dates", progress=progress)
+    top = sorted(scored, key=lambda s: s.score, reverse=True)[:3]
+    near = {s.cand.year + d for s in top for d in range(1 - stride, stride)}
+    fill = [c for c in main if c.year in near and c not in grid]
+    got, _ = score_candidates(pair, fill, base, counter, desc="dates", progress=progress)
+    scored += got
     best = {s.cand.year for s in sorted(scored, key=lambda s: s.score, reverse=True)[:5]}
     rest = [c for c in cands if c.form != cands[0].form and (c.year % 10 == 0 or c.year in best)]
     more, done2 = score_candidates(pair, rest, base, counter, desc="dates", progress=progress)
     forms = sorted({c.text.replace(str(c.year), "{year}") + f" @{c.placement}" for c in cands})
-    rec = {"candidates": len(main) + len(rest), "scored": len(scored) + len(more),
-           "forms": forms, "years": [C.YEARS[0], C.YEARS[-1]],
-           "complete": done and done2}  # fmt: skip
+    rec = {"candidates": len(cands), "scored": len(scored) + len(more), "forms": forms,
+           "years": [C.YEARS[0], C.YEARS[-1]], "main_form_stride": stride,
+           "complete": done and done2 and stride == 1}  # fmt: skip
     return scored + more, rec
 
 
@@ -168,7 +181,7 @@ def _tokens(pair, base, counter, cfg, progress) -> tuple[list, dict, object]:
     priors = token_priors(pair, ids, counter=counter)
     ranked = priors.ranked()
     cost = len(base.questions) * (base.n_tokens + 1)
-    k = int(min(len(ranked), cfg.token_share * counter.left // (cost * len(C.PLACEMENTS))))
+    k = int(max(0, min(len(ranked), counter.left // (cost * len(C.PLACEMENTS)))))
     scored = []
     for placement in C.PLACEMENTS:
         cands = C.token_candidates(f, ranked[:k], placement)
@@ -250,22 +263,23 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     if cfg.budget is not None:  # verification and localization keep at most 40% back
         counter.reserved = int(min(reserve, 0.4 * max(0, cfg.budget - counter.spent)))
     searched, scored = {}, []
-    counter.stage = "dates"
+    counter.cap("dates", 0.35)
     got, searched["date"] = _dates(pair, s_base, counter, progress)
     scored += got
-    counter.stage = "contexts"
+    counter.cap("contexts", 0.15)
     ctx = C.context_candidates(base)
     got, done = score_candidates(pair, ctx, s_base, counter, desc="contexts", progress=progress)
     searched["contexts"] = {"candidates": len(ctx), "scored": len(got), "complete": done,
                             "families": sorted({c.family for c in ctx})}  # fmt: skip
     scored += got
-    counter.stage = "tokens"
+    counter.cap("tokens", cfg.token_share)
     got, searched["token"], priors = _tokens(pair, s_base, counter, cfg, progress)
     scored += got
-    counter.stage = "extend"
+    counter.cap("extend", 1.0)
     got, searched["token_seq"] = _extend(pair, got, priors, s_base, counter, cfg, progress)
     scored += got
-    counter.stage, counter.reserved = "verify", 0
+    counter.cap("verify", 1.0)
+    counter.limit, counter.reserved = None, 0
     chosen = _choose(scored, cfg.n_verify)
     verified = verify(pair, chosen, v_base, counter, priors.ranked(), cfg.verify, seed=cfg.seed,
                       progress=progress)  # fmt: skip

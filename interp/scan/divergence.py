@@ -50,12 +50,21 @@ class Counter:
         self.by_stage: dict[str, int] = {}
         self.stage = "setup"
         self.reserved = 0  # kept back for later stages (verification, localization)
+        self.limit: float | None = None  # the current stage may not spend past this total
 
     @property
     def left(self) -> float:
-        if self.budget is None:
-            return float("inf")
-        return self.budget - self.spent - self.reserved
+        out = float("inf") if self.budget is None else self.budget - self.spent - self.reserved
+        if self.limit is not None:
+            out = min(out, self.limit - self.spent)
+        return out
+
+    def cap(self, stage: str, share: float) -> None:
+        """Enter ``stage``, which may spend ``share`` of what is left (all of it if no budget)."""
+        self.stage = stage
+        self.limit = None
+        if self.budget is not None:
+            self.limit = self.spent + share * max(0.0, self.left)
 
     def can(self, n: int) -> bool:
         return n <= self.left
