@@ -137,7 +137,8 @@ def by_finding(verified: list[Verified], all_texts: Sequence[str], max_share: fl
     """``verified`` reordered so that each *finding* leads with its best candidate.
 
     Candidates that share a distinctive word (one in at most ``max_share`` of all scored
-    candidate texts: a year, a rare token, not "The" or "year") are one finding; the
+    candidate texts: a rare token, not "The" or "year") are one finding, and so are all
+    dates; the
     best candidate of every significant finding comes first, by score, then the rest.
     Each :class:`Verified` gets ``finding`` (the index of its finding, in that order).
     """
@@ -147,6 +148,9 @@ def by_finding(verified: list[Verified], all_texts: Sequence[str], max_share: fl
             df[w] = df.get(w, 0) + 1
     limit = max(1, int(max_share * len(all_texts)))
     words = [{w for w in v.scored.cand.text.split() if df.get(w, 0) <= limit} for v in verified]
+    for w, v in zip(words, verified, strict=True):
+        if v.scored.cand.family == "date":  # all dates are one finding, led by the best year
+            w.add("<date>")
     parent = list(range(len(verified)))
 
     def root(i: int) -> int:
