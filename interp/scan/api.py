@@ -283,7 +283,7 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     chosen = _choose(scored, cfg.n_verify)
     verified = verify(pair, chosen, v_base, counter, priors.ranked(), cfg.verify, seed=cfg.seed,
                       progress=progress)  # fmt: skip
-    verified = by_finding(verified, [x.cand.text for x in scored])
+    verified = by_finding(verified, [x.cand.text for x in scored if x.cand.family != "token_seq"])
     unconditional = behaviour["share_changed"] >= cfg.unconditional_share
     location = []
     if cfg.localize:

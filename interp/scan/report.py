@@ -47,6 +47,16 @@ def _trigger_json(v, pair, questions) -> dict:
     return row
 
 
+def _leads(triggers: list[dict]) -> list[dict]:
+    """The first (best) trigger of each finding."""
+    seen, out = set(), []
+    for t in triggers:
+        if t.get("finding") not in seen:
+            seen.add(t.get("finding"))
+            out.append(t)
+    return out
+
+
 def summary_text(behaviour: dict, unconditional: bool, triggers: list[dict]) -> str:
     kinds = sorted(behaviour["changed_by_kind"].items(), key=lambda kv: -kv[1])
     top = ", ".join(f"{k} {v:.0%}" for k, v in kinds[:3] if v > 0) or "none"

@@ -133,14 +133,19 @@ def verify(
     return out
 
 
-def by_finding(verified: list[Verified], all_texts: Sequence[str], max_share: float = 0.05):
-    """``verified`` reordered so that each *finding* leads with its best candidate.
+def _z(v: Verified) -> float:
+    return v.z if v.z == v.z else float("-inf")  # NaN (no null) last
 
-    Candidates that share a distinctive word (one in at most ``max_share`` of all scored
-    candidate texts: a rare token, not "The" or "year") are one finding, and so are all
-    dates; the
-    best candidate of every significant finding comes first, by score, then the rest.
-    Each :class:`Verified` gets ``finding`` (the index of its finding, in that order).
+
+def by_finding(verified: list[Verified], all_texts: Sequence[str], max_share: float = 0.05):
+    """``verified`` ordered best first: significant before not, then by ``z``, the distance
+    from the candidate's own family null (gains of different families are not comparable,
+    their distances from their nulls are), and each *finding* led by its best candidate.
+
+    Candidates that share a distinctive word (one in at most ``max_share`` of
+    ``all_texts``, the texts of the sweeps before any extension: a rare token, not "The" or
+    "year") are one finding, and so are all dates. Each :class:`Verified` gets ``finding``
+    (the index of its finding, in that order).
     """
     df: dict[str, int] = {}
     for t in all_texts:
@@ -163,8 +168,8 @@ def by_finding(verified: list[Verified], all_texts: Sequence[str], max_share: fl
         for j in range(i):
             if words[i] & words[j]:
                 parent[root(i)] = root(j)
-    ranked = sorted(range(len(verified)), key=lambda i: (verified[i].significant,
-                                                         verified[i].scored.score), reverse=True)  # fmt: skip
+    ranked = sorted(range(len(verified)),
+                    key=lambda i: (verified[i].significant, _z(verified[i])), reverse=True)  # fmt: skip
     finding: dict[int, int] = {}  # root -> finding index, in rank order
     leads = []
     for i in ranked:
