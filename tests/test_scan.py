@@ -186,6 +186,8 @@ def test_scan_finds_the_planted_token_and_the_years_that_hold_it(planted, plante
     for d in years:  # the years that fire are the ones spelled with the planted token
         assert t84 in base.tokenizer(str(d["year"]), add_special_tokens=False)["input_ids"]
     assert r.forward_passes["total"] <= FAST["budget"]
+    assert r.searched["token_seq"]["extensions_scored"] > 0  # greedy extension ran
+    assert r.searched["token_seq"]["gcg_scored"] > 0  # and a GCG step
     assert hook_count(base.hf) == 0 and hook_count(fin.hf) == 0
 
 

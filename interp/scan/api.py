@@ -201,7 +201,9 @@ def _extend(pair, tokens, priors, base, counter, cfg, progress) -> tuple[list, d
     pool = list(
         dict.fromkeys([*ranked[: cfg.extend_pool], *(t for s in seeds for t in s.cand.tokens)])
     )
+    counter.cap("extend", 0.7)
     ext = extend_greedy(pair, seeds, pool, base, counter, max_len=cfg.max_len, progress=progress)
+    counter.cap("gcg", 1.0)
     gcg = []
     start = max([*seeds, *ext], key=lambda s: s.score, default=None)
     if start is not None and priors.embed_f is not None and cfg.gcg_steps:
@@ -275,7 +277,6 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     counter.cap("tokens", cfg.token_share)
     got, searched["token"], priors = _tokens(pair, s_base, counter, cfg, progress)
     scored += got
-    counter.cap("extend", 1.0)
     got, searched["token_seq"] = _extend(pair, got, priors, s_base, counter, cfg, progress)
     scored += got
     counter.cap("verify", 1.0)

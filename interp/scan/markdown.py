@@ -33,7 +33,8 @@ def _behaviour(r) -> list[str]:
                   ""]  # fmt: skip
         lines += ["| alpha | prompt | base | steered base |", "|---|---|---|---|"]
         for s in lz["steered"][:8]:
-            lines.append(f"| {s['alpha']} | {s['prompt'][-60:]} | {s['base']} | {s['steered']} |")
+            prompt = s["prompt"].rsplit("<|user|>", 1)[-1].split("<|end|>")[0].strip()
+            lines.append(f"| {s['alpha']} | {prompt[-60:]} | {s['base']} | {s['steered']} |")
         lines.append("")
     return lines
 
