@@ -172,7 +172,7 @@ def _fig_patching(loc: dict):
     ax.set_yticks(range(len(p["sites"])), labels=[s.split(".")[1] for s in p["sites"]])
     ax.set_ylabel("layer (resid_pre)")
     ax.set_title(f"patching {loc['trigger']!r} into {p['filler']!r} (* trigger tokens)", fontsize=9)
-    fig.colorbar(im, ax=ax, label="share of the logit gap recovered")
+    fig.colorbar(im, ax=ax, label="gap recovered")
     return fig
 
 
