@@ -259,11 +259,15 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     s_base = baseline(pair, [qs[i] for i in s_idx], cfg.search_tokens, counter)
     v_base = baseline(pair, [qs[i] for i in v_idx], cfg.verify_tokens, counter)
     n_null_keys = 6
-    reserve = (cfg.n_verify + 4 + n_null_keys * cfg.verify.n_null) * len(v_idx) * (
-        cfg.verify_tokens + 1
-    ) + (3000 if cfg.localize else 0)
-    if cfg.budget is not None:  # verification and localization keep at most 40% back
-        counter.reserved = int(min(reserve, 0.4 * max(0, cfg.budget - counter.spent)))
+    per_pair = finetuned.n_layers * 64 + 40 * finetuned.n_layers  # patching + ablation
+    r_loc = (4 * per_pair + 12 * 8 * finetuned.n_layers + 64) if cfg.localize else 0
+    r_verify = (
+        (cfg.n_verify + 4 + n_null_keys * cfg.verify.n_null) * len(v_idx) * (cfg.verify_tokens + 1)
+    )
+    if cfg.budget is not None:  # verification and localization keep at most 45% back
+        share = min(1.0, 0.45 * max(0, cfg.budget - counter.spent) / max(1, r_verify + r_loc))
+        r_verify, r_loc = int(share * r_verify), int(share * r_loc)
+        counter.reserved = r_verify + r_loc
     searched, scored = {}, []
     counter.cap("dates", 0.35)
     got, searched["date"] = _dates(pair, s_base, counter, progress)
@@ -279,8 +283,8 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     scored += got
     got, searched["token_seq"] = _extend(pair, got, priors, s_base, counter, cfg, progress)
     scored += got
+    counter.limit, counter.reserved = None, r_loc if cfg.budget is not None else 0
     counter.cap("verify", 1.0)
-    counter.limit, counter.reserved = None, 0
     chosen = _choose(scored, cfg.n_verify)
     verified = verify(pair, chosen, v_base, counter, priors.ranked(), cfg.verify, seed=cfg.seed,
                       progress=progress)  # fmt: skip
@@ -288,9 +292,8 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     unconditional = behaviour["share_changed"] >= cfg.unconditional_share
     location = []
     if cfg.localize:
-        counter.stage = "localize"
+        counter.stage, counter.limit, counter.reserved = "localize", None, 0
         sig = [v for v in verified if v.significant]
-        per_pair = finetuned.n_layers * 64 + 40 * finetuned.n_layers
         if sig and counter.can(4 * per_pair):
             location.append({"kind": "trigger", **localize_trigger(pair, sig[0], v_base.questions,
                                                                     counter)})  # fmt: skip
