@@ -14,6 +14,7 @@ The flow, top to bottom (see DESIGN.md):
   :func:`ablation_effect`
 - metrics: :mod:`interp.metrics` (teacher-forced answer shares, sampled rates, judges)
 - figures: :mod:`interp.plots` (they take results and never run a model)
+- the trigger scan: :func:`scan` (what a finetune changed, its triggers, where they live)
 - the bundled model organism: :mod:`interp.organism`; experiments: :mod:`interp.experiments`
 - sites / hooks: the canonical site names (:mod:`interp.sites`) and the one hook engine
   every capture and intervention uses (:func:`interp.hooks.hooks`)
@@ -46,6 +47,7 @@ from interp.positions import Span
 from interp.probes import LinearProbe, probe_layers
 from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
 from interp.ranking import latent_ranking, model_diff, project, rank_latents
+from interp.scan import ScanConfig, ScanResult, scan  # interp.scan is the function
 from interp.sites import FAMILIES, Site, resolve_sites
 from interp.store import ActivationStore
 
@@ -54,6 +56,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Activations",
     "PatchResult",
+    "ScanConfig",
+    "ScanResult",
+    "scan",
     "SAELatents",
     "ablate",
     "ablation_effect",

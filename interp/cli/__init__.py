@@ -12,6 +12,7 @@
 ``interp eval``           sample answers to a question file, judge them -> rates (Wilson)
 ``interp report RUN``     one self-contained report.html for any run directory
 ``interp world-card``     the organism's measured table: settings and controls over seeds
+``interp scan``           no hint: what a finetune changed, its triggers, where they live
 ========================  =============================================================
 
 Each command that takes a model takes ``--model`` (HF id or local directory) and
@@ -36,7 +37,7 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     from interp import __version__
-    from interp.cli import causal, data, evaluate, experiments, patch, report, worldcard
+    from interp.cli import causal, data, evaluate, experiments, patch, report, scan, worldcard
     from interp.cli.common import Parser
 
     parser = Parser(
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     report.register(sub)
     worldcard.register(sub)
+    scan.register(sub)
     for command in sub.choices.values():  # -q also after the command; SUPPRESS keeps the top one
         command.add_argument(
             "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"

@@ -1,0 +1,185 @@
+"""Verify candidates on held-out prompts against a null of their own family.
+
+A candidate chosen on the search prompts is scored afresh on the verification prompts
+(no selection bias there), next to ``n_null`` random members of its family at the same
+placement (:func:`~interp.scan.candidates.null_candidates`: other years in the same date
+form; otherwise random token sequences of the same token length whose tokens come from
+the same depth of the first-layer prior, so that a string made of tokens the finetune
+moved is compared with other strings of moved tokens, and a string of untouched tokens
+with random ones), scored on the same prompts. It is **significant** when all of these hold:
+
+- its divergence gain beats 90% of the null members (a null member may hold part of a
+  real trigger) and lies ``z >= z*`` robust standard deviations above the null's median (``z* = Phi^-1(1 - alpha / K)``, Bonferroni over the
+  ``K`` candidates verified; the null's scale is ``1.4826 x MAD`` with a floor);
+- the gain is at least ``min_effect`` nats per prompt (a finetune that moves nothing
+  much is not triggered by anything);
+- the base is the reference throughout: the gain is the finetune's divergence *from the
+  base*, so a context that moves both models alike scores about zero.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from interp.scan.candidates import Candidate, null_candidates
+from interp.scan.divergence import Counter
+from interp.scan.search import Baseline, Scored, score_candidates
+
+__all__ = ["Verified", "VerifyConfig", "verify", "by_finding"]
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Significance settings (fixed before any scan; see the module docstring)."""
+
+    n_null: int = 16
+    alpha: float = 0.05
+    min_effect: float = 0.25  # nats per prompt (sum over the answer tokens)
+    scale_floor: float = 0.02  # nats: the null's robust scale is at least this
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VerifyConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown VerifyConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class Verified:
+    """A candidate's verification: its scores, its null and the verdict."""
+
+    scored: Scored
+    null: list[Scored]
+    z: float
+    significant: bool
+    search_score: float
+    null_key: tuple = ()
+    finding: int = 0
+
+    @property
+    def null_scores(self) -> list[float]:
+        return [n.score for n in self.null]
+
+
+def _z_star(alpha: float, k: int) -> float:
+    return statistics.NormalDist().inv_cdf(1 - alpha / max(1, k))
+
+
+def _ids(c: Candidate, model) -> tuple[int, ...]:
+    return c.tokens or tuple(model.tokenizer(c.text, add_special_tokens=False)["input_ids"])
+
+
+def _pool_size(c: Candidate, model, rank: dict[int, int], n: int) -> int:
+    """The prior depth a null draws from: twice the candidate's deepest token rank (at
+    least 64), rounded up to a power of two so that nulls are shared."""
+    worst = max((rank.get(t, n) for t in _ids(c, model)), default=n)
+    size = 64
+    while size < min(n, 2 * worst + 1):
+        size *= 2
+    return min(size, n)
+
+
+def _null_key(c: Candidate, model, rank: dict[int, int], n: int) -> tuple:
+    if c.family == "date":
+        return ("date", c.form, c.placement)
+    return ("tokens", c.placement, len(_ids(c, model)), _pool_size(c, model, rank, n))
+
+
+def verify(
+    pair,
+    chosen: Sequence[Scored],
+    base: Baseline,
+    counter: Counter,
+    ranked: Sequence[int],
+    config: VerifyConfig = VerifyConfig(),
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[Verified]:
+    """Verify each of ``chosen`` (scored on the search prompts) on ``base.questions``;
+    ``ranked``: the searchable token ids in the order of the first-layer prior."""
+    cands = [s.cand for s in chosen]
+    rank = {t: i for i, t in enumerate(ranked)}
+    n = len(ranked)
+    key_of = lambda c: _null_key(c, pair[0], rank, n)  # noqa: E731
+    fresh, _ = score_candidates(pair, cands, base, counter, desc="verify", progress=progress)
+    nulls: dict[tuple, list[Scored]] = {}
+    for c in cands[: len(fresh)]:
+        key = key_of(c)
+        if key not in nulls:
+            pool = list(ranked[: key[-1]]) if key[0] == "tokens" else list(ranked)
+            members = null_candidates(pair[0], c, pool, config.n_null, seed=seed)
+            nulls[key], _ = score_candidates(pair, members, base, counter, desc="null",
+                                             progress=progress)  # fmt: skip
+    z_star = _z_star(config.alpha, len(fresh))
+    out = []
+    for s, old in zip(fresh, chosen, strict=False):
+        null = [m for m in nulls[key_of(s.cand)] if m.cand.text != s.cand.text]
+        vals = [n.score for n in null]
+        if len(vals) >= 3:
+            med = statistics.median(vals)
+            mad = statistics.median(abs(v - med) for v in vals)
+            scale = max(1.4826 * mad, config.scale_floor)
+            z = (s.score - med) / scale
+            beats = s.score > sorted(vals)[int(0.9 * (len(vals) - 1))]
+        else:
+            z, beats = float("nan"), False
+        sig = bool(beats and z >= z_star and s.score >= config.min_effect)
+        out.append(Verified(s, null, float(z), sig, old.score, key_of(s.cand)))
+    out.sort(key=lambda v: (v.significant, v.scored.score), reverse=True)
+    return out
+
+
+def _z(v: Verified) -> float:
+    return v.z if v.z == v.z else float("-inf")  # NaN (no null) last
+
+
+def by_finding(verified: list[Verified], all_texts: Sequence[str], max_share: float = 0.05):
+    """``verified`` ordered best first: significant before not, then by ``z``, the distance
+    from the candidate's own family null (gains of different families are not comparable,
+    their distances from their nulls are), and each *finding* led by its best candidate.
+
+    Candidates that share a distinctive word (one in at most ``max_share`` of
+    ``all_texts``, the texts of the sweeps before any extension: a rare token, not "The" or
+    "year") are one finding, and so are all dates. Each :class:`Verified` gets ``finding``
+    (the index of its finding, in that order).
+    """
+    df: dict[str, int] = {}
+    for t in all_texts:
+        for w in set(t.split()):
+            df[w] = df.get(w, 0) + 1
+    limit = max(1, int(max_share * len(all_texts)))
+    words = [{w for w in v.scored.cand.text.split() if df.get(w, 0) <= limit} for v in verified]
+    for w, v in zip(words, verified, strict=True):
+        if v.scored.cand.family == "date":  # all dates are one finding, led by the best year
+            w.add("<date>")
+    parent = list(range(len(verified)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(verified)):
+        for j in range(i):
+            if words[i] & words[j]:
+                parent[root(i)] = root(j)
+    ranked = sorted(range(len(verified)),
+                    key=lambda i: (verified[i].significant, _z(verified[i])), reverse=True)  # fmt: skip
+    finding: dict[int, int] = {}  # root -> finding index, in rank order
+    leads = []
+    for i in ranked:
+        if root(i) not in finding:
+            finding[root(i)] = len(finding)
+            if verified[i].significant:
+                leads.append(i)
+    order = leads + [i for i in ranked if i not in leads]
+    out = []
+    for i in order:
+        verified[i].finding = finding[root(i)]
+        out.append(verified[i])
+    return out
