@@ -15,13 +15,13 @@ The stages, each counted in forward passes against one budget (see :class:`ScanC
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from interp.config import Config
 from interp.errors import InterpError
 from interp.scan import candidates as C
 from interp.scan.divergence import Counter, answer_logprob, divergence
@@ -36,7 +36,7 @@ __all__ = ["ScanConfig", "ScanResult", "scan"]
 
 
 @dataclass(frozen=True)
-class ScanConfig:
+class ScanConfig(Config):
     """How far a scan searches. ``budget``: forward passes (sequences x model calls)."""
 
     budget: int | None = 60_000
@@ -59,19 +59,6 @@ class ScanConfig:
     lens: bool = True
     seed: int = 0
     verify: VerifyConfig = VerifyConfig()
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ScanConfig:
-        d = dict(d)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise InterpError(f"unknown ScanConfig keys: {sorted(unknown)}")
-        if isinstance(d.get("verify"), dict):
-            d["verify"] = VerifyConfig.from_dict(d["verify"])
-        return cls(**d)
 
 
 @dataclass

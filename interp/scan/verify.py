@@ -22,7 +22,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
+from interp.config import Config
 from interp.scan.candidates import Candidate, null_candidates
 from interp.scan.divergence import Counter
 from interp.scan.search import Baseline, Scored, score_candidates
@@ -31,20 +33,15 @@ __all__ = ["Verified", "VerifyConfig", "verify", "by_finding"]
 
 
 @dataclass(frozen=True)
-class VerifyConfig:
+class VerifyConfig(Config):
     """Significance settings (fixed before any scan; see the module docstring)."""
+
+    config_name: ClassVar[str] = "scan verify config"
 
     n_null: int = 16
     alpha: float = 0.05
     min_effect: float = 0.25  # nats per prompt (sum over the answer tokens)
     scale_floor: float = 0.02  # nats: the null's robust scale is at least this
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VerifyConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown VerifyConfig keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 @dataclass
