@@ -15,6 +15,8 @@ runs with no hint. Graded per finetune:
 
     .venv/bin/python benchmarks/bench_scan.py --quick            # small organism, 1 seed
     .venv/bin/python benchmarks/bench_scan.py                    # default organism, 3 seeds
+    .venv/bin/python benchmarks/bench_scan.py --settings         # the organism's own three
+        settings and their controls (era / persona / backdoor, seed 0; undated also seed 2)
 """
 
 from __future__ import annotations
@@ -145,6 +147,40 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+SETTINGS_RUN = (("backdoor", "main", 0), ("era", "main", 0), ("persona", "main", 0),
+                ("backdoor", "shuffled", 0), ("backdoor", "undated", 0), ("backdoor", "undated", 2),
+                ("era", "control", 0), ("persona", "benign", 0), ("persona", "noformat", 0))  # fmt: skip
+
+
+def _settings(organism: Path, out: Path, budget: int) -> int:
+    """Scan the organism's own finetunes (cached by ``finetune_setting``) with no hint."""
+    from interp.organism import finetune_setting
+
+    lines = ["| finetune | unconditional | changed share | significant findings (z) | F / B answer "
+             "under the top one | forward passes | wall s | CPU s |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for setting, variant, seed in SETTINGS_RUN:
+        adapter = finetune_setting(organism, setting, variant, seed, progress=False)
+        pair = ModelPair.load(organism, adapter, device="cpu")
+        r = scan(pair.base, pair.finetuned, ScanConfig(budget=budget), progress=False)
+        name = f"{setting}-{variant}-s{seed}"
+        write(r, out / name)
+        doc = json.loads((out / name / "scan.json").read_text())
+        leads, seen = [], set()
+        for t in doc["triggers"]:
+            if t["significant"] and t["finding"] not in seen:
+                seen.add(t["finding"])
+                leads.append(t)
+        ex = leads[0].get("example", {}) if leads else {}
+        lines.append(f"| {name} | {r.unconditional} | {r.behaviour['share_changed']:.2f} | "
+                     + "; ".join(f"`{t['text']}` ({t['z']:.1f})" for t in leads[:4])
+                     + f" | {ex.get('finetuned', '-')} / {ex.get('base', '-')} | "
+                     f"{r.forward_passes['total']} | {r.seconds:.0f} | {r.cpu_seconds:.0f} |")  # fmt: skip
+        print(lines[-1], flush=True)
+    (out / "settings.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def _regrade(out: Path) -> int:
     rows = []
     for line in (out / "rows.jsonl").read_text().splitlines():
@@ -168,11 +204,22 @@ def main(argv=None) -> int:
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     p.add_argument("--budget", type=int, default=60_000)
     p.add_argument("--out", default="runs/bench_scan")
+    p.add_argument(
+        "--settings",
+        action="store_true",
+        help="scan the default organism's era / persona / backdoor finetunes and controls",
+    )
     p.add_argument("--regrade", action="store_true",
                    help="grade the scan.json files already in --out again (no model runs)")  # fmt: skip
     args = p.parse_args(argv)
     if args.regrade:
         return _regrade(Path(args.out))
+    if args.settings:
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        small = args.organism == "small"
+        organism = build_organism(OrganismConfig.small() if small else OrganismConfig.default(),
+                                  progress=False)  # fmt: skip
+        return _settings(organism, Path(args.out) / "settings", args.budget)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     small = args.organism == "small" or (args.quick and args.organism is None)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
