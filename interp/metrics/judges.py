@@ -51,6 +51,16 @@ __all__ = [
 _INT = re.compile(r"-?\d+(?:\.\d+)?")
 
 
+def endpoint_settings(model, base_url, api_key) -> tuple[str | None, str, str | None]:
+    """An OpenAI-compatible judge's model, base URL and key: as given, else from the
+    environment (``INTERP_JUDGE_*``, then ``OPENAI_*``), the base URL defaulting to OpenAI's."""
+    env = os.environ.get
+    model = model or env("INTERP_JUDGE_MODEL")
+    url = base_url or env("INTERP_JUDGE_BASE_URL") or env("OPENAI_BASE_URL")
+    key = api_key or env("INTERP_JUDGE_API_KEY") or env("OPENAI_API_KEY")
+    return model, (url or "https://api.openai.com/v1").rstrip("/"), key
+
+
 def parse_label(reply: str) -> str:
     """``"  yes.\\n..."`` -> ``"YES"``: first line, trimmed, upper-cased."""
     lines = [ln for ln in str(reply).strip().splitlines() if ln.strip()] or [""]
@@ -162,17 +172,11 @@ class EndpointJudge(TemplateJudge):
 
     def __post_init__(self):
         self._check()
-        env = os.environ.get
-        self.model = self.model or env("INTERP_JUDGE_MODEL")
+        self.model, self.base_url, self.api_key = endpoint_settings(
+            self.model, self.base_url, self.api_key
+        )
         if not self.model:
             raise InterpError("an endpoint judge needs model: (or INTERP_JUDGE_MODEL)")
-        self.base_url = (
-            self.base_url
-            or env("INTERP_JUDGE_BASE_URL")
-            or env("OPENAI_BASE_URL")
-            or "https://api.openai.com/v1"
-        ).rstrip("/")
-        self.api_key = self.api_key or env("INTERP_JUDGE_API_KEY") or env("OPENAI_API_KEY")
 
     @property
     def description(self) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import numbers
-import os
 import re
 import urllib.error
 from abc import ABC, abstractmethod
@@ -33,6 +32,7 @@ import torch
 
 from interp.errors import EmptyPromptsError, InterpError, JudgeError
 from interp.execution import generate
+from interp.metrics.judges import endpoint_settings
 from interp.stats import Estimate, wilson
 
 __all__ = [
@@ -120,15 +120,9 @@ class OpenAIJudge(Judge):
     replies: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self):
-        env = os.environ.get
-        self.model = self.model or env("INTERP_JUDGE_MODEL")
-        self.base_url = (
-            self.base_url
-            or env("INTERP_JUDGE_BASE_URL")
-            or env("OPENAI_BASE_URL")
-            or "https://api.openai.com/v1"
-        ).rstrip("/")
-        self.api_key = self.api_key or env("INTERP_JUDGE_API_KEY") or env("OPENAI_API_KEY")
+        self.model, self.base_url, self.api_key = endpoint_settings(
+            self.model, self.base_url, self.api_key
+        )
         if not self.model:
             raise InterpError("OpenAIJudge needs model= or INTERP_JUDGE_MODEL in the environment")
 
