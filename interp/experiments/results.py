@@ -21,19 +21,30 @@ def write_table(out: Path, name: str, frame: pd.DataFrame) -> None:
 
 
 def patch_summary(result, top: int = 5) -> dict:
-    """Clean / corrupt values and the cells that recover most of the clean behaviour."""
+    """Clean / corrupt values; per site, the recovered share at the positions every pair
+    has whatever its length (its last token, and the aligned tag's last token); and the
+    aggregate cells that recover most, among the columns every pair has."""
+    n_pairs = len(result.prompt_tokens)
     norm = result.normalized()
+    gap = result.clean_value - result.corrupt_value
     flat = [
         (float(norm[i, j]), result.sites[i], result.tokens[j], result.counts[j])
         for i in range(norm.shape[0])
         for j in range(norm.shape[1])
+        if not result.counts or result.counts[j] == n_pairs
     ]
     flat.sort(key=lambda r: -abs(r[0]))
+    readings = ["last"] + ([result.align] if result.align in result.tags else [])
+    at = {
+        which: {s: (float(result.at(s, which).nanmean()) - result.corrupt_value) / gap for s in result.sites}
+        for which in readings
+    } if result.per_prompt is not None else {}  # fmt: skip
     return {
         "clean": result.clean_value,
         "corrupt": result.corrupt_value,
         "align": result.align,
-        "n_pairs": len(result.prompt_tokens),
+        "n_pairs": n_pairs,
+        "at": at,
         "top": [dict(site=s, column=t, normalized=v, n=n) for v, s, t, n in flat[:top]],
     }
 

@@ -195,7 +195,7 @@ def run_experiment(
     return ExperimentResult(spec, out, behaviour, tables["probe"], summary)
 
 
-_VERSION = 6  # bump when the runner's steps change what a config produces
+_VERSION = 7  # bump when the runner's steps change what a config produces
 
 
 def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:
