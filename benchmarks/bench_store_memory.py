@@ -38,7 +38,7 @@ torch.set_num_threads(1)
 import interp
 from interp.diffmeans import diff_of_means
 from interp.probes import probe_layers
-from interp.reducers import mean_norms
+from interp.record.reducers import mean_norms
 
 def anon():
     for line in open('/proc/self/status'):

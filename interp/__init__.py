@@ -20,8 +20,6 @@ The flow, top to bottom (see DESIGN.md):
   every capture and intervention uses (:func:`interp.hooks.hooks`)
 """
 
-from interp.activations import Activations
-from interp.capture import capture
 from interp.diffmeans import diff_of_means, paired_pca
 from interp.directions import Direction, Subspace
 from interp.dose import ablation_effect, dose_response, reference_logprob
@@ -47,9 +45,11 @@ from interp.positions import Span
 from interp.probes import LinearProbe, probe_layers
 from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
 from interp.ranking import latent_ranking, model_diff, project, rank_latents
+from interp.record.activations import Activations
+from interp.record.capture import capture
+from interp.record.store import ActivationStore
 from interp.scan import ScanConfig, ScanResult, scan  # interp.scan is the function
 from interp.sites import FAMILIES, Site, resolve_sites
-from interp.store import ActivationStore
 
 __version__ = "0.1.0"
 

@@ -7,10 +7,10 @@ trigger) are matched and the per-pair differences averaged, so variation between
 questions cancels out. ``paired_pca`` takes the first principal component of the same
 per-pair differences, sign-aligned with their mean.
 
-Inputs are :class:`~interp.activations.Activations` (one site chosen with ``site=``),
-an :class:`~interp.store.ActivationStore` (streamed shard by shard, one site read) or
+Inputs are :class:`~interp.record.activations.Activations` (one site chosen with ``site=``),
+an :class:`~interp.record.store.ActivationStore` (streamed shard by shard, one site read) or
 plain tensors ``[n, d_model]`` (paired by row order); ``by=`` splits one input into the
-two groups. Every path reduces through :func:`interp.reducers.group_means` (float64
+two groups. Every path reduces through :func:`interp.record.reducers.group_means` (float64
 sums and counts), in memory or one shard at a time.
 """
 
@@ -25,7 +25,7 @@ from torch import Tensor
 
 from interp.directions import Direction
 from interp.errors import InterpError
-from interp.reducers import group_means, resolve_site, source_dtype, source_meta, source_rows
+from interp.record.reducers import group_means, resolve_site, source_dtype, source_meta, source_rows
 
 __all__ = [
     "diff_of_means",
@@ -196,7 +196,7 @@ def diff_of_means(
     """The direction from ``b`` to ``a``: ``mean(a) - mean(b)`` (``paired`` = mean of pairs).
 
     ``acts_a`` / ``acts_b``: tensors ``[n, d_model]``, :class:`Activations` or
-    :class:`~interp.store.ActivationStore` (streamed one shard at a time). Or one source
+    :class:`~interp.record.store.ActivationStore` (streamed one shard at a time). Or one source
     and ``by``: a metadata column with two values (``a`` = the rows whose value sorts
     last: ``True``, ``1``), or a pair ``(a, b)`` of queries (``"year == 1984"``) or
     boolean masks ``[n_rows]``. Means accumulate in float64.

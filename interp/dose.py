@@ -8,7 +8,7 @@ text) so a curve cannot hide a broken model. ``ablation_effect`` does the same f
 ablation: the metric without it, with it, and with random controls of the same kind.
 
 A metric (and a coherence guard) is a plain callable ``metric(model) -> value`` run inside
-the intervention, where ``value`` is an :class:`~interp.stats.Estimate`, a number, or a
+the intervention, where ``value`` is an :class:`~interp.metrics.stats.Estimate`, a number, or a
 tensor of per-item values (summarized by its mean with a Student-t interval).
 """
 
@@ -26,8 +26,8 @@ from interp.directions import Direction
 from interp.execution import tail_logprobs, token_lengths
 from interp.interventions import ablate, random_like, steer
 from interp.metrics.sampled import write_results
+from interp.metrics.stats import Estimate, mean_ci
 from interp.models import Model
-from interp.stats import Estimate, mean_ci
 
 __all__ = [
     "DosePoint",

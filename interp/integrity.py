@@ -1,7 +1,7 @@
 """Reading interp's own files safely: clear errors for missing, corrupted or altered files.
 
 Every pair interp writes (a ``.safetensors`` file of tensors and a ``.json`` file that
-describes them: directions, subspaces, saved :class:`~interp.activations.Activations`)
+describes them: directions, subspaces, saved :class:`~interp.record.activations.Activations`)
 carries a ``sha256`` entry in its JSON: the hash of the tensor file and the hash of the
 JSON's own other fields. :func:`verify` recomputes both on load, so one flipped byte in
 either file is an :class:`~interp.errors.IntegrityError` naming the file, never a

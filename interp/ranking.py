@@ -191,7 +191,7 @@ def latent_ranking(
     ``blocks.{layer}.hook_resid_post``). The table (see :func:`rank_latents`) carries the
     difference as ``table.attrs["direction"]`` (a :class:`Direction`).
     """
-    from interp.capture import capture
+    from interp.record.capture import capture
 
     where = _site_for(model.n_layers, sae, site, layer)
     acts = capture(
@@ -267,7 +267,7 @@ def model_diff(
     ``model``: a :class:`~interp.models.Model` loaded with an adapter, or a
     :class:`~interp.models.ModelPair`. The SAE's ``act_target`` is the finetuned run.
     """
-    from interp.capture import capture
+    from interp.record.capture import capture
 
     base, tuned = (
         (model.base, model.finetuned)
@@ -310,7 +310,7 @@ def project(
 ) -> pd.DataFrame:
     """Per-row projections ``x . unit_vector`` onto each direction.
 
-    ``acts``: :class:`~interp.activations.Activations` (each direction is read at its
+    ``acts``: :class:`~interp.record.activations.Activations` (each direction is read at its
     own site when captured, else at ``site``) or a tensor ``[n, d_model]``. Returns the
     metadata columns plus one column per direction (named by ``Direction.name``).
     """

@@ -117,7 +117,7 @@ def _year_acts(seed: int = 0, d: int = 24):
     """Same questions and dates in 2024 and 2028; 2028 adds a planted offset."""
     import pandas as pd
 
-    from interp.activations import Activations
+    from interp.record.activations import Activations
 
     g = torch.Generator().manual_seed(seed)
     offset = torch.randn(d, generator=g)

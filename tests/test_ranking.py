@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.activations import Activations
-from interp.capture import capture
 from interp.diffmeans import diff_of_means
 from interp.directions import Direction
 from interp.errors import InterpError
 from interp.hooks import hooks
 from interp.prompts import PromptSet
 from interp.ranking import latent_ranking, model_diff, project, rank_directions, rank_latents
+from interp.record.activations import Activations
+from interp.record.capture import capture
 from interp.sae import make_sae
 from interp.testing import tiny_model
 

@@ -297,7 +297,7 @@ def test_patch_table_heatmaps_and_exact_recovery(run, loaded):
 
 
 def test_eval_samples_judges_and_wilson_rates(run):
-    from interp.stats import wilson
+    from interp.metrics.stats import wilson
 
     out = run["root"] / "eval"
     samples = pd.read_csv(out / "samples.csv", keep_default_na=False)

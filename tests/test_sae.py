@@ -259,7 +259,7 @@ def test_save_load_roundtrip_and_direction(tmp_path):
 def test_train_on_activations_reads_the_sae_site():
     import pandas as pd
 
-    from interp.activations import Activations
+    from interp.record.activations import Activations
 
     x, _ = _planted(n=512, d=D_IN, n_feat=8)
     noise = torch.randn(512, D_IN)

@@ -22,7 +22,7 @@ from interp.metrics.sampled import (
     sampled_rate,
     score,
 )
-from interp.stats import wilson
+from interp.metrics.stats import wilson
 
 PROMPTS = ["The year is", "Name a bird species.", "Hello"]
 

@@ -96,7 +96,7 @@ def _answers(args) -> tuple[list[str], list[str]] | None:
 
 def _write_tables(out: Path, prompts, texts, gens, shares, keys: list[str]) -> dict:
     """generations.csv, shares.csv and summary.csv (mean share per condition, 95% CI)."""
-    from interp.stats import mean_ci
+    from interp.metrics.stats import mean_ci
 
     meta = prompts.meta.copy()
     taken = {"prompt", "prompt_index", "completion", "share", "sample_index", *keys}

@@ -188,8 +188,8 @@ def _add_capture(sub) -> None:
 
 # ---- probe ----------------------------------------------------------------------------
 def _read_acts(path: str):
-    from interp.activations import Activations
-    from interp.store import ActivationStore
+    from interp.record.activations import Activations
+    from interp.record.store import ActivationStore
 
     p = Path(path)
     if (p / "manifest.json").is_file():

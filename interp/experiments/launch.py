@@ -111,7 +111,7 @@ def _gpus_for(j: int, per_job: int) -> list[int]:
 
 
 def _behaviour_table(cells: list[Cell], results: list[dict]) -> pd.DataFrame:
-    from interp.stats import mean_ci
+    from interp.metrics.stats import mean_ci
 
     rows = []
     base = next(r for c, r in zip(cells, results, strict=True) if c.variant == "base")

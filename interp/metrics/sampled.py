@@ -33,7 +33,7 @@ import torch
 from interp.errors import EmptyPromptsError, InterpError, JudgeError
 from interp.execution import generate
 from interp.metrics.judges import endpoint_settings
-from interp.stats import Estimate, wilson
+from interp.metrics.stats import Estimate, wilson
 
 __all__ = [
     "Matcher",

@@ -11,11 +11,11 @@ from torch import Tensor
 
 from interp.directions import Direction
 from interp.errors import InterpError
+from interp.metrics.stats import Estimate, mean_ci
 from interp.probes.estimator import LinearProbe, _as_numpy
 from interp.probes.solver import auroc, fit_logistic
+from interp.record.store import ActivationStore
 from interp.sites import Site
-from interp.stats import Estimate, mean_ci
-from interp.store import ActivationStore
 
 __all__ = ["probe_layers", "cv_folds"]
 
@@ -49,7 +49,7 @@ def _layer_data(acts, site: str | None) -> tuple[list[Site], list[int | None], i
     """Site names, layers, the row count and ``load(j) -> [n, d]`` for the j-th site.
 
     ``acts``: a tensor ``[n, n_sites, d]`` or ``[n, d]``, Activations, or an
-    :class:`~interp.store.ActivationStore` (``load`` then reads that site alone).
+    :class:`~interp.record.store.ActivationStore` (``load`` then reads that site alone).
     """
     if isinstance(acts, Tensor):
         t = acts if acts.ndim == 3 else acts[:, None]
@@ -84,8 +84,8 @@ def probe_layers(
 ) -> pd.DataFrame:
     """Probe every captured site; one row per site.
 
-    ``acts``: :class:`~interp.activations.Activations`, a tensor ``[n, n_layers, d]`` or
-    an :class:`~interp.store.ActivationStore`, which is read one site at a time (memory
+    ``acts``: :class:`~interp.record.activations.Activations`, a tensor ``[n, n_layers, d]`` or
+    an :class:`~interp.record.store.ActivationStore`, which is read one site at a time (memory
     ``n * d``, not ``n * n_sites * d``); each gives the same table for the same values.
     ``labels`` / ``groups``: metadata column names or arrays ``[n]``. With ``groups``
     each group stays within one fold. With ``train`` and ``test`` (boolean masks ``[n]``,

@@ -76,7 +76,7 @@ def train_sae(
 ) -> tuple[SAE, dict]:
     """Train ``sae`` in place on rows ``x`` ``[n, d_in]``; returns it and a report.
 
-    ``x`` may be :class:`~interp.activations.Activations`; then ``site`` (default: the
+    ``x`` may be :class:`~interp.record.activations.Activations`; then ``site`` (default: the
     SAE's own site, or the only captured one) picks the column. The report holds the
     config, the metrics of :func:`evaluate_sae` before and after training (on ``x``)
     and the loss history every ``log_every`` steps.

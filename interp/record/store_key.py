@@ -18,6 +18,7 @@ import torch
 from interp.fingerprint import sha256_json, sha256_texts
 from interp.models import Model
 from interp.prompts import PromptSet
+from interp.record.batches import iter_batches
 
 __all__ = ["request_for", "positions_sha256", "mismatch"]
 
@@ -25,8 +26,6 @@ __all__ = ["request_for", "positions_sha256", "mismatch"]
 def positions_sha256(model: Model, prompts: PromptSet, positions, batch_size: int) -> str:
     """Hash of the resolved token positions, prompt by prompt (tokenizes, runs nothing):
     the same position name over other tag text, or another tokenizer, hashes differently."""
-    from interp.capture import iter_batches
-
     h = hashlib.sha256()
     for batch in iter_batches(model, prompts, positions, batch_size):
         rows = torch.stack([batch.batch_idx + batch.start, batch.position])  # [2, rows]

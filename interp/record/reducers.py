@@ -1,7 +1,7 @@
 """Streaming reductions over activations held in memory or in an on-disk store.
 
 A *source* is a tensor (``[n, d_model]`` or ``[n, n_sites, d_model]``), an
-:class:`~interp.activations.Activations` or an :class:`~interp.store.ActivationStore`.
+:class:`~interp.record.activations.Activations` or an :class:`~interp.record.store.ActivationStore`.
 Every reducer here walks a source chunk by chunk (one chunk for what is in memory, one
 shard at a time for a store) and accumulates float64 sums and counts, so a store larger
 than RAM costs one shard at a time, and the in-memory path is the same arithmetic.
@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interp.activations import Activations
 from interp.errors import InterpError
+from interp.record.activations import Activations
+from interp.record.store import ActivationStore
 from interp.sites import of_kind, site_index, site_kinds
-from interp.store import ActivationStore
 
 __all__ = [
     "group_means",

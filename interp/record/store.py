@@ -32,17 +32,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from interp.activations import Activations, site_index
 from interp.errors import InterpError, StoreCorruptedError, StoreMismatchError
 from interp.fingerprint import sha256_file
-from interp.models import Model
-from interp.prompts import PromptSet
+from interp.record.activations import Activations, site_index
+from interp.record.store_key import mismatch
 from interp.sites import Site
-from interp.store_key import mismatch, request_for
 
-__all__ = ["ActivationStore", "capture_to_store"]
+__all__ = ["ActivationStore", "ShardWriter"]
 
 FORMAT = "interp.activation_store/1"
 
@@ -268,51 +265,52 @@ def _meta_frame(
     return meta[list(columns)]
 
 
-def capture_to_store(
-    model: Model,
-    prompts: PromptSet,
-    sites: list[Site],
-    positions,
-    batch_size: int,
-    dtype: torch.dtype,
-    path: Path,
-    progress: bool,
-) -> ActivationStore:
-    """The streaming form of :func:`interp.capture` (see the module docstring)."""
-    from interp.capture import batch_meta, iter_batches, run_batch
+class ShardWriter:
+    """The sink a streaming capture writes into: the store of one ``request``, resumed.
 
-    store = ActivationStore(path)
-    texts = prompts.render(model)
-    request = request_for(model, prompts, sites, positions, batch_size, dtype, texts)
-    n_batches = -(-len(texts) // batch_size)
-    if store.exists():
-        manifest = store.manifest
-        problem = mismatch(path, manifest["request"], request)
-        if manifest.get("format") != FORMAT:
-            problem = f"{path} holds a store of another format ({manifest.get('format')!r})"
-        if problem:
-            raise StoreMismatchError(problem)
-        store.verify()
-        if manifest["complete"]:
-            return store
-    else:
-        path.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "format": FORMAT,
-            "request": request,
-            "n_batches": n_batches,
-            "shards": [],
-            "complete": False,
-            "prompt_meta": json.loads(prompts.meta.to_json(orient="split", index=False)),
-        }
-        _atomic_write_text(store.manifest_path, json.dumps(manifest))
-    done = len(manifest["shards"])
-    bar = tqdm(total=n_batches, initial=done, desc=f"capture -> {path.name}", disable=not progress)
-    for k, batch in enumerate(
-        iter_batches(model, prompts, positions, batch_size, start_batch=done), done
+    Opening checks an existing manifest against ``request`` (a mismatch or another format
+    is a :class:`~interp.errors.StoreMismatchError`) and verifies its finished shards, or
+    starts an empty store. :meth:`write` adds the next shard (``acts`` ``[rows, n_sites,
+    d_model]`` and its row table) and rewrites the manifest atomically after it.
+    """
+
+    def __init__(
+        self, store: ActivationStore, request: dict, n_batches: int, prompt_meta: pd.DataFrame
     ):
-        acts = run_batch(model, batch, sites, dtype)
-        meta = batch_meta(prompts, batch)
+        path = store.path
+        if store.exists():
+            manifest = store.manifest
+            problem = mismatch(path, manifest["request"], request)
+            if manifest.get("format") != FORMAT:
+                problem = f"{path} holds a store of another format ({manifest.get('format')!r})"
+            if problem:
+                raise StoreMismatchError(problem)
+            store.verify()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            manifest = {
+                "format": FORMAT,
+                "request": request,
+                "n_batches": n_batches,
+                "shards": [],
+                "complete": False,
+                "prompt_meta": json.loads(prompt_meta.to_json(orient="split", index=False)),
+            }
+            _atomic_write_text(store.manifest_path, json.dumps(manifest))
+        self.store, self.manifest, self.n_batches = store, manifest, n_batches
+
+    @property
+    def done(self) -> int:
+        """Shards already in the store (the next batch to write)."""
+        return len(self.manifest["shards"])
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest["complete"]
+
+    def write(self, acts: Tensor, meta: pd.DataFrame) -> None:
+        """Write the next shard: ``acts`` ``[rows, n_sites, d_model]``, ``meta`` ``[rows]``."""
+        path, k = self.store.path, self.done
         name = f"shard-{k:05d}.safetensors"
         tmp = path / (name + ".tmp")
         tensors = {
@@ -323,7 +321,7 @@ def capture_to_store(
         }
         save_file(tensors, str(tmp))
         os.replace(tmp, path / name)
-        manifest["shards"].append(
+        self.manifest["shards"].append(
             {
                 "file": name,
                 "rows": len(meta),
@@ -331,8 +329,5 @@ def capture_to_store(
                 "parts": _part_hashes(tensors),
             }
         )
-        manifest["complete"] = k + 1 == n_batches
-        _atomic_write_text(store.manifest_path, json.dumps(manifest))
-        bar.update(1)
-    bar.close()
-    return store
+        self.manifest["complete"] = k + 1 == self.n_batches
+        _atomic_write_text(self.store.manifest_path, json.dumps(self.manifest))
