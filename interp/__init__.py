@@ -6,10 +6,10 @@ The flow, top to bottom (see DESIGN.md):
 - prompts: :class:`PromptSet` (metadata, tagged spans, contrast grids), chat JSONL readers
 - capture: :func:`capture` -> :class:`Activations`, or an on-disk :class:`ActivationStore`
 - directions: :class:`Direction` / :class:`Subspace` value objects, :class:`LinearProbe`,
-  :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in :mod:`interp.sae`,
+  :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in :mod:`interp.directions.sae`,
   :func:`latent_ranking`, :func:`model_diff`, :func:`project`
 - interventions: :func:`ablate`, :func:`steer` (context managers over operators in
-  :mod:`interp.operators`), random controls, :func:`patch` (exact and attribution) and
+  :mod:`interp.causal.operators`), random controls, :func:`patch` (exact and attribution) and
   its specialisations (:func:`patch_resid_pre`, ...), :func:`dose_response`,
   :func:`ablation_effect`
 - metrics: :mod:`interp.metrics` (teacher-forced answer shares, sampled rates, judges)
@@ -20,11 +20,8 @@ The flow, top to bottom (see DESIGN.md):
   every capture and intervention uses (:func:`interp.hooks.hooks`)
 """
 
-from interp.diffmeans import diff_of_means, paired_pca
-from interp.directions import Direction, Subspace
-from interp.dose import ablation_effect, dose_response, reference_logprob
-from interp.errors import InterpError
-from interp.interventions import (
+from interp.causal.dose import ablation_effect, dose_response, reference_logprob
+from interp.causal.interventions import (
     SAELatents,
     ablate,
     random_directions,
@@ -32,8 +29,7 @@ from interp.interventions import (
     residual_norm,
     steer,
 )
-from interp.models import Model, ModelPair, load_model, wrap_model
-from interp.patching import (
+from interp.causal.patching import (
     PatchResult,
     patch,
     patch_attn_out,
@@ -41,10 +37,14 @@ from interp.patching import (
     patch_resid_post,
     patch_resid_pre,
 )
+from interp.directions import Direction, Subspace
+from interp.directions.diffmeans import diff_of_means, paired_pca
+from interp.directions.probes import LinearProbe, probe_layers
+from interp.directions.ranking import latent_ranking, model_diff, project, rank_latents
+from interp.errors import InterpError
+from interp.models import Model, ModelPair, load_model, wrap_model
 from interp.positions import Span
-from interp.probes import LinearProbe, probe_layers
 from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
-from interp.ranking import latent_ranking, model_diff, project, rank_latents
 from interp.record.activations import Activations
 from interp.record.capture import capture
 from interp.record.store import ActivationStore

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
+from interp.causal.dose import ablation_effect, as_estimate, dose_response, reference_logprob
+from interp.causal.interventions import residual_norm
 from interp.directions import Direction
-from interp.dose import ablation_effect, as_estimate, dose_response, reference_logprob
-from interp.interventions import residual_norm
 from interp.metrics.stats import Estimate, mean_ci
 from interp.testing import tiny_model
 

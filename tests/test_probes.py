@@ -6,8 +6,8 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
 from interp.directions import Direction
+from interp.directions.probes import LinearProbe, fit_logistic, probe_layers
 from interp.errors import InterpError
-from interp.probes import LinearProbe, fit_logistic, probe_layers
 from interp.record.activations import Activations
 
 
@@ -179,10 +179,10 @@ def test_pipeline_on_captured_activations(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from interp.diffmeans import diff_of_means
+    from interp.directions.diffmeans import diff_of_means
+    from interp.directions.ranking import project
     from interp.plots import plot_probe_accuracy, plot_projection_by_slot
     from interp.prompts import PromptSet
-    from interp.ranking import project
     from interp.record.capture import capture
     from interp.testing import tiny_model
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from interp.errors import InterpError, UnsafeWeightsError
-from interp.sae import (
+from interp.directions.sae import (
     ARCHITECTURES,
     BatchTopKSAE,
     JumpReLUSAE,
@@ -20,6 +19,7 @@ from interp.sae import (
     make_sae,
     train_sae,
 )
+from interp.errors import InterpError, UnsafeWeightsError
 
 D_IN, D_SAE = 12, 20
 

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import torch
 
+from interp.causal.interventions import random_directions, steer
 from interp.errors import InterpError
-from interp.interventions import random_directions, steer
 from interp.metrics.sampled import (
     FakeJudge,
     OpenAIJudge,

@@ -97,8 +97,8 @@ def test_value_objects_carry_parsed_sites(tmp_path):
     import pandas as pd
     import torch
 
+    from interp.causal.patch_result import PatchResult
     from interp.directions import Direction, Subspace
-    from interp.patch_result import PatchResult
     from interp.record.activations import Activations
 
     d = Direction(torch.ones(4), site="blocks.3.hook_attn_out")

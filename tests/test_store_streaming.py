@@ -10,9 +10,9 @@ import torch
 
 import interp
 import interp.record.store as store_mod
-from interp.diffmeans import diff_of_means, paired_pca
+from interp.directions.diffmeans import diff_of_means, paired_pca
+from interp.directions.probes import probe_layers
 from interp.errors import StoreCorruptedError
-from interp.probes import probe_layers
 from interp.record.reducers import mean_norms
 
 QUESTIONS = [

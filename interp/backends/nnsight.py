@@ -13,7 +13,7 @@ run unchanged on models interp never holds the weights of.
   local adapter directory); ``as_base()`` / ``as_finetuned()`` switch it off / on, and an
   intervention entered on one view acts only in that view;
 - patching runs as batched per-cell traces (:mod:`interp.backends.trace_patching`): the
-  replay engine of :mod:`interp.patching` calls blocks directly, which a remote model has
+  replay engine of :mod:`interp.causal.patching` calls blocks directly, which a remote model has
   no weights for. Attribution patching is not available here.
 
 ``remote``: ``False`` (nnsight's local execution, on the weights loaded here), ``True``

@@ -247,8 +247,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from interp.directions import save_directions
 
     headless()
+    from interp.directions.probes import probe_layers
     from interp.plots import plot_probe_accuracy
-    from interp.probes import probe_layers
 
     acts = _read_acts(args.acts)
     if args.label not in acts.meta.columns:

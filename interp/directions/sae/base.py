@@ -33,7 +33,7 @@ from interp.errors import ConfigError, InterpError
 from interp.sites import Site
 
 if TYPE_CHECKING:
-    from interp.sae.train import SAETrainConfig
+    from interp.directions.sae.train import SAETrainConfig
 
 __all__ = ["ARCHITECTURES", "SAEConfig", "SAE", "CFG_FILENAME", "WEIGHTS_FILENAME", "register"]
 
@@ -224,8 +224,8 @@ class SAE(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> SAE:
-        """Load any SAE directory interp knows (see :func:`interp.sae.load_sae`)."""
-        from interp.sae.loaders import load_sae
+        """Load any SAE directory interp knows (see :func:`interp.directions.sae.load_sae`)."""
+        from interp.directions.sae.loaders import load_sae
 
         return load_sae(path)
 

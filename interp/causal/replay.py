@@ -7,7 +7,7 @@ position ids) and its attention keys and values; :func:`run_block` then replays 
 with ``s0 > 0``, on the suffix from position ``s0`` only: the recorded keys and values of
 the prefix stand in through a minimal cache object, which is exact because attention is
 causal. :func:`unembed` is the final norm and unembedding. Used by
-:mod:`interp.patching` so that a patched run starts at the patched layer and position.
+:mod:`interp.causal.patching` so that a patched run starts at the patched layer and position.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ that receives the *last-position* logits of the ``n`` pairs in prompt order and 
 one value per pair (rows of pairs not patched in that call hold placeholder logits and
 their values are ignored), or one scalar when every pair has the same length.
 
-The result (:class:`~interp.patch_result.PatchResult`) holds each pair's own map and an
+The result (:class:`~interp.causal.patch_result.PatchResult`) holds each pair's own map and an
 aggregate whose columns are aligned in a way that is true for every pair (by a tag, from
 the start, or from the end: ``align=``).
 
@@ -38,7 +38,7 @@ clean one without a graph) and one backward to the activations (no weight gradie
 
 :func:`patch_resid_pre`, :func:`patch_attn_out`, :func:`patch_mlp_out` and
 :func:`patch_resid_post` are the engine at one site kind (as ``get_act_patch_*`` in
-TransformerLens). Inputs and memory sizing: :mod:`interp.patch_pairs`.
+TransformerLens). Inputs and memory sizing: :mod:`interp.causal.patch_pairs`.
 """
 
 from __future__ import annotations
@@ -49,11 +49,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from interp.errors import BackendError, InterpError
-from interp.execution import forward
-from interp.hooks import ModuleHook, hooks
-from interp.models import Model
-from interp.patch_pairs import (
+from interp.causal.patch_pairs import (
     Metric,
     Pairs,
     as_values,
@@ -65,10 +61,14 @@ from interp.patch_pairs import (
     row_bytes,
     split_group,
 )
-from interp.patch_result import PatchResult, cells_to_result
+from interp.causal.patch_result import PatchResult, cells_to_result
+from interp.causal.replay import can_reuse_prefix, record, run_block, unembed
+from interp.errors import BackendError, InterpError
+from interp.execution import forward
+from interp.hooks import ModuleHook, hooks
+from interp.models import Model
 from interp.positions import Positions, Span, normalize, resolve
 from interp.prompts import PromptSet
-from interp.replay import can_reuse_prefix, record, run_block, unembed
 from interp.sites import Site, resolve_sites
 
 __all__ = [

@@ -5,10 +5,10 @@ registered on enter and removed in ``finally`` (only its own), activations are n
 edited in place, and the hooks act on every forward inside the ``with`` body, so on every
 token of ``model.generate`` too, and on the base or adapter view alike.
 
-- :func:`ablate` applies an ablation operator (:mod:`interp.operators`) to a
+- :func:`ablate` applies an ablation operator (:mod:`interp.causal.operators`) to a
   :class:`~interp.directions.Direction`, a :class:`~interp.directions.Subspace` (or
   vectors, orthonormalized jointly, never by sequential projections) or
-  :class:`~interp.operators.SAELatents` (whose update keeps the SAE error term): project
+  :class:`~interp.causal.operators.SAELatents` (whose update keeps the SAE error term): project
   it out (the default), clamp it to its mean over a reference set, resample it from the
   reference set, or zero the whole activation.
 - :func:`steer` adds ``alpha * scale * direction`` (the ``add`` operator); ``alpha=0`` is
@@ -33,12 +33,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import Tensor
 
-from interp.directions import Direction, Subspace
-from interp.errors import InterpError, PositionError
-from interp.execution import Layout, chunks, track_layout
-from interp.hooks import hooks
-from interp.models import Model
-from interp.operators import (
+from interp.causal.operators import (
     Basis,
     OpContext,
     Operator,
@@ -48,6 +43,11 @@ from interp.operators import (
     operator,
     project,
 )
+from interp.directions import Direction, Subspace
+from interp.errors import InterpError, PositionError
+from interp.execution import Layout, chunks, track_layout
+from interp.hooks import hooks
+from interp.models import Model
 from interp.positions import Span, normalize
 from interp.sites import Site, is_site_name, kind_of, resolve_sites
 
@@ -205,7 +205,7 @@ def ablate(
     """Apply the ablation operator ``op`` to ``target`` at ``site`` (default: the target's
     own site, else ``resid_post``) of ``layers`` (default: the target's layer).
 
-    ``op`` (:mod:`interp.operators`): ``project`` (default) sets the target's coordinates
+    ``op`` (:mod:`interp.causal.operators`): ``project`` (default) sets the target's coordinates
     to 0, ``x - B^T B x`` for the orthonormal basis ``B`` of the target (zero ablation of
     SAE latents); ``mean`` sets them to their mean over ``reference`` (prompts, whose real
     tokens are used at each site, or activations ``[..., d_model]``); ``resample`` to those

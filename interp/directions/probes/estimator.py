@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from interp.directions import Direction
+from interp.directions.probes.solver import fit_logistic
 from interp.errors import InterpError
-from interp.probes.solver import fit_logistic
 
 __all__ = ["LinearProbe"]
 

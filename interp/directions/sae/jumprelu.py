@@ -1,7 +1,7 @@
 """JumpReLU SAE (sae-lens ``jumprelu``, Gemma Scope; dictionary_learning ``JumpReluAutoEncoder``).
 
 ``f = relu(pre) * (pre > threshold)`` with one learned threshold per latent. interp
-loads these; it does not train them (:meth:`~interp.sae.base.SAE.training_loss` says so).
+loads these; it does not train them (:meth:`~interp.directions.sae.base.SAE.training_loss` says so).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from interp.directions.sae.base import SAE, SAEConfig, register
 from interp.errors import InterpError
-from interp.sae.base import SAE, SAEConfig, register
 
 __all__ = ["JumpReLUSAEConfig", "JumpReLUSAE"]
 

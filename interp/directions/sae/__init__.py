@@ -10,20 +10,20 @@
 ========================  =================================================
 
 :data:`ARCHITECTURES` is the registry: each architecture's module registers its class
-under the ``architecture`` name a ``cfg.json`` uses (:func:`~interp.sae.base.register`);
+under the ``architecture`` name a ``cfg.json`` uses (:func:`~interp.directions.sae.base.register`);
 ``make_sae("topk", d_in=64, d_sae=256, k=8)`` builds one from keyword arguments.
 """
 
 from __future__ import annotations
 
+from interp.directions.sae.base import ARCHITECTURES, SAE, SAEConfig
+from interp.directions.sae.batchtopk import BatchTopKSAE, BatchTopKSAEConfig
+from interp.directions.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
+from interp.directions.sae.loaders import load_dictionary_learning, load_sae, load_sae_lens
+from interp.directions.sae.relu import ReluSAE, ReluSAEConfig
+from interp.directions.sae.topk import TopKSAE, TopKSAEConfig
+from interp.directions.sae.train import SAETrainConfig, evaluate_sae, train_sae
 from interp.errors import InterpError
-from interp.sae.base import ARCHITECTURES, SAE, SAEConfig
-from interp.sae.batchtopk import BatchTopKSAE, BatchTopKSAEConfig
-from interp.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
-from interp.sae.loaders import load_dictionary_learning, load_sae, load_sae_lens
-from interp.sae.relu import ReluSAE, ReluSAEConfig
-from interp.sae.topk import TopKSAE, TopKSAEConfig
-from interp.sae.train import SAETrainConfig, evaluate_sae, train_sae
 
 __all__ = [
     "ARCHITECTURES",

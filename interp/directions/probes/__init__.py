@@ -20,8 +20,8 @@ accuracy and AUROC (mean and 95% interval over folds) and the fitted directions.
 
 from __future__ import annotations
 
-from interp.probes.estimator import LinearProbe
-from interp.probes.solver import auroc, fit_logistic
-from interp.probes.sweep import cv_folds, probe_layers
+from interp.directions.probes.estimator import LinearProbe
+from interp.directions.probes.solver import auroc, fit_logistic
+from interp.directions.probes.sweep import cv_folds, probe_layers
 
 __all__ = ["LinearProbe", "probe_layers", "fit_logistic", "auroc", "cv_folds"]

@@ -10,10 +10,10 @@ import torch
 from torch import Tensor
 
 from interp.directions import Direction
+from interp.directions.probes.estimator import LinearProbe, _as_numpy
+from interp.directions.probes.solver import auroc, fit_logistic
 from interp.errors import InterpError
 from interp.metrics.stats import Estimate, mean_ci
-from interp.probes.estimator import LinearProbe, _as_numpy
-from interp.probes.solver import auroc, fit_logistic
 from interp.record.store import ActivationStore
 from interp.sites import Site
 

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 
+from interp.directions.sae.base import ARCHITECTURES, CFG_FILENAME, SAE, WEIGHTS_FILENAME
+from interp.directions.sae.batchtopk import BatchTopKSAE, BatchTopKSAEConfig
+from interp.directions.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
+from interp.directions.sae.relu import ReluSAE, ReluSAEConfig
+from interp.directions.sae.topk import TopKSAE, TopKSAEConfig
 from interp.errors import IntegrityError, InterpError, SiteError, UnsafeWeightsError
 from interp.integrity import read_json, read_safetensors
-from interp.sae.base import ARCHITECTURES, CFG_FILENAME, SAE, WEIGHTS_FILENAME
-from interp.sae.batchtopk import BatchTopKSAE, BatchTopKSAEConfig
-from interp.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
-from interp.sae.relu import ReluSAE, ReluSAEConfig
-from interp.sae.topk import TopKSAE, TopKSAEConfig
 from interp.sites import Site
 
 __all__ = [

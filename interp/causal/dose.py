@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from interp.causal.interventions import ablate, random_like, steer
 from interp.directions import Direction
 from interp.execution import tail_logprobs, token_lengths
-from interp.interventions import ablate, random_like, steer
 from interp.metrics.sampled import write_results
 from interp.metrics.stats import Estimate, mean_ci
 from interp.models import Model
@@ -219,7 +219,7 @@ def ablation_effect(
     **ablate_kwargs,
 ) -> EffectResult:
     """``metric`` without the ablation, with it, and with ``n_random`` random controls of
-    the same kind and rank (:func:`interp.interventions.random_like`); ``ablate_kwargs``
+    the same kind and rank (:func:`interp.causal.interventions.random_like`); ``ablate_kwargs``
     go to :func:`interp.ablate` (``layers``, ``site``, ``positions``, ``mode``, ...)."""
     rows = []
     est, coh = _measure(model, metric, coherence)

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
-from interp.sae.base import SAE, SAEConfig, register
+from interp.directions.sae.base import SAE, SAEConfig, register
 
 if TYPE_CHECKING:
-    from interp.sae.train import SAETrainConfig
+    from interp.directions.sae.train import SAETrainConfig
 
 __all__ = ["TopKSAEConfig", "TopKSAE", "topk_activation"]
 

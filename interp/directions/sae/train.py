@@ -4,8 +4,8 @@ This is a compact trainer (Adam, unit-norm decoder rows with the parallel gradie
 component removed, ``b_dec`` started at the data mean), not sae-lens: sae-lens trains
 from a TransformerLens model and its own activation store, while interp already holds
 the activations as a tensor. Each architecture owns its loss
-(:meth:`~interp.sae.base.SAE.training_loss`, in its own module) and any state it sets
-from the last half of training (:meth:`~interp.sae.base.SAE.training_statistic`, e.g. the
+(:meth:`~interp.directions.sae.base.SAE.training_loss`, in its own module) and any state it sets
+from the last half of training (:meth:`~interp.directions.sae.base.SAE.training_statistic`, e.g. the
 BatchTopK inference threshold); the trainer knows no architecture by name.
 
 :func:`evaluate_sae` reports reconstruction MSE, explained variance, L0 and the number
@@ -21,8 +21,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.config import Config
+from interp.directions.sae.base import SAE
 from interp.errors import InterpError
-from interp.sae.base import SAE
 
 __all__ = ["SAETrainConfig", "train_sae", "evaluate_sae"]
 
