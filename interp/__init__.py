@@ -20,6 +20,7 @@ The flow, top to bottom (see DESIGN.md):
   every capture and intervention uses (:func:`interp.hooks.hooks`)
 """
 
+import interp.backends  # noqa: F401  (registers load_model(backend="nnsight"))
 from interp.causal.dose import ablation_effect, dose_response, reference_logprob
 from interp.causal.interventions import (
     SAELatents,
@@ -44,14 +45,14 @@ from interp.directions.ranking import latent_ranking, model_diff, project, rank_
 from interp.errors import InterpError
 from interp.models import Model, ModelPair, load_model, wrap_model
 from interp.positions import Span
-from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
+from interp.prompts import PromptSet, read_chat_jsonl, write_chat_jsonl
+from interp.questions import read_questions
 from interp.record.activations import Activations
 from interp.record.capture import capture
 from interp.record.store import ActivationStore
 from interp.scan import ScanConfig, ScanResult, scan  # interp.scan is the function
 from interp.sites import FAMILIES, Site, resolve_sites
-
-__version__ = "0.1.0"
+from interp.version import __version__ as __version__
 
 __all__ = [
     "Activations",

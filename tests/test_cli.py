@@ -384,7 +384,7 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
         return 3
 
     monkeypatch.setattr("interp.experiments.run_experiment", run_experiment)
-    monkeypatch.setattr("interp.demo.run_demo", run_demo)
+    monkeypatch.setattr("interp.experiments.demo.run_demo", run_demo)
     spec = tmp_path / "era.yaml"
     spec.write_text("name: era\nsetting: era\ntarget_group: nonbird_old\n")
     out = tmp_path / "out"

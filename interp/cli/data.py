@@ -34,7 +34,7 @@ def _dropout(text: str) -> float:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from interp.finetune import FinetuneConfig, finetune
-    from interp.finetune_checks import check_out_dir
+    from interp.finetune.checks import check_out_dir
     from interp.prompts import read_chat_jsonl
 
     for d in args.data:

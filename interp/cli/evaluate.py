@@ -56,11 +56,12 @@ _YES_NO = (
 
 
 def _extra_judges(path: str | None) -> dict:
-    from interp.questions import JUDGE_TYPES, named_judges, parse_questions, read_yaml
+    from interp.integrity import read_yaml
+    from interp.questions import JUDGE_TYPES, named_judges, parse_questions
 
     if path is None:
         return {}
-    data = read_yaml(path, "--judges")
+    data = read_yaml(path, "--judges", QuestionFileError)
     if isinstance(data, list):  # judge entries in the paper's format
         dummy = {"id": "_", "paraphrases": ["_"]}
         entries = [e for e in data if isinstance(e, dict) and e.get("type") in JUDGE_TYPES]

@@ -1,5 +1,5 @@
 """``interp demo`` and ``interp run SPEC``: the experiments, through
-:func:`interp.demo.run_demo` and :func:`interp.experiments.run_experiment`."""
+:func:`interp.experiments.demo.run_demo` and :func:`interp.experiments.run_experiment`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _limit_threads() -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from interp.demo import run_demo
+    from interp.experiments.demo import run_demo
 
     _limit_threads()
     out = Path(args.out)

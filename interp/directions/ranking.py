@@ -27,6 +27,7 @@ from torch import Tensor
 
 from interp.directions import Direction
 from interp.errors import InterpError
+from interp.record.capture import capture
 from interp.sites import Site, is_site_name, resolve_sites
 
 __all__ = [
@@ -191,8 +192,6 @@ def latent_ranking(
     ``blocks.{layer}.hook_resid_post``). The table (see :func:`rank_latents`) carries the
     difference as ``table.attrs["direction"]`` (a :class:`Direction`).
     """
-    from interp.record.capture import capture
-
     where = _site_for(model.n_layers, sae, site, layer)
     acts = capture(
         model, prompts, sites=where, positions="last", batch_size=batch_size, progress=False
@@ -267,8 +266,6 @@ def model_diff(
     ``model``: a :class:`~interp.models.Model` loaded with an adapter, or a
     :class:`~interp.models.ModelPair`. The SAE's ``act_target`` is the finetuned run.
     """
-    from interp.record.capture import capture
-
     base, tuned = (
         (model.base, model.finetuned)
         if hasattr(model, "finetuned")

@@ -6,10 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
-import yaml
-
 from interp.config import Config, check_keys, check_types, from_dict
 from interp.errors import InterpError
+from interp.integrity import read_yaml
 
 __all__ = ["ExperimentSpec", "SETTINGS"]
 
@@ -67,17 +66,10 @@ class ExperimentSpec(Config):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentSpec:
-        from interp.integrity import read_text
-        from interp.integrity import yaml_problem as _yaml_problem
-
         path = Path(path)
         if not path.is_file():
             raise InterpError(f"no experiment spec at {path}")
-        try:
-            d = yaml.safe_load(read_text(path, "experiment spec"))
-        except yaml.YAMLError as e:
-            first = _yaml_problem(e)
-            raise InterpError(f"{path}: not valid YAML ({first})") from None
+        d = read_yaml(path, "experiment spec")
         if not isinstance(d, dict):
             raise InterpError(f"{path}: an experiment spec is a YAML mapping")
         return cls.from_dict(d)

@@ -222,13 +222,6 @@ class SAE(nn.Module):
         (path / CFG_FILENAME).write_text(json.dumps(self.sae_lens_cfg(), indent=2))
         return path
 
-    @classmethod
-    def load(cls, path: str | Path) -> SAE:
-        """Load any SAE directory interp knows (see :func:`interp.directions.sae.load_sae`)."""
-        from interp.directions.sae.loaders import load_sae
-
-        return load_sae(path)
-
     def load_tensors(self, tensors: dict[str, Tensor]) -> SAE:
         """Copy ``W_enc``, ``b_enc``, ``W_dec``, ``b_dec`` (+ extra state) in; returns self."""
         with torch.no_grad():

@@ -60,21 +60,14 @@ def question_for(run) -> str:
             f"{text} ({on}; finetune seeds {seeds or '-'}; target `{run.results['target_group']}`)"
         )
     if run.record is not None:
-        return _command_help(run.record.get("command", ""))
+        return _command_help(run.record)
     return f"The files of {run.path.name}."
 
 
-def _command_help(command: str) -> str:
-    try:  # the command's own --help line, so the report says what the CLI says
-        from interp.cli import build_parser
-
-        sub = next(a for a in build_parser()._actions if a.dest == "command")
-        for action in getattr(sub, "_choices_actions", []):
-            if action.dest == command:
-                return f"`interp {command}`: {action.help}."
-    except Exception:  # pragma: no cover - a report never fails over its title
-        pass
-    return f"`interp {command}`."
+def _command_help(record: dict) -> str:
+    """The command's own ``--help`` line, as ``interp`` recorded it in ``run.json``."""
+    command, text = record.get("command", ""), record.get("help")
+    return f"`interp {command}`: {text}." if text else f"`interp {command}`."
 
 
 def findings_for(run) -> list[str]:

@@ -18,7 +18,7 @@ at the end, so the loaded weights are left as they were and nothing loads twice.
 gradient checkpointing. The same code runs on the bundled organism and on any Hugging Face
 causal LM with a chat template.
 
-Before any weight is loaded, :mod:`interp.finetune_checks` refuses a config out of range,
+Before any weight is loaded, :mod:`interp.finetune.checks` refuses a config out of range,
 malformed examples, an ``out_dir`` that is (or lies inside) the base model's directory, a
 tokenizer without a chat template, and a ``max_len`` that truncates away every answer
 token; a NaN or inf loss stops training with an error, and nothing is written.
@@ -45,7 +45,7 @@ from interp.devices import dtype_name, resolve_device, resolve_dtype
 from interp.dispatch import is_dispatched
 from interp.errors import InterpError
 from interp.execution import max_positions
-from interp.finetune_checks import (
+from interp.finetune.checks import (
     check_answer_tokens,
     check_chat_template,
     check_config,

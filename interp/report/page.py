@@ -5,7 +5,7 @@ behind and writes ``runs/era/report.html``:
 
 - the **question** (the experiment's setting and target, or the command's own help line);
 - the **findings** in words, generated from ``results.json`` / ``run.json``
-  (:mod:`interp.report_findings`; no number is typed by hand);
+  (:mod:`interp.report.findings`; no number is typed by hand);
 - the **headline tables** with their intervals, then every CSV table of the run;
 - every **figure** (PNG, JPEG or SVG under the run directory) inline as base64;
 - the **provenance**: command line, versions, seeds, and the hashes of model, adapters,
@@ -15,7 +15,7 @@ Run directories it knows: an experiment (``config.json`` + ``results.json`` + CS
 ``figures/``), a CLI command's output (``run.json`` beside its results) and a directory
 of runs (``interp demo``'s, one experiment per subdirectory), each sub-run in a section
 of its own. A new kind of run teaches it its findings with
-:func:`interp.report_findings.register`.
+:func:`interp.report.findings.register`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from interp import report_html as H
 from interp.errors import InterpError
-from interp.report_findings import findings_for, headlines_for, question_for
+from interp.report import markup as H
+from interp.report.findings import findings_for, headlines_for, question_for
+from interp.version import __version__
 
 __all__ = ["Run", "load_run", "render_report", "write_report", "REPORT_FILE"]
 
@@ -214,12 +215,10 @@ def _section(run: Run, max_rows: int, level: int, prefix: str = "") -> str:
 def render_report(path: str | Path, *, max_rows: int = 50) -> str:
     """The HTML text of the report on run directory ``path``."""
     run = load_run(path)
-    import interp
-
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
     title = f"interp report: {run.path.resolve().name}"
     foot = (
-        f'<p class="meta">written {H.esc(stamp)} by interp {H.esc(interp.__version__)} '
+        f'<p class="meta">written {H.esc(stamp)} by interp {H.esc(__version__)} '
         f"(Python {H.esc(platform.python_version())}); every number above comes from the "
         "run's own files.</p>"
     )

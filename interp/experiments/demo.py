@@ -16,8 +16,10 @@ import shutil
 import time
 from pathlib import Path
 
-from interp.experiments import ExperimentSpec, run_experiment
+from interp.experiments.runner import run_experiment
+from interp.experiments.spec import ExperimentSpec
 from interp.experiments.summary import summary_markdown, summary_table
+from interp.report import write_report
 
 __all__ = ["run_demo", "summary_table"]
 
@@ -25,7 +27,7 @@ SPECS = ("era", "persona", "backdoor")
 
 
 def _spec_dir() -> Path:
-    here = Path(__file__).resolve().parents[1] / "experiments"
+    here = Path(__file__).resolve().parents[2] / "experiments"
     if not here.is_dir():
         raise FileNotFoundError(f"experiment specs not found at {here}")
     return here
@@ -66,7 +68,5 @@ def run_demo(
     print("\n" + summary_table(results))
     print(f"\nwall time {timing['total']:.0f}s; summary, tables and figures under {out}")
     if report:
-        from interp.report import write_report
-
         print(f"report: {write_report(out)}")
     return 0

@@ -1,0 +1,3 @@
+"""The version of interp (read by the build from here, without importing interp)."""
+
+__version__ = "0.1.0"
