@@ -8,6 +8,7 @@ dose            :func:`~interp.causal.dose.dose_response`, :func:`~interp.causal
 patch_pairs     clean / corrupted prompt pairs: tokenized, aligned, position checks
 replay          running the model from one block on, with some activations replaced
 patching        :func:`~interp.causal.patching.patch`: exact and attribution patching
+patch_engines   its two engines over one length group (block replay; a gradient)
 patch_result    :class:`~interp.causal.patch_result.PatchResult`: the table of one patching run
 ==============  ============================================================================
 

@@ -6,7 +6,8 @@
 ``batchtopk.BatchTopKSAE``  batch top-k in training; one global threshold after
 ``jumprelu.JumpReLUSAE``  per-latent thresholds (loaded, not trained here)
 ``train``                 :func:`train_sae`, :func:`evaluate_sae`
-``loaders``               :func:`load_sae` (sae-lens and dictionary_learning layouts)
+``loaders``               :func:`load_sae` (either layout), :func:`load_sae_lens`
+``dictionary_learning``   :func:`load_dictionary_learning` (``ae.pt`` + ``config.json``)
 ========================  =================================================
 
 :data:`ARCHITECTURES` is the registry: each architecture's module registers its class
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 from interp.directions.sae.base import ARCHITECTURES, SAE, SAEConfig
 from interp.directions.sae.batchtopk import BatchTopKSAE, BatchTopKSAEConfig
+from interp.directions.sae.dictionary_learning import load_dictionary_learning
 from interp.directions.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
-from interp.directions.sae.loaders import load_dictionary_learning, load_sae, load_sae_lens
+from interp.directions.sae.loaders import load_sae, load_sae_lens
 from interp.directions.sae.relu import ReluSAE, ReluSAEConfig
 from interp.directions.sae.topk import TopKSAE, TopKSAEConfig
 from interp.directions.sae.train import SAETrainConfig, evaluate_sae, train_sae

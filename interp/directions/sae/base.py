@@ -35,7 +35,16 @@ from interp.sites import Site
 if TYPE_CHECKING:
     from interp.directions.sae.train import SAETrainConfig
 
-__all__ = ["ARCHITECTURES", "SAEConfig", "SAE", "CFG_FILENAME", "WEIGHTS_FILENAME", "register"]
+__all__ = [
+    "ARCHITECTURES",
+    "SAEConfig",
+    "SAE",
+    "CFG_FILENAME",
+    "WEIGHTS_FILENAME",
+    "register",
+    "finish_load",
+    "load_checked",
+]
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -239,3 +248,22 @@ class SAE(nn.Module):
         return (
             f"{type(self).__name__}(d_in={self.d_in}, d_sae={self.d_sae}, site={self.cfg.site!r})"
         )
+
+
+def finish_load(sae: SAE, dtype: torch.dtype | None, device) -> SAE:
+    """A loaded ``sae`` in ``dtype`` on ``device`` (as it is where ``None``), in eval mode."""
+    if dtype is not None or device is not None:
+        sae = sae.to(device=device, dtype=dtype)
+    return sae.eval()
+
+
+def load_checked(sae: SAE, tensors: dict, where: Path) -> SAE:
+    """``sae.load_tensors(tensors)`` with missing tensors and wrong shapes as one line."""
+    need = ["W_enc", "b_enc", "W_dec", "b_dec", *sae.extra_state()]
+    missing = [k for k in need if k not in tensors]
+    if missing:
+        raise InterpError(f"{where}: the weights lack {missing} (a {sae.architecture} SAE)")
+    try:
+        return sae.load_tensors(tensors)
+    except ValueError as e:  # a shape that does not fit the config
+        raise InterpError(f"{where}: {e} (from d_in={sae.d_in}, d_sae={sae.d_sae})") from None
