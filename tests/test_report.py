@@ -129,7 +129,7 @@ def era_run(tmp_path_factory, small_organism):
 
     out = tmp_path_factory.mktemp("report") / "era_small"
     t0 = time.time()
-    run_experiment(ROOT / "experiments" / "era_small.yaml", out=out)
+    run_experiment("era_small", out=out)  # a bundled spec, by name
     print(f"era_small run: {time.time() - t0:.1f}s")
     return out
 

@@ -17,20 +17,13 @@ import time
 from pathlib import Path
 
 from interp.experiments.runner import run_experiment
-from interp.experiments.spec import ExperimentSpec
+from interp.experiments.spec import SPEC_DIR, ExperimentSpec
 from interp.experiments.summary import summary_markdown, summary_table
 from interp.report import write_report
 
 __all__ = ["run_demo", "summary_table"]
 
 SPECS = ("era", "persona", "backdoor")
-
-
-def _spec_dir() -> Path:
-    here = Path(__file__).resolve().parents[2] / "experiments"
-    if not here.is_dir():
-        raise FileNotFoundError(f"experiment specs not found at {here}")
-    return here
 
 
 def run_demo(
@@ -48,7 +41,7 @@ def run_demo(
     figures_dir = Path(figures_dir) if figures_dir else Path("figures")
     results, timing = {}, {}
     for name in SPECS:
-        spec = ExperimentSpec.from_yaml(_spec_dir() / f"{name}.yaml")
+        spec = ExperimentSpec.from_yaml(SPEC_DIR / f"{name}.yaml")  # the bundled specs
         if quick:
             spec = spec.replace(organism="small", seeds=spec.seeds[:2], n_random=4)
         t = time.time()

@@ -1,6 +1,6 @@
 """Run an experiment as cells dispatched through submitit: here, or as Slurm jobs.
 
-``run_sweep("experiments/era.yaml", launcher="slurm", params={"slurm_partition": "gpu"})``
+``run_sweep("era", launcher="slurm", params={"slurm_partition": "gpu"})``
 (or ``interp run SPEC --launcher local|slurm``):
 
 1. the base model is prepared here (the organism built or read from its cache, which
