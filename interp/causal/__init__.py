@@ -15,3 +15,5 @@ patch_result    :class:`~interp.causal.patch_result.PatchResult`: the table of o
 The public names are re-exported by :mod:`interp` (``interp.ablate``, ``interp.patch``, ...);
 this package re-exports nothing.
 """
+
+__all__: list[str] = []

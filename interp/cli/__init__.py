@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_help(parser: argparse.ArgumentParser, command: str) -> str | None:
     """The one-line ``help`` of subcommand ``command``."""
     sub = next(a for a in parser._actions if a.dest == "command")
-    return next((a.help for a in sub._choices_actions if a.dest == command), None)
+    choices = getattr(sub, "_choices_actions", [])  # argparse's list of the subcommands
+    return next((a.help for a in choices if a.dest == command), None)
 
 
 def _stopped(args, error, status: str = "failed") -> None:

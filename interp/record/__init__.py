@@ -14,3 +14,5 @@ The public names are re-exported by :mod:`interp` (``interp.capture``,
 ``interp.Activations``, ``interp.ActivationStore``); this package re-exports nothing, so
 that each module keeps its own name (``interp.record.capture`` is the module).
 """
+
+__all__: list[str] = []
