@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"kept {work}")
         else:
+            t1 = time.time()
             shutil.rmtree(work, ignore_errors=True)
+            print(f"[{time.time() - t1:6.1f}s] removed $WORK")
     print(f"wheel check passed in {time.time() - t0:.0f}s")
     return 0
 
