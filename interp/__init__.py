@@ -1,23 +1,27 @@
 """interp: locate learned triggers and latents inside finetuned language models.
 
-The flow, top to bottom (see DESIGN.md):
+The flow, top to bottom (see DESIGN.md); each stage is a folder that imports only from
+itself and the stages above it (``tests/test_layout.py``), and this module re-exports it:
 
-- models: :func:`load_model`, :class:`Model`, :class:`ModelPair`
-- prompts: :class:`PromptSet` (metadata, tagged spans, contrast grids), chat JSONL readers
-- capture: :func:`capture` -> :class:`Activations`, or an on-disk :class:`ActivationStore`
-- directions: :class:`Direction` / :class:`Subspace` value objects, :class:`LinearProbe`,
-  :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in :mod:`interp.directions.sae`,
-  :func:`latent_ranking`, :func:`model_diff`, :func:`project`
-- interventions: :func:`ablate`, :func:`steer` (context managers over operators in
-  :mod:`interp.causal.operators`), random controls, :func:`patch` (exact and attribution) and
-  its specialisations (:func:`patch_resid_pre`, ...), :func:`dose_response`,
-  :func:`ablation_effect`
+- models (the core, top-level modules): :func:`load_model`, :class:`Model`,
+  :class:`ModelPair`; prompts: :class:`PromptSet` (metadata, tagged spans, contrast
+  grids), chat JSONL and question-file readers; sites / hooks: the canonical site names
+  (:mod:`interp.sites`) and the one hook engine every capture and intervention uses
+  (:func:`interp.hooks.hooks`); :mod:`interp.backends`: the nnsight trace backend
+- record: :func:`capture` -> :class:`Activations`, or an on-disk :class:`ActivationStore`
 - metrics: :mod:`interp.metrics` (teacher-forced answer shares, sampled rates, judges)
-- figures: :mod:`interp.plots` (they take results and never run a model)
-- the trigger scan: :func:`scan` (what a finetune changed, its triggers, where they live)
-- the bundled model organism: :mod:`interp.organism`; experiments: :mod:`interp.experiments`
-- sites / hooks: the canonical site names (:mod:`interp.sites`) and the one hook engine
-  every capture and intervention uses (:func:`interp.hooks.hooks`)
+- directions: :class:`Direction` / :class:`Subspace` value objects, :class:`LinearProbe`,
+  :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in
+  :mod:`interp.directions.sae`, :func:`latent_ranking`, :func:`model_diff`, :func:`project`
+- causal: :func:`ablate`, :func:`steer` (context managers over operators in
+  :mod:`interp.causal.operators`), random controls, :func:`patch` (exact and attribution)
+  and its specialisations (:func:`patch_resid_pre`, ...), :func:`dose_response`,
+  :func:`ablation_effect`
+- figures and reports: :mod:`interp.plots`, :mod:`interp.report` (they take results and
+  never run a model)
+- beside the flow: :mod:`interp.finetune`, the bundled model organism
+  (:mod:`interp.organism`); on top of it: the trigger scan (:func:`scan`) and
+  :mod:`interp.experiments`; last, the command line (:mod:`interp.cli`)
 """
 
 import interp.backends  # noqa: F401  (registers load_model(backend="nnsight"))
