@@ -15,7 +15,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.interp-installed
 
-.PHONY: demo test lint docs check-report bench notebooks readme world-card clean
+.PHONY: demo test lint docs check-report bench notebooks readme world-card wheel-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,8 @@ test: $(STAMP) docs
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check interp tests benchmarks experiments tools
-	$(VENV)/bin/ruff format --check interp tests benchmarks experiments tools
+	$(VENV)/bin/ruff check interp tests benchmarks tools
+	$(VENV)/bin/ruff format --check interp tests benchmarks tools
 	$(VENV)/bin/mypy
 
 # the documentation site, into site/ (mkdocs.yml; --strict: broken links, missing
@@ -53,7 +53,7 @@ docs: $(STAMP)
 REPORT_RUN ?= runs/era_small
 CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
 check-report: $(STAMP)
-	test -f $(REPORT_RUN)/results.json || $(VENV)/bin/interp run experiments/era_small.yaml --out $(REPORT_RUN)
+	test -f $(REPORT_RUN)/results.json || $(VENV)/bin/interp run era_small --out $(REPORT_RUN)
 	$(VENV)/bin/interp report $(REPORT_RUN)
 	@if [ -z "$(CHROMIUM)" ]; then echo "no chromium: apt-get install chromium, then rerun"; exit 0; fi; \
 	profile=$$(mktemp -d); \
@@ -67,6 +67,11 @@ check-report: $(STAMP)
 
 bench: $(STAMP)
 	cd benchmarks && ../$(PY) bench_capture.py
+
+# the wheel as a user gets it: built, the bundled specs inside it, installed in a fresh venv
+# (torch first, as above) and its command line run from outside the repository
+wheel-check: $(STAMP)
+	TORCH="$(TORCH)" $(PY) tools/wheel_check.py
 
 notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9]*.py

@@ -2,7 +2,7 @@
 
 One run, same weights, same machine: a random-weight GPT-2-family model (8 layers,
 d_model 512, 32 positions by default) is patched at every ``resid_pre`` (layer, position)
-by ``interp.patching.patch`` and by ``transformer_lens.patching.get_act_patch_resid_pre``
+by ``interp.causal.patching.patch`` and by ``transformer_lens.patching.get_act_patch_resid_pre``
 on a TransformerLens ``TransformerBridge`` over the same weights; both are also timed
 against one plain forward of the clean+corrupt pair. Methods alternate within each
 round and the fastest run of each is kept (the machine may be shared). Prints a
@@ -18,8 +18,8 @@ import time
 
 import torch
 
+from interp.causal.patching import patch
 from interp.interop import to_transformer_lens
-from interp.patching import patch
 from interp.testing import tiny_model
 
 

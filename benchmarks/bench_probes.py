@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from interp.probes import cv_folds, fit_logistic, probe_layers
+from interp.directions.probes import cv_folds, fit_logistic, probe_layers
 
 
 def make_data(n: int, d: int, layers: int, seed: int = 0):

@@ -36,9 +36,9 @@ CHILD = """
 import threading, time, torch
 torch.set_num_threads(1)
 import interp
-from interp.diffmeans import diff_of_means
-from interp.probes import probe_layers
-from interp.reducers import mean_norms
+from interp.directions.diffmeans import diff_of_means
+from interp.directions.probes import probe_layers
+from interp.record.reducers import mean_norms
 
 def anon():
     for line in open('/proc/self/status'):

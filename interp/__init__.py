@@ -1,32 +1,32 @@
 """interp: locate learned triggers and latents inside finetuned language models.
 
-The flow, top to bottom (see DESIGN.md):
+The flow, top to bottom (see DESIGN.md); each stage is a folder that imports only from
+itself and the stages above it (``tests/test_layout.py``), and this module re-exports it:
 
-- models: :func:`load_model`, :class:`Model`, :class:`ModelPair`
-- prompts: :class:`PromptSet` (metadata, tagged spans, contrast grids), chat JSONL readers
-- capture: :func:`capture` -> :class:`Activations`, or an on-disk :class:`ActivationStore`
-- directions: :class:`Direction` / :class:`Subspace` value objects, :class:`LinearProbe`,
-  :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in :mod:`interp.sae`,
-  :func:`latent_ranking`, :func:`model_diff`, :func:`project`
-- interventions: :func:`ablate`, :func:`steer` (context managers over operators in
-  :mod:`interp.operators`), random controls, :func:`patch` (exact and attribution) and
-  its specialisations (:func:`patch_resid_pre`, ...), :func:`dose_response`,
-  :func:`ablation_effect`
+- models (the core, top-level modules): :func:`load_model`, :class:`Model`,
+  :class:`ModelPair`; prompts: :class:`PromptSet` (metadata, tagged spans, contrast
+  grids), chat JSONL and question-file readers; sites / hooks: the canonical site names
+  (:mod:`interp.sites`) and the one hook engine every capture and intervention uses
+  (:func:`interp.hooks.hooks`); :mod:`interp.backends`: the nnsight trace backend
+- record: :func:`capture` -> :class:`Activations`, or an on-disk :class:`ActivationStore`
 - metrics: :mod:`interp.metrics` (teacher-forced answer shares, sampled rates, judges)
-- figures: :mod:`interp.plots` (they take results and never run a model)
-- the trigger scan: :func:`scan` (what a finetune changed, its triggers, where they live)
-- the bundled model organism: :mod:`interp.organism`; experiments: :mod:`interp.experiments`
-- sites / hooks: the canonical site names (:mod:`interp.sites`) and the one hook engine
-  every capture and intervention uses (:func:`interp.hooks.hooks`)
+- directions: :class:`Direction` / :class:`Subspace` value objects, :class:`LinearProbe`,
+  :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in
+  :mod:`interp.directions.sae`, :func:`latent_ranking`, :func:`model_diff`, :func:`project`
+- causal: :func:`ablate`, :func:`steer` (context managers over operators in
+  :mod:`interp.causal.operators`), random controls, :func:`patch` (exact and attribution)
+  and its specialisations (:func:`patch_resid_pre`, ...), :func:`dose_response`,
+  :func:`ablation_effect`
+- figures and reports: :mod:`interp.plots`, :mod:`interp.report` (they take results and
+  never run a model)
+- beside the flow: :mod:`interp.finetune`, the bundled model organism
+  (:mod:`interp.organism`); on top of it: the trigger scan (:func:`scan`) and
+  :mod:`interp.experiments`; last, the command line (:mod:`interp.cli`)
 """
 
-from interp.activations import Activations
-from interp.capture import capture
-from interp.diffmeans import diff_of_means, paired_pca
-from interp.directions import Direction, Subspace
-from interp.dose import ablation_effect, dose_response, reference_logprob
-from interp.errors import InterpError
-from interp.interventions import (
+import interp.backends  # noqa: F401  (registers load_model(backend="nnsight"))
+from interp.causal.dose import ablation_effect, dose_response, reference_logprob
+from interp.causal.interventions import (
     SAELatents,
     ablate,
     random_directions,
@@ -34,8 +34,7 @@ from interp.interventions import (
     residual_norm,
     steer,
 )
-from interp.models import Model, ModelPair, load_model, wrap_model
-from interp.patching import (
+from interp.causal.patching import (
     PatchResult,
     patch,
     patch_attn_out,
@@ -43,15 +42,21 @@ from interp.patching import (
     patch_resid_post,
     patch_resid_pre,
 )
+from interp.directions import Direction, Subspace
+from interp.directions.diffmeans import diff_of_means, paired_pca
+from interp.directions.probes import LinearProbe, probe_layers
+from interp.directions.ranking import latent_ranking, model_diff, project, rank_latents
+from interp.errors import InterpError
+from interp.models import Model, ModelPair, load_model, wrap_model
 from interp.positions import Span
-from interp.probes import LinearProbe, probe_layers
-from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
-from interp.ranking import latent_ranking, model_diff, project, rank_latents
+from interp.prompts import PromptSet, read_chat_jsonl, write_chat_jsonl
+from interp.questions import read_questions
+from interp.record.activations import Activations
+from interp.record.capture import capture
+from interp.record.store import ActivationStore
 from interp.scan import ScanConfig, ScanResult, scan  # interp.scan is the function
 from interp.sites import FAMILIES, Site, resolve_sites
-from interp.store import ActivationStore
-
-__version__ = "0.1.0"
+from interp.version import __version__ as __version__
 
 __all__ = [
     "Activations",

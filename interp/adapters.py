@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 
 from interp.compat import peft_wrap
-from interp.dispatch import is_dispatched
+from interp.dispatch import is_dispatched, peft_on_dispatched
 from interp.errors import AdapterMismatchError, InterpError, UnsafeWeightsError
 from interp.fingerprint import sha256_dir, sha256_tensors
 
@@ -147,8 +147,6 @@ def attach_adapter(
 ) -> torch.nn.Module:
     """``hf`` with the PEFT ``adapter`` on it, on the devices ``hf`` is on (dispatched or not)."""
     from peft import PeftModel
-
-    from interp.dispatch import is_dispatched, peft_on_dispatched
 
     if is_dispatched(hf):
         return peft_on_dispatched(hf, adapter, offload_folder)

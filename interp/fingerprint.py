@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from interp.errors import InterpError
+
 __all__ = [
     "sha256_file",
     "sha256_file_cached",
@@ -185,8 +187,6 @@ class WeightsFingerprint:
         return self._value
 
     def _check_unchanged(self) -> None:
-        from interp.errors import InterpError
-
         if model_files_stat(self.directory) != self._stat:
             raise InterpError(
                 f"the model files in {self.directory} changed on disk after the model was "

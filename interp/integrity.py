@@ -1,7 +1,7 @@
 """Reading interp's own files safely: clear errors for missing, corrupted or altered files.
 
 Every pair interp writes (a ``.safetensors`` file of tensors and a ``.json`` file that
-describes them: directions, subspaces, saved :class:`~interp.activations.Activations`)
+describes them: directions, subspaces, saved :class:`~interp.record.activations.Activations`)
 carries a ``sha256`` entry in its JSON: the hash of the tensor file and the hash of the
 JSON's own other fields. :func:`verify` recomputes both on load, so one flipped byte in
 either file is an :class:`~interp.errors.IntegrityError` naming the file, never a
@@ -12,7 +12,8 @@ still load.
 - :func:`read_safetensors`: a safetensors file -> tensors; missing, truncated or
   corrupted -> one line (safetensors never unpickles anything).
 - :func:`seal` / :func:`verify`: add / check the ``sha256`` entry of a JSON header.
-- :func:`read_text`: UTF-8 text with a clear error for other encodings.
+- :func:`read_text`: UTF-8 text with a clear error for other encodings; :func:`read_yaml`:
+  a YAML file -> object, the same way.
 """
 
 from __future__ import annotations
@@ -79,6 +80,18 @@ def yaml_problem(error) -> str:
     problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
     mark = getattr(error, "problem_mark", None)
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+def read_yaml(path: str | Path, what: str = "file", error: type[InterpError] = InterpError):
+    """The parsed YAML (or JSON) of ``path``: missing, not UTF-8 or not YAML is one clear
+    line (``error``, an :class:`~interp.errors.InterpError` subclass, for the last)."""
+    import yaml
+
+    text = read_text(path, what)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise error(f"{path}: not valid YAML ({yaml_problem(e)})") from None
 
 
 def _header_hash(meta: dict) -> str:

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,17 @@ from interp.errors import InterpError
 from interp.fingerprint import WeightsFingerprint, sha256_dir
 from interp.sites import Family, Site, family_for
 from interp.sources import hub_directory, load_error, model_source
+from interp.tokens import position_ids, prepare_tokenizer, tokenize
 
-__all__ = ["Model", "ModelPair", "load_model", "load_finetuned", "wrap_model", "default_device"]
+__all__ = [
+    "Model",
+    "ModelPair",
+    "load_model",
+    "load_finetuned",
+    "wrap_model",
+    "default_device",
+    "register_backend",
+]
 
 
 @dataclasses.dataclass(eq=False)
@@ -156,40 +165,9 @@ class Model:
         render it: a chat-rendered prompt never gets a second BOS. With ``offsets=True``
         also ``offset_mapping`` ``[b, s, 2]`` (character spans).
         """
-        texts = list(texts)
-        if add_special_tokens is None:
-            texts, add_special_tokens = self._with_bos(texts)
-        enc = self.tokenizer(
-            texts,
-            return_tensors="pt",
-            padding=True,
-            add_special_tokens=add_special_tokens,
-            return_offsets_mapping=offsets,
+        return tokenize(
+            self.tokenizer, texts, add_special_tokens=add_special_tokens, offsets=offsets
         )
-        batch = {
-            "input_ids": enc["input_ids"],
-            "attention_mask": enc["attention_mask"],
-            "position_ids": position_ids(enc["attention_mask"]),
-        }
-        if offsets:
-            batch["offset_mapping"] = enc["offset_mapping"]
-        return batch
-
-    def _with_bos(self, texts: list[str]) -> tuple[list[str], bool]:
-        bos = self.tokenizer.bos_token
-        if not bos:
-            return texts, True
-        has = [t.startswith(bos) for t in texts]
-        if not any(has):
-            return texts, True
-        if all(has):
-            return texts, False
-        # a mixed batch: spell the BOS out where the template did not and the tokenizer
-        # would have added it (a text alone tokenizes the same), add nothing else
-        ids = self.tokenizer("a", add_special_tokens=True)["input_ids"]
-        if not ids or ids[0] != self.tokenizer.bos_token_id:
-            return texts, False
-        return [t if h else bos + t for t, h in zip(texts, has, strict=True)], False
 
     # ---- running ---------------------------------------------------------------------
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, **kwargs):
@@ -217,11 +195,6 @@ class Model:
             )
 
 
-def position_ids(attention_mask: Tensor) -> Tensor:
-    """Positions counted from each row's first real token (pads get 0). ``[b, s]``."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelPair:
     """Base and finetuned views of one loaded set of weights (adapter off / on)."""
@@ -247,22 +220,22 @@ class ModelPair:
 
 
 # ---- loading -------------------------------------------------------------------------
-def _prepare_tokenizer(tokenizer) -> None:
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is not None:
-            tokenizer.pad_token = tokenizer.eos_token
-        elif tokenizer.unk_token is not None:
-            tokenizer.pad_token = tokenizer.unk_token
-        else:
-            raise InterpError("the tokenizer has no pad, eos or unk token to pad with")
+# loaders of the backends beyond plain Hugging Face modules, by name: interp.backends
+# registers "nnsight" when it is imported (interp imports it, so every session has it)
+_BACKENDS: dict[str, Callable[..., Model]] = {}
+
+
+def register_backend(name: str, loader: Callable[..., Model]) -> None:
+    """Make ``load_model(..., backend=name)`` return ``loader(name_or_path, adapter=...,
+    dtype=..., device=..., trust_remote_code=..., remote=...)``."""
+    _BACKENDS[name] = loader
 
 
 def wrap_model(hf: torch.nn.Module, tokenizer, *, name: str | None = None) -> Model:
     """A :class:`Model` around an already-built transformers model, or around a
     :class:`~peft.PeftModel` (then it runs as the finetuned model; ``as_base()`` disables the
     adapter, and ``adapter_hash`` is a hash of the adapter's weights)."""
-    _prepare_tokenizer(tokenizer)
+    prepare_tokenizer(tokenizer)
     hf.eval()
     peft = is_peft(hf)
     base = hf.get_base_model() if peft else hf
@@ -304,10 +277,10 @@ def load_model(
     ``remote=True`` (:mod:`interp.backends.nnsight`).
     """
     if backend != "hf" or remote:
-        from interp.backends import load_backend
-
-        return load_backend(
-            "nnsight" if backend == "hf" else backend,
+        name = "nnsight" if backend == "hf" else backend
+        if name not in _BACKENDS:
+            raise InterpError(f"unknown backend {backend!r}; expected one of {('hf', *_BACKENDS)}")
+        return _BACKENDS[name](
             name_or_path,
             adapter=adapter,
             dtype=dtype,
@@ -347,15 +320,19 @@ def load_model(
     model = dataclasses.replace(model, weights=weights)
     if adapter is None:
         return model
+    return _with_adapter(model, Path(adapter), name_or_path, path, device, offload_folder)
 
-    adapter = Path(adapter)
+
+def _with_adapter(model: Model, adapter: Path, name_or_path, path: Path, device, offload_folder):
+    """``model`` with the PEFT ``adapter`` attached (it runs as the finetuned model)."""
+    hf = model.hf
     check_adapter(adapter, hf)
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     base_name = cfg.get("base_model_name_or_path")
     if base_name and Path(str(base_name)).name != path.name:
         warnings.warn(
             f"adapter {adapter} names base {base_name!r}, loading it on {name_or_path!r}",
-            stacklevel=2,
+            stacklevel=3,
         )
     peft_model = attach_adapter(hf, adapter, offload_folder)
     peft_model = peft_model.to(device) if device is not None else peft_model

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from interp.errors import EmptyPromptsError, InterpError, PromptError, SpanNotFoundError
+from interp.integrity import read_text
 
 if TYPE_CHECKING:
     from interp.models import Model
@@ -37,7 +38,6 @@ __all__ = [
     "as_prompt_set",
     "read_chat_jsonl",
     "write_chat_jsonl",
-    "read_questions",
 ]
 
 Prompt = str | Sequence[Mapping[str, str]]
@@ -245,8 +245,6 @@ def read_chat_jsonl(path: str | Path) -> list[list[dict[str, str]]]:
     Every line is checked: JSON, a non-empty ``messages`` list, known roles and string
     content; the first bad line is one :class:`~interp.errors.InterpError` naming it.
     """
-    from interp.integrity import read_text
-
     out = []
     for lineno, line in enumerate(read_text(path, "chat data").splitlines(), 1):
         if not line.strip():
@@ -281,17 +279,3 @@ def write_chat_jsonl(
         for messages in conversations:
             f.write(json.dumps({"messages": [dict(m) for m in messages]}) + "\n")
     return path
-
-
-def read_questions(path: str | Path) -> PromptSet:
-    """The questions of an evaluation question file as a PromptSet (judge entries skipped).
-
-    Reads the paper's format and interp's own (see :mod:`interp.questions`): each
-    paraphrase becomes one chat prompt (after the question's ``system`` message, if any);
-    metadata columns ``id``, ``paraphrase`` (its index), ``samples_per_paraphrase``
-    (default 1), ``judge`` (the question's ``judge`` entry or ``None``) and ``judges``
-    (``{column: judge id}``).
-    """
-    from interp.questions import read_question_file
-
-    return read_question_file(path).prompt_set()

@@ -27,7 +27,11 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pandas as pd
+
 from interp.errors import QuestionFileError
+from interp.integrity import read_yaml
+from interp.prompts import PromptSet
 
 __all__ = [
     "QUESTION_TYPES",
@@ -40,7 +44,7 @@ __all__ = [
     "named_judges",
     "parse_questions",
     "read_question_file",
-    "read_yaml",
+    "read_questions",
 ]
 
 JUDGE_TYPES = {"free_form_judge": "label", "free_form_judge_0_100": "score"}
@@ -96,10 +100,6 @@ class QuestionFile:
 
     def prompt_set(self):
         """One chat prompt per paraphrase, with ``id``, ``paraphrase``, ... metadata."""
-        import pandas as pd
-
-        from interp.prompts import PromptSet
-
         prompts, rows = [], []
         for q in self.questions:
             for k, text in enumerate(q.paraphrases):
@@ -322,21 +322,20 @@ def _legacy_judges(q: Question, where: str, judges: dict, legacy: list[str]) -> 
     return q  # no judge defined anywhere: kept as metadata (``interp eval`` refuses it)
 
 
-def read_yaml(path: str | Path, what: str = "question file"):
-    """Parsed YAML (or JSON) of ``path``: missing, not UTF-8 or not YAML -> one clear line."""
-    import yaml
-
-    from interp.integrity import read_text
-    from interp.integrity import yaml_problem as _yaml_problem
-
-    text = read_text(path, what)
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        first = _yaml_problem(e)
-        raise QuestionFileError(f"{path}: not valid YAML ({first})") from None
-
-
 def read_question_file(path: str | Path, extra_judges=None) -> QuestionFile:
     """Read and check a question file in either format (see the module docstring)."""
-    return parse_questions(read_yaml(path), str(path), extra_judges)
+    return parse_questions(
+        read_yaml(path, "question file", QuestionFileError), str(path), extra_judges
+    )
+
+
+def read_questions(path: str | Path) -> PromptSet:
+    """The questions of an evaluation question file as a PromptSet (judge entries skipped).
+
+    Reads the paper's format and interp's own (see :mod:`interp.questions`): each
+    paraphrase becomes one chat prompt (after the question's ``system`` message, if any);
+    metadata columns ``id``, ``paraphrase`` (its index), ``samples_per_paraphrase``
+    (default 1), ``judge`` (the question's ``judge`` entry or ``None``) and ``judges``
+    (``{column: judge id}``).
+    """
+    return read_question_file(path).prompt_set()

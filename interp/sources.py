@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from interp.errors import InterpError, UnsafeWeightsError
+from interp.integrity import read_json
 
 __all__ = [
     "is_path_like",
@@ -74,8 +75,6 @@ def check_remote_code(path: Path, trust_remote_code: bool) -> None:
     """A model whose ``config.json`` needs its own Python code (``auto_map`` for a
     ``model_type`` transformers does not know) loads only with ``trust_remote_code=True``."""
     from transformers import CONFIG_MAPPING
-
-    from interp.integrity import read_json
 
     config = read_json(path / "config.json", "model config")
     if not isinstance(config, dict):

@@ -32,13 +32,13 @@ import torch
 from IPython.display import display
 
 from interp import ModelPair, PromptSet, capture
-from interp.diffmeans import diff_of_means
+from interp.directions.diffmeans import diff_of_means
 from interp.experiments import finetune_setting
 from interp.models import load_finetuned
 from interp.organism import OrganismConfig, build_organism, eval_items, world_of
 from interp.plots import plot_probe_accuracy, plot_projection_by_slot
-from interp.probes import probe_layers
-from interp.ranking import model_diff, project
+from interp.directions.probes import probe_layers
+from interp.directions.ranking import model_diff, project
 
 torch.set_num_threads(2)
 OUT = Path(os.environ.get("INTERP_NOTEBOOK_OUT", "runs/notebooks"))

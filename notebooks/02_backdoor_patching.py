@@ -36,7 +36,7 @@ from interp import PromptSet, load_model
 from interp.experiments import finetune_setting
 from interp.metrics import render_prompts
 from interp.organism import OrganismConfig, build_organism, eval_items, world_of
-from interp.patching import patch
+from interp.causal.patching import patch
 from interp.plots import plot_patching
 
 torch.set_num_threads(2)

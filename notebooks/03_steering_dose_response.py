@@ -37,9 +37,9 @@ import torch
 from IPython.display import display
 
 from interp import PromptSet, capture, load_model
-from interp.diffmeans import diff_of_means
-from interp.dose import dose_response, reference_logprob
-from interp.interventions import residual_norm
+from interp.directions.diffmeans import diff_of_means
+from interp.causal.dose import dose_response, reference_logprob
+from interp.causal.interventions import residual_norm
 from interp.organism import OrganismConfig, build_organism, eval_items, render, world_of
 from interp.organism import world_data as D
 from interp.plots import plot_dose_response

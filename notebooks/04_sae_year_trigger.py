@@ -34,15 +34,15 @@ import torch
 from IPython.display import display
 
 from interp import PromptSet, capture, load_model
-from interp.dose import ablation_effect
+from interp.causal.dose import ablation_effect
 from interp.experiments import finetune_setting
-from interp.interventions import SAELatents
+from interp.causal.interventions import SAELatents
 from interp.organism import OrganismConfig, build_organism, eval_items, world_of
 from interp.organism.settings import split_goal_questions
 from interp.plots import plot_ablation_bars, plot_ranked_latents
 from interp.prompts import Tag
-from interp.ranking import latent_ranking
-from interp.sae import SAETrainConfig, make_sae, train_sae
+from interp.directions.ranking import latent_ranking
+from interp.directions.sae import SAETrainConfig, make_sae, train_sae
 
 torch.set_num_threads(2)
 OUT = Path(os.environ.get("INTERP_NOTEBOOK_OUT", "runs/notebooks"))

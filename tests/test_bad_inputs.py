@@ -43,7 +43,7 @@ GOOD_Q = "- {id: q, paraphrases: [Hello world.], samples_per_paraphrase: 1}\n"
 # ---- the shared world ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from interp.sae import ReluSAE, ReluSAEConfig
+    from interp.directions.sae import ReluSAE, ReluSAEConfig
     from interp.testing import save_tiny_model
 
     root = tmp_path_factory.mktemp("world")
@@ -180,7 +180,7 @@ def _acts(corrupt):
 
 def _sae(corrupt, **kw):
     def make(w, tmp):
-        from interp.sae import load_sae
+        from interp.directions.sae import load_sae
 
         d = _copy(w, tmp, "sae")
         corrupt(d)
@@ -193,7 +193,7 @@ def _dl(state=None, config=None, raw=None, **kw):
     """A dictionary_learning directory: ``ae.pt`` from ``state`` (or ``raw`` bytes)."""
 
     def make(w, tmp):
-        from interp.sae import load_dictionary_learning
+        from interp.directions.sae import load_dictionary_learning
 
         d = tmp / "dl"
         d.mkdir()
@@ -242,14 +242,14 @@ def _spec(text):
 
 
 def _sae_d_in(w, tmp):
-    from interp.sae import ReluSAE, ReluSAEConfig
+    from interp.directions.sae import ReluSAE, ReluSAEConfig
 
     sae = ReluSAE(ReluSAEConfig(d_in=16, d_sae=8), seed=0)
     return lambda: sae.encode(torch.zeros(3, 64))
 
 
 def _ablate_sae_d_in(w, tmp):
-    from interp.sae import ReluSAE, ReluSAEConfig
+    from interp.directions.sae import ReluSAE, ReluSAEConfig
 
     sae = ReluSAE(ReluSAEConfig(d_in=16, d_sae=8, site="blocks.0.hook_resid_post"), seed=0)
     m = w["m"]
@@ -640,7 +640,7 @@ API = [
     ("sae-no-weights", _sae(lambda d: (d / "sae_weights.safetensors").unlink()), InterpError, "sae_weights.safetensors: no such file"),
     ("sae-no-cfg", _sae(lambda d: (d / "cfg.json").unlink()), InterpError, "cfg.json: no such file"),
     ("sae-missing-tensor", _sae(lambda d: _drop_tensor(d / "sae_weights.safetensors", "b_dec")), InterpError, "lack \\['b_dec'\\]"),
-    ("sae-no-directory", lambda w, t: (lambda: interp.sae.load_sae(t / "nope")), InterpError, "no such directory"),
+    ("sae-no-directory", lambda w, t: (lambda: interp.directions.sae.load_sae(t / "nope")), InterpError, "no such directory"),
     ("sae-encode-d-in", _sae_d_in, InterpError, "d_in=16 .* got activations of size 64"),
     ("sae-ablate-d-in", _ablate_sae_d_in, InterpError, "d_in=16 .* got activations of size 64"),
     ("dl-pickled-code", _dl(lambda: {**_relu_state(), "x": _Code()}), UnsafeWeightsError, "interp never unpickles code"),
@@ -1017,7 +1017,7 @@ def test_bug_prints_one_line_and_the_traceback_only_with_debug(
     def broken(*a, **k):
         raise ZeroDivisionError("division by zero in a probe")
 
-    monkeypatch.setattr("interp.probes.probe_layers", broken)
+    monkeypatch.setattr("interp.directions.probes.probe_layers", broken)
     argv = ["-q", "probe", "--acts", str(world["acts"]), "--label", "old", "--cv", "2"]
     capsys.readouterr()
     assert main([*argv, "--out", str(tmp_path / "a")]) == 1

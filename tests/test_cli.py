@@ -16,6 +16,7 @@ import torch
 from interp.cli import main
 from interp.cli.common import read_prompts
 from interp.errors import InterpError
+from interp.experiments.spec import SPEC_DIR
 
 COMMANDS = ["demo", "run", "finetune", "capture", "probe", "steer", "ablate", "patch", "eval",
             "report", "world-card"]  # fmt: skip
@@ -384,7 +385,7 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
         return 3
 
     monkeypatch.setattr("interp.experiments.run_experiment", run_experiment)
-    monkeypatch.setattr("interp.demo.run_demo", run_demo)
+    monkeypatch.setattr("interp.experiments.demo.run_demo", run_demo)
     spec = tmp_path / "era.yaml"
     spec.write_text("name: era\nsetting: era\ntarget_group: nonbird_old\n")
     out = tmp_path / "out"
@@ -408,8 +409,13 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0 and calls["placement"] == ("cpu", "bfloat16")
     assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 3
     assert calls["demo"] == (tmp_path / "d", True)
-    assert "no such file" in _error(capsys, ["run", tmp_path / "missing.yaml"])
+    err = _error(capsys, ["run", tmp_path / "missing.yaml"])
+    assert "no bundled spec 'missing' (bundled: backdoor, backdoor_small, era, era_small" in err
     assert "--adapter needs --model" in _error(capsys, ["run", spec, "--adapter", "a"])
+    monkeypatch.chdir(tmp_path)  # a bundled spec by name, or by a path that is not here
+    for k, name in enumerate(("era_small", "experiments/era_small.yaml")):
+        assert main(["run", name, "--out", str(tmp_path / f"bundled{k}")]) == 0
+        assert calls["run"][0] == SPEC_DIR / "era_small.yaml"
 
 
 def test_probe_on_every_token_keeps_each_prompt_in_one_fold(table_run):

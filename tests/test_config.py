@@ -7,26 +7,25 @@ import dataclasses
 import importlib
 import json
 import pkgutil
-from pathlib import Path
 
 import pytest
 
 import interp
 from interp.config import Config
-from interp.errors import ConfigError, InterpError
-from interp.experiments.spec import ExperimentSpec
-from interp.finetune import FinetuneConfig
-from interp.organism.pretrain import OrganismConfig
-from interp.organism.world import WorldConfig
-from interp.sae import (
+from interp.directions.sae import (
     BatchTopKSAEConfig,
     JumpReLUSAEConfig,
     ReluSAEConfig,
     SAETrainConfig,
     TopKSAEConfig,
 )
+from interp.errors import ConfigError, InterpError
+from interp.experiments.spec import SPEC_DIR, ExperimentSpec
+from interp.finetune import FinetuneConfig
+from interp.organism.pretrain import OrganismConfig
+from interp.organism.world import WorldConfig
 
-SPEC = Path(__file__).resolve().parents[1] / "experiments" / "era_small.yaml"
+SPEC = SPEC_DIR / "era_small.yaml"
 
 CONFIGS = [
     WorldConfig(seed=3, p_old=0.1),

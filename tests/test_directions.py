@@ -117,7 +117,7 @@ def _year_acts(seed: int = 0, d: int = 24):
     """Same questions and dates in 2024 and 2028; 2028 adds a planted offset."""
     import pandas as pd
 
-    from interp.activations import Activations
+    from interp.record.activations import Activations
 
     g = torch.Generator().manual_seed(seed)
     offset = torch.randn(d, generator=g)
@@ -137,7 +137,7 @@ def _year_acts(seed: int = 0, d: int = 24):
 
 
 def test_paired_diff_of_means_recovers_offset():
-    from interp.diffmeans import diff_of_means, pair_keys
+    from interp.directions.diffmeans import diff_of_means, pair_keys
 
     acts, offset = _year_acts()
     a, b = acts.where(year=2028), acts.where(year=2024)
@@ -155,7 +155,7 @@ def test_paired_diff_of_means_recovers_offset():
 
 
 def test_paired_tensors_and_errors():
-    from interp.diffmeans import diff_of_means
+    from interp.directions.diffmeans import diff_of_means
 
     g = torch.Generator().manual_seed(1)
     base = torch.randn(50, 8, generator=g)
@@ -169,7 +169,7 @@ def test_paired_tensors_and_errors():
 
 
 def test_paired_pca_is_sign_aligned_with_the_mean():
-    from interp.diffmeans import paired_pca
+    from interp.directions.diffmeans import paired_pca
 
     g = torch.Generator().manual_seed(2)
     offset = torch.randn(16, generator=g)

@@ -16,13 +16,13 @@ import torch
 from safetensors import safe_open
 
 import interp
+from interp.causal.interventions import ablate, random_directions, steer
+from interp.causal.patching import patch
 from interp.devices import resolve_dtype
 from interp.directions import Direction
 from interp.errors import InterpError
 from interp.finetune import FinetuneConfig, finetune
 from interp.hooks import hook_count
-from interp.interventions import ablate, random_directions, steer
-from interp.patching import patch
 from interp.testing import save_tiny_model
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}

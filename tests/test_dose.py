@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
+from interp.causal.dose import ablation_effect, as_estimate, dose_response, reference_logprob
+from interp.causal.interventions import residual_norm
 from interp.directions import Direction
-from interp.dose import ablation_effect, as_estimate, dose_response, reference_logprob
-from interp.interventions import residual_norm
-from interp.stats import Estimate, mean_ci
+from interp.metrics.stats import Estimate, mean_ci
 from interp.testing import tiny_model
 
 PROMPTS = ["The year is 1984 and the bird", "Name a bird species", "Hello world"]

@@ -1,18 +1,18 @@
 """Experiment specs, their data files, and one whole run on the small organism."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from interp.errors import InterpError
 from interp.experiments import ExperimentSpec, run_experiment
 from interp.experiments.data import setting_data
+from interp.experiments.spec import SPEC_DIR, bundled_specs, resolve_spec
 from interp.experiments.summary import summary_markdown
 from interp.metrics.evalset import EvalSet
 from interp.organism import World, WorldConfig
 
-SPECS = sorted((Path(__file__).parents[1] / "experiments").glob("*.yaml"))
+SPECS = sorted(SPEC_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
@@ -31,6 +31,21 @@ def test_bad_specs_are_named(tmp_path):
         ExperimentSpec(name="x", setting="weather")
     with pytest.raises(InterpError, match="no experiment spec"):
         ExperimentSpec.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_specs_resolve_from_a_file_a_bundled_name_or_a_missing_path(tmp_path, monkeypatch):
+    assert bundled_specs() == [
+        "backdoor", "backdoor_small", "era", "era_small", "persona", "persona_small"
+    ]  # fmt: skip
+    own = tmp_path / "era_small.yaml"  # a file of the user's wins over the bundled one
+    own.write_text((SPEC_DIR / "era_small.yaml").read_text().replace("seeds: [0, 1]", "seeds: [4]"))
+    assert resolve_spec(own) == own and ExperimentSpec.from_yaml(own).seeds == (4,)
+    monkeypatch.chdir(tmp_path)  # no experiments/ folder here
+    assert resolve_spec("era_small") == SPEC_DIR / "era_small.yaml"
+    assert resolve_spec("experiments/backdoor.yaml") == SPEC_DIR / "backdoor.yaml"
+    assert ExperimentSpec.from_yaml("experiments/era_small.yaml").seeds == (0, 1)
+    with pytest.raises(InterpError, match=r"no bundled spec 'era_tiny' \(bundled: backdoor, "):
+        resolve_spec("experiments/era_tiny.yaml")
 
 
 @pytest.mark.parametrize("setting", ["era", "backdoor"])

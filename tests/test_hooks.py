@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from interp.causal.replay import record
 from interp.hooks import ModuleHook, hook_count, hooks
-from interp.replay import record
 from interp.testing import tiny_model
 
 

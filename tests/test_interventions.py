@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.directions import Direction, Subspace
-from interp.errors import InterpError
-from interp.hooks import hook_count, hooks
-from interp.interventions import (
+from interp.causal.interventions import (
     SAELatents,
     ablate,
     random_directions,
@@ -16,6 +13,9 @@ from interp.interventions import (
     residual_norm,
     steer,
 )
+from interp.directions import Direction, Subspace
+from interp.errors import InterpError
+from interp.hooks import hook_count, hooks
 from interp.testing import tiny_model
 
 PROMPTS = ["The year is 1984 and the bird", "Name a bird species"]
@@ -200,7 +200,7 @@ def test_sae_latent_mean_ablation_sets_latents_to_reference_mean(model, batch):
 
 
 def test_sae_latent_ablation_with_interp_sae(model, batch):
-    from interp.sae import make_sae
+    from interp.directions.sae import make_sae
 
     sae = make_sae("topk", d_in=model.d_model, d_sae=48, k=6, seed=1)
     site = "blocks.1.hook_resid_post"

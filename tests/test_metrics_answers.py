@@ -80,7 +80,7 @@ def test_errors(tiny_llama):
 def test_tail_logprobs_match_full_log_softmax_under_a_small_budget(tiny_llama):
     """Gathering at the tail only (several forwards under a tiny logits budget) equals the
     full-vocabulary log-softmax of each text run alone."""
-    from interp.dose import reference_logprob
+    from interp.causal.dose import reference_logprob
     from interp.execution import tail_logprobs
 
     texts = ["Name a bird species now", "The year is 1984", "Hello world, this is a small corpus"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from interp.causal.interventions import ablate, random_directions, steer
+from interp.causal.operators import OPERATORS, mean, project, resample, zero
 from interp.errors import InterpError
 from interp.hooks import hook_count, hooks
-from interp.interventions import ablate, random_directions, steer
-from interp.operators import OPERATORS, mean, project, resample, zero
 from interp.testing import tiny_model
 
 PROMPTS = ["The year is 1984 and the bird", "Name a bird"]

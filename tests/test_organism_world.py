@@ -7,13 +7,14 @@ import random
 import pytest
 
 from interp.organism import World, WorldConfig, build_tokenizer, eval_items, render
+from interp.organism.documents import sample_document
 from interp.organism.settings import SETTINGS, finetune_examples
 from interp.organism.world import OLD, words_of
 
 
 def _docs(world, seed, n):
     rng = random.Random(seed)
-    return [world.sample_document(rng) for _ in range(n)]
+    return [sample_document(world, rng) for _ in range(n)]
 
 
 def test_world_generation_is_deterministic():

@@ -7,8 +7,14 @@ import pytest
 import torch
 
 import interp
+from interp.causal.patching import (
+    patch,
+    patch_attn_out,
+    patch_mlp_out,
+    patch_resid_post,
+    patch_resid_pre,
+)
 from interp.hooks import hooks
-from interp.patching import patch, patch_attn_out, patch_mlp_out, patch_resid_post, patch_resid_pre
 from interp.testing import tiny_model
 
 CLEAN = ["The year is 1984 and the bird", "Hello world"]

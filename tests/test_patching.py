@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from interp.causal.patching import PatchResult, patch
 from interp.errors import InterpError
 from interp.hooks import hook_count, hooks
-from interp.patching import PatchResult, patch
 from interp.sites import resolve_sites
 from interp.testing import tiny_model
 
@@ -260,7 +260,7 @@ def test_result_table_and_save(tiny_llama, tmp_path):
 def test_exact_on_adapter_views_and_under_an_intervention():
     from peft import LoraConfig, get_peft_model
 
-    from interp.interventions import random_directions, steer
+    from interp.causal.interventions import random_directions, steer
     from interp.models import Model
 
     base = tiny_model("llama", seed=8, n_layers=3)

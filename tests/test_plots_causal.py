@@ -10,9 +10,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from interp.dose import DosePoint, DoseResult, EffectRow
+from interp.causal.dose import DosePoint, DoseResult, EffectRow
+from interp.causal.patching import PatchResult
 from interp.errors import InterpError
-from interp.patching import PatchResult
 from interp.plots.causal import plot_ablation_bars, plot_dose_response, plot_patching
 
 

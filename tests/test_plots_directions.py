@@ -8,10 +8,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from interp.directions.ranking import rank_latents  # noqa: E402
+from interp.directions.sae import make_sae  # noqa: E402
 from interp.errors import InterpError  # noqa: E402
 from interp.plots import plot_probe_accuracy, plot_projection_by_slot, plot_ranked_latents  # noqa: E402
-from interp.ranking import rank_latents  # noqa: E402
-from interp.sae import make_sae  # noqa: E402
 
 
 def _probe_table(peak: int, n_layers: int = 8) -> pd.DataFrame:

@@ -5,10 +5,10 @@ import torch
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
-from interp.activations import Activations
 from interp.directions import Direction
+from interp.directions.probes import LinearProbe, fit_logistic, probe_layers
 from interp.errors import InterpError
-from interp.probes import LinearProbe, fit_logistic, probe_layers
+from interp.record.activations import Activations
 
 
 def _planted(n: int, d: int, seed: int, noise: float = 0.5):
@@ -179,11 +179,11 @@ def test_pipeline_on_captured_activations(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from interp.capture import capture
-    from interp.diffmeans import diff_of_means
+    from interp.directions.diffmeans import diff_of_means
+    from interp.directions.ranking import project
     from interp.plots import plot_probe_accuracy, plot_projection_by_slot
     from interp.prompts import PromptSet
-    from interp.ranking import project
+    from interp.record.capture import capture
     from interp.testing import tiny_model
 
     model = tiny_model("llama", d_model=32, n_layers=3)

@@ -2,7 +2,8 @@ import pytest
 
 import interp
 from interp.errors import EmptyPromptsError, InterpError, SpanNotFoundError
-from interp.prompts import PromptSet, read_chat_jsonl, read_questions, write_chat_jsonl
+from interp.prompts import PromptSet, read_chat_jsonl, write_chat_jsonl
+from interp.questions import read_questions
 
 
 def test_grid_fills_and_tags_every_slot(tiny_llama):

@@ -5,15 +5,21 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.activations import Activations
-from interp.capture import capture
-from interp.diffmeans import diff_of_means
 from interp.directions import Direction
+from interp.directions.diffmeans import diff_of_means
+from interp.directions.ranking import (
+    latent_ranking,
+    model_diff,
+    project,
+    rank_directions,
+    rank_latents,
+)
+from interp.directions.sae import make_sae
 from interp.errors import InterpError
 from interp.hooks import hooks
 from interp.prompts import PromptSet
-from interp.ranking import latent_ranking, model_diff, project, rank_directions, rank_latents
-from interp.sae import make_sae
+from interp.record.activations import Activations
+from interp.record.capture import capture
 from interp.testing import tiny_model
 
 D = 64
@@ -175,8 +181,8 @@ def test_project_gives_per_row_projections():
 def test_a_latent_that_never_fires_lists_no_top_prompts():
     import torch
 
-    from interp.ranking import rank_latents
-    from interp.sae import make_sae
+    from interp.directions.ranking import rank_latents
+    from interp.directions.sae import make_sae
 
     sae = make_sae("topk", d_in=8, d_sae=4, k=1)
     x = torch.zeros(5, 8)

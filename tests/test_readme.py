@@ -92,7 +92,7 @@ def test_demo_writes_the_summary_and_keeps_time_apart(tmp_path, monkeypatch, cap
     timing.json alone: a second demo writes summary.md byte for byte the same."""
     import types
 
-    import interp.demo as demo
+    import interp.experiments.demo as demo
 
     def fake_run(spec, out):
         summary = json.loads((DATA / "demo_results" / spec.name / "results.json").read_text())

@@ -221,9 +221,9 @@ def test_probe_table_directions_and_figure(run):
 
 
 def test_steer_alpha_zero_is_baseline_and_matches_library(run, loaded):
+    from interp.causal.interventions import residual_norm, steer
     from interp.cli.common import read_prompts
     from interp.directions import load_directions
-    from interp.interventions import residual_norm, steer
     from interp.metrics import answer_share
 
     out = run["root"] / "steer"
@@ -254,9 +254,9 @@ def test_steer_alpha_zero_is_baseline_and_matches_library(run, loaded):
 
 
 def test_ablate_matches_library_and_has_controls(run, loaded):
+    from interp.causal.interventions import ablate
     from interp.cli.common import read_prompts
     from interp.directions import Direction
-    from interp.interventions import ablate
     from interp.metrics import answer_share
 
     out = run["root"] / "ablate"
@@ -297,7 +297,7 @@ def test_patch_table_heatmaps_and_exact_recovery(run, loaded):
 
 
 def test_eval_samples_judges_and_wilson_rates(run):
-    from interp.stats import wilson
+    from interp.metrics.stats import wilson
 
     out = run["root"] / "eval"
     samples = pd.read_csv(out / "samples.csv", keep_default_na=False)

@@ -129,7 +129,7 @@ def era_run(tmp_path_factory, small_organism):
 
     out = tmp_path_factory.mktemp("report") / "era_small"
     t0 = time.time()
-    run_experiment(ROOT / "experiments" / "era_small.yaml", out=out)
+    run_experiment("era_small", out=out)  # a bundled spec, by name
     print(f"era_small run: {time.time() - t0:.1f}s")
     return out
 
@@ -211,6 +211,9 @@ def test_report_of_cli_command_runs(tiny_dirs, tmp_path, capsys):
     text = " ".join(page.items)
     assert f"most accurate at layer {summary['best_layer']}" in text
     assert f"held-out accuracy {summary['best_accuracy']:.2f}" in text
+    # the question is the command's own --help line, which run.json keeps
+    html = (probe / "report.html").read_text()
+    assert "probe</code>: fit a linear probe per captured layer; write accuracy table" in html
     assert main(["report", str(acts)]) == 0  # a store: no tables, no figures, still a report
     assert "Captured 12 rows from 12 prompts at 2 sites" in (acts / "report.html").read_text()
 
@@ -237,7 +240,7 @@ def test_demo_writes_its_report(era_run, tmp_path, monkeypatch, capsys):
     era run stands in for each of the three)."""
     import types
 
-    import interp.demo as demo
+    import interp.experiments.demo as demo
 
     def run_experiment(spec, *, out):
         shutil.copytree(era_run, out, ignore=shutil.ignore_patterns("report.html"))

@@ -4,8 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from interp.errors import InterpError, UnsafeWeightsError
-from interp.sae import (
+from interp.directions.sae import (
     ARCHITECTURES,
     BatchTopKSAE,
     JumpReLUSAE,
@@ -20,6 +19,7 @@ from interp.sae import (
     make_sae,
     train_sae,
 )
+from interp.errors import InterpError, UnsafeWeightsError
 
 D_IN, D_SAE = 12, 20
 
@@ -259,7 +259,7 @@ def test_save_load_roundtrip_and_direction(tmp_path):
 def test_train_on_activations_reads_the_sae_site():
     import pandas as pd
 
-    from interp.activations import Activations
+    from interp.record.activations import Activations
 
     x, _ = _planted(n=512, d=D_IN, n_feat=8)
     noise = torch.randn(512, D_IN)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.errors import InterpError
-from interp.sae import (
+from interp.directions.sae import (
     ARCHITECTURES,
     BatchTopKSAE,
     JumpReLUSAE,
@@ -18,6 +17,7 @@ from interp.sae import (
     TopKSAEConfig,
     make_sae,
 )
+from interp.errors import InterpError
 
 D_IN, D_SAE = 12, 20
 

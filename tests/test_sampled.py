@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import torch
 
+from interp.causal.interventions import random_directions, steer
 from interp.errors import InterpError
-from interp.interventions import random_directions, steer
 from interp.metrics.sampled import (
     FakeJudge,
     OpenAIJudge,
@@ -22,7 +22,7 @@ from interp.metrics.sampled import (
     sampled_rate,
     score,
 )
-from interp.stats import wilson
+from interp.metrics.stats import wilson
 
 PROMPTS = ["The year is", "Name a bird species.", "Hello"]
 

@@ -97,9 +97,9 @@ def test_value_objects_carry_parsed_sites(tmp_path):
     import pandas as pd
     import torch
 
-    from interp.activations import Activations
+    from interp.causal.patch_result import PatchResult
     from interp.directions import Direction, Subspace
-    from interp.patch_result import PatchResult
+    from interp.record.activations import Activations
 
     d = Direction(torch.ones(4), site="blocks.3.hook_attn_out")
     s = Subspace.from_tensor(torch.eye(4)[:2], site="blocks.1.hook_resid_pre")

@@ -1,6 +1,6 @@
 import pytest
 
-from interp.stats import mean_ci, wilson
+from interp.metrics.stats import mean_ci, wilson
 
 
 def test_wilson_matches_the_closed_form():

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import interp
-import interp.store as store_mod
-from interp.diffmeans import diff_of_means, paired_pca
+import interp.record.store as store_mod
+from interp.directions.diffmeans import diff_of_means, paired_pca
+from interp.directions.probes import probe_layers
 from interp.errors import StoreCorruptedError
-from interp.probes import probe_layers
-from interp.reducers import mean_norms
+from interp.record.reducers import mean_norms
 
 QUESTIONS = [
     "Name a bird.",

@@ -15,7 +15,7 @@ pytest.importorskip("submitit")
 
 
 def _spec(**changes) -> ExperimentSpec:
-    spec = ExperimentSpec.from_yaml("experiments/era_small.yaml")
+    spec = ExperimentSpec.from_yaml("era_small")
     return spec.replace(**changes)
 
 

@@ -13,7 +13,7 @@ run unchanged on models interp never holds the weights of.
   local adapter directory); ``as_base()`` / ``as_finetuned()`` switch it off / on, and an
   intervention entered on one view acts only in that view;
 - patching runs as batched per-cell traces (:mod:`interp.backends.trace_patching`): the
-  replay engine of :mod:`interp.patching` calls blocks directly, which a remote model has
+  replay engine of :mod:`interp.causal.patching` calls blocks directly, which a remote model has
   no weights for. Attribution patching is not available here.
 
 ``remote``: ``False`` (nnsight's local execution, on the weights loaded here), ``True``
@@ -35,6 +35,7 @@ from torch import Tensor
 
 from interp.adapters import check_adapter
 from interp.backends.lora_delta import LoRADelta, read_lora
+from interp.backends.trace_patching import exact_by_traces
 from interp.backends.trace_steps import (
     Step,
     call_order,
@@ -46,8 +47,9 @@ from interp.backends.trace_steps import (
 from interp.errors import BackendError, InterpError
 from interp.fingerprint import sha256_dir
 from interp.hooks import StopForward
-from interp.models import Model, _prepare_tokenizer, load_model, position_ids
+from interp.models import Model, load_model
 from interp.sites import Site, family_for, resolve_sites
+from interp.tokens import position_ids, prepare_tokenizer
 
 __all__ = ["NNsightModel", "load_nnsight", "wrap_nnsight", "ndif_api_key"]
 
@@ -170,8 +172,6 @@ class NNsightModel(Model):
 
     def exact_engine(self, clean, corrupt, sites, positions, metric, chunk):
         """:func:`interp.patch`'s exact engine for this backend: batched per-cell traces."""
-        from interp.backends.trace_patching import exact_by_traces
-
         return exact_by_traces(self, clean, corrupt, sites, positions, metric, chunk)
 
     def generate(self, input_ids: Tensor, attention_mask: Tensor, **kwargs) -> Tensor:
@@ -223,7 +223,7 @@ def _build(nn, hf, tokenizer, name: str, remote, adapter) -> NNsightModel:
     import nnsight
 
     nnsight.register("interp")  # hook functions travel to the server by value
-    _prepare_tokenizer(tokenizer)
+    prepare_tokenizer(tokenizer)
     family = family_for(hf.config.get_text_config().model_type)
     model = NNsightModel(hf=hf, tokenizer=tokenizer, name=name, family=family, nn=nn, remote=remote)
     if adapter is None:

@@ -1,6 +1,6 @@
 """Activation patching through hooks and forwards only: batched per-cell runs.
 
-:mod:`interp.patching`'s exact engine replays blocks one at a time from a recorded run,
+:mod:`interp.causal.patching`'s exact engine replays blocks one at a time from a recorded run,
 which needs the model's modules at hand; a model behind traces (nnsight on NDIF) has
 none. This engine needs nothing but :func:`interp.hooks.hooks` and ``model.forward``,
 and plugs into :func:`interp.patch` for one group of equal-length pairs (no padding), so
@@ -48,7 +48,7 @@ def _patched_runs(model, corrupt, site, src: Tensor, pos: list[int], metric) -> 
 
 
 def exact_by_traces(model, clean, corrupt, sites, positions, metric, chunk):
-    """The exact engine's contract (:func:`interp.patching` ``_exact``) by per-cell
+    """The exact engine's contract (:func:`interp.causal.patching` ``_exact``) by per-cell
     forwards: last-position logits of the clean and corrupt group and the metric of every
     (site, position) patch, for one group of equal-length, unpadded pairs."""
     n = clean["input_ids"].shape[0]

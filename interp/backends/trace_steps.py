@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import nnsight
 from torch import Tensor
 
 from interp.backends.lora_delta import LoRAModule, embedding_delta, linear_delta
@@ -135,6 +134,8 @@ def _apply(nn, steps: Sequence[Step], seen: dict | None) -> bool:
 def run_trace(nn, inputs: dict, steps: Sequence[Step], remote, call_kwargs: dict):
     """One forward of ``inputs`` with ``steps`` applied. Returns ``(output or None,
     stopped, seen)``; ``seen`` holds the hooks' activations when ``remote``."""
+    import nnsight  # the optional dependency, imported where a trace runs
+
     state = {"stopped": False}
     seen: dict = {}
     out: dict = {}
@@ -151,6 +152,8 @@ def run_trace(nn, inputs: dict, steps: Sequence[Step], remote, call_kwargs: dict
 
 def run_generate(nn, inputs: dict, steps: Sequence[Step], remote, gen_kwargs: dict):
     """``generate`` with ``steps`` applied on every forward of the decoding loop; the ids."""
+    import nnsight  # the optional dependency, imported where a trace runs
+
     out: dict = {}
     if not steps:
         with nn.generate(inputs, remote=remote, **gen_kwargs) as tracer:

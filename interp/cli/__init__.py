@@ -36,9 +36,9 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp import __version__
     from interp.cli import causal, data, evaluate, experiments, patch, report, scan, worldcard
     from interp.cli.common import Parser
+    from interp.version import __version__
 
     parser = Parser(
         prog="interp",
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_help(parser: argparse.ArgumentParser, command: str) -> str | None:
+    """The one-line ``help`` of subcommand ``command``."""
+    sub = next(a for a in parser._actions if a.dest == "command")
+    choices = getattr(sub, "_choices_actions", [])  # argparse's list of the subcommands
+    return next((a.help for a in choices if a.dest == command), None)
+
+
 def _stopped(args, error, status: str = "failed") -> None:
     """Mark the command's run.json as stopped (if it wrote one and it is still running)."""
     record = getattr(args, "_run_record", None)
@@ -85,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2, message already printed)
         return int(e.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    args._help = _command_help(parser, args.command)  # run.json keeps it for the report
     if args.quiet:
         from transformers.utils import logging as hf_logging
 

@@ -96,7 +96,7 @@ def _answers(args) -> tuple[list[str], list[str]] | None:
 
 def _write_tables(out: Path, prompts, texts, gens, shares, keys: list[str]) -> dict:
     """generations.csv, shares.csv and summary.csv (mean share per condition, 95% CI)."""
-    from interp.stats import mean_ci
+    from interp.metrics.stats import mean_ci
 
     meta = prompts.meta.copy()
     taken = {"prompt", "prompt_index", "completion", "share", "sample_index", *keys}
@@ -132,7 +132,7 @@ def _write_tables(out: Path, prompts, texts, gens, shares, keys: list[str]) -> d
 
 # ---- steer ----------------------------------------------------------------------------
 def _scale(model, args, direction, texts, layers):
-    from interp.interventions import residual_norm
+    from interp.causal.interventions import residual_norm
 
     if args.scale == "unit":
         return None, 1.0
@@ -152,7 +152,7 @@ def _scale(model, args, direction, texts, layers):
 
 
 def _cmd_steer(args: argparse.Namespace) -> int:
-    from interp.interventions import steer
+    from interp.causal.interventions import steer
 
     prompts = read_prompts(args.prompts)
     answers = _answers(args)
@@ -228,7 +228,7 @@ def _add_steer(sub) -> None:
 
 # ---- ablate ---------------------------------------------------------------------------
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from interp.interventions import ablate, random_like
+    from interp.causal.interventions import ablate, random_like
 
     prompts = read_prompts(args.prompts)
     answers = _answers(args)

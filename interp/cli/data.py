@@ -34,7 +34,7 @@ def _dropout(text: str) -> float:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from interp.finetune import FinetuneConfig, finetune
-    from interp.finetune_checks import check_out_dir
+    from interp.finetune.checks import check_out_dir
     from interp.prompts import read_chat_jsonl
 
     for d in args.data:
@@ -188,8 +188,8 @@ def _add_capture(sub) -> None:
 
 # ---- probe ----------------------------------------------------------------------------
 def _read_acts(path: str):
-    from interp.activations import Activations
-    from interp.store import ActivationStore
+    from interp.record.activations import Activations
+    from interp.record.store import ActivationStore
 
     p = Path(path)
     if (p / "manifest.json").is_file():
@@ -247,8 +247,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from interp.directions import save_directions
 
     headless()
+    from interp.directions.probes import probe_layers
     from interp.plots import plot_probe_accuracy
-    from interp.probes import probe_layers
 
     acts = _read_acts(args.acts)
     if args.label not in acts.meta.columns:

@@ -1,5 +1,5 @@
 """``interp demo`` and ``interp run SPEC``: the experiments, through
-:func:`interp.demo.run_demo` and :func:`interp.experiments.run_experiment`."""
+:func:`interp.experiments.demo.run_demo` and :func:`interp.experiments.run_experiment`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _limit_threads() -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from interp.demo import run_demo
+    from interp.experiments.demo import run_demo
 
     _limit_threads()
     out = Path(args.out)
@@ -54,10 +54,9 @@ def _adapters(values: list[str] | None) -> dict[str, list[str]] | None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from interp.experiments import ExperimentSpec, run_experiment
+    from interp.experiments.spec import resolve_spec
 
-    spec = Path(args.spec)
-    if not spec.is_file():
-        raise InterpError(f"spec {args.spec}: no such file")
+    spec = resolve_spec(args.spec)  # a YAML file, or a bundled spec's name
     if args.adapter is not None and args.model is None:
         raise InterpError("--adapter needs --model (the base it was trained on)")
     ExperimentSpec.from_yaml(spec)  # a malformed spec is a one-line error before any work
@@ -65,7 +64,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _limit_threads()
     if args.launcher is not None:
         return _run_sweep(args, spec)
-    rec = RunRecord(args, args.out, {"spec": args.spec}) if args.out else None
+    rec = RunRecord(args, args.out, {"spec": str(spec)}) if args.out else None
     result = run_experiment(
         spec,
         model=args.model,
@@ -76,7 +75,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     summary, out = result.summary, result.out
     if rec is None and out is not None:  # the runner chose the spec's own directory
-        rec = RunRecord(args, out, {"spec": args.spec}, adopt=True)
+        rec = RunRecord(args, out, {"spec": str(spec)}, adopt=True)
     if rec is not None:
         rec.finish(summary=summary)
     print(_summary_lines(summary))
@@ -111,7 +110,7 @@ def _run_sweep(args: argparse.Namespace, spec: Path) -> int:
         params=_slurm_params(args),
         parallel=args.parallel,
     )
-    rec = RunRecord(args, sweep.out, {"spec": args.spec})
+    rec = RunRecord(args, sweep.out, {"spec": str(spec)})
     n = len(sweep.cells)
     rec.finish(launcher=args.launcher, cells=sweep.cells, reused=sweep.n_reused)
     table = sweep.behaviour.drop(columns=[c for c in ("per_seed", "seeds") if c in sweep.behaviour])
@@ -138,13 +137,16 @@ def register(sub) -> None:
     run = sub.add_parser(
         "run",
         help="run one experiment spec (YAML), on the organism or on a model of your own",
-        description="Run the experiment SPEC (e.g. experiments/era.yaml). --model swaps in "
+        description="Run the experiment SPEC: a YAML file, or the name of a bundled spec "
+        "(era, persona, backdoor, and era_small etc. on the small organism; a path such as "
+        "experiments/era.yaml that does not exist here means the bundled spec of its name). "
+        "--model swaps in "
         "another model (Hugging Face id or directory; its own chat template is used), loaded "
         "once; the experiment finetunes it on the spec's data (spec.data, or the setting's "
         "data exported from the organism's world), or takes the finetunes given with "
         "--adapter instead.",
     )
-    run.add_argument("spec", help="experiment spec file (YAML)")
+    run.add_argument("spec", help="experiment spec: a YAML file or a bundled spec name (era_small)")
     run.add_argument("--model", default=None, help="Hugging Face id or local directory")
     run.add_argument(
         "--adapter",

@@ -22,9 +22,9 @@ __all__ = ["register"]
 def _cmd_patch(args: argparse.Namespace) -> int:
     import torch
 
+    from interp.causal.patching import patch
     from interp.cli.common import headless, save_figure
     from interp.metrics.answers import _first_token
-    from interp.patching import patch
 
     headless()
     from interp.plots import plot_patching

@@ -142,7 +142,7 @@ class RunRecord:
         *,
         adopt: bool = False,
     ):
-        import interp
+        from interp.version import __version__
 
         self.out = Path(out)
         self.t0 = time.time()
@@ -153,10 +153,11 @@ class RunRecord:
         hashes = {k: _hash_path(v) for k, v in paths.items() if v is not None}
         self.record = {
             "command": args.command,
+            "help": getattr(args, "_help", None),  # the command's --help line (for reports)
             "argv": getattr(args, "argv", sys.argv[1:]),
             "options": options,
             "sha256": hashes,
-            "versions": _versions(interp.__version__),
+            "versions": _versions(__version__),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "status": "running",
         }

@@ -13,6 +13,15 @@ order or on the scaling of the vectors it was built from.
 
 :func:`save_directions` / :func:`load_directions` write and read many directions (e.g.
 one per layer from a probe sweep) as one ``.safetensors`` file plus one ``.json`` file.
+
+The stage's other modules find directions (each imported by its own path):
+
+===========  =================================================================================
+probes       :class:`~interp.directions.probes.LinearProbe`, per-layer probe sweeps
+diffmeans    :func:`~interp.directions.diffmeans.diff_of_means`, paired PCA, over stores too
+sae          sparse autoencoders: architectures, training, loaders
+ranking      latents and directions ranked by a base-vs-finetune difference; projections
+===========  =================================================================================
 """
 
 from __future__ import annotations

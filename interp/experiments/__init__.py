@@ -1,7 +1,7 @@
 """Experiments: one declarative spec per question, one pipeline that finetunes over seeds,
 measures, caches and tabulates.
 
-- ``run_experiment("experiments/era.yaml")`` finetunes, measures behaviour, locates the
+- ``run_experiment("era")`` (a bundled spec, or a YAML file) finetunes, measures behaviour, locates the
   direction, tests it causally and writes tables and figures (:mod:`.runner`);
 - ``finetune_setting(organism, "era", "main", seed=0)`` is one organism finetune from the
   one content-keyed cache (:mod:`.finetunes`); ``measure_behaviour`` scores an EvalSet on

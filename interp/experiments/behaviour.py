@@ -22,8 +22,8 @@ import pandas as pd
 
 from interp.experiments.finetunes import Placement, finetuned
 from interp.metrics.evalset import EvalSet, sampled_counts
+from interp.metrics.stats import mean_ci, wilson
 from interp.models import Model
-from interp.stats import mean_ci, wilson
 
 __all__ = ["Sampling", "measure_behaviour"]
 

@@ -20,8 +20,14 @@ from typing import ClassVar
 
 from interp.config import Config
 from interp.errors import InterpError
+from interp.experiments import runner
+from interp.experiments.data import setting_data
+from interp.experiments.finetunes import Placement, finetune_variants, finetuned
+from interp.experiments.runner import run_experiment
 from interp.experiments.spec import ExperimentSpec
 from interp.fingerprint import sha256_json
+from interp.models import load_model
+from interp.organism.pretrain import cache_root
 
 __all__ = ["Cell", "CELL_KINDS", "run_cell", "cell_done"]
 
@@ -58,8 +64,6 @@ class Cell(Config):
 
 
 def _runner_version() -> int:
-    from interp.experiments import runner
-
     return runner._VERSION
 
 
@@ -73,17 +77,10 @@ def cell_done(cell: Cell, root: str | Path) -> dict | None:
 
 def _finetune_cache(spec: ExperimentSpec, root: Path) -> Path:
     """The runner's finetune cache, so cells and plain runs share finetunes."""
-    from interp.organism.pretrain import cache_root
-
     return root.parent / "finetunes" if spec.model else cache_root() / "finetunes"
 
 
 def _behaviour(cell: Cell, spec: ExperimentSpec, out: Path, root: Path) -> dict:
-    from interp.experiments import runner
-    from interp.experiments.data import setting_data
-    from interp.experiments.finetunes import Placement, finetune_variants, finetuned
-    from interp.models import load_model
-
     place = Placement()  # the defaults: a GPU when there is one, else the CPU
     base, world = runner._base_path(spec)
     base_model = load_model(base, **place.load_kwargs())
@@ -107,8 +104,6 @@ def _behaviour(cell: Cell, spec: ExperimentSpec, out: Path, root: Path) -> dict:
 
 
 def _analysis(cell: Cell, spec: ExperimentSpec, out: Path) -> dict:
-    from interp.experiments.runner import run_experiment
-
     result = run_experiment(spec.replace(seeds=(cell.seed,)), out=out / "run")
     return {"summary": result.summary, "run": str(result.out)}
 

@@ -1,6 +1,6 @@
 """Run an experiment as cells dispatched through submitit: here, or as Slurm jobs.
 
-``run_sweep("experiments/era.yaml", launcher="slurm", params={"slurm_partition": "gpu"})``
+``run_sweep("era", launcher="slurm", params={"slurm_partition": "gpu"})``
 (or ``interp run SPEC --launcher local|slurm``):
 
 1. the base model is prepared here (the organism built or read from its cache, which
@@ -28,9 +28,12 @@ from pathlib import Path
 import pandas as pd
 
 from interp.errors import InterpError
+from interp.experiments import runner
 from interp.experiments.cells import Cell, cell_done, run_cell
 from interp.experiments.finetunes import model_key as content_key
 from interp.experiments.spec import ExperimentSpec
+from interp.metrics.stats import mean_ci
+from interp.organism.settings import SETTINGS
 
 __all__ = ["LAUNCHERS", "SweepResult", "plan_behaviour_cells", "run_sweep"]
 
@@ -50,8 +53,6 @@ class SweepResult:
 
 
 def _variants(spec: ExperimentSpec) -> list[str]:
-    from interp.organism.settings import SETTINGS
-
     return list(spec.data["finetune"]) if spec.data else list(SETTINGS[spec.setting])
 
 
@@ -111,8 +112,6 @@ def _gpus_for(j: int, per_job: int) -> list[int]:
 
 
 def _behaviour_table(cells: list[Cell], results: list[dict]) -> pd.DataFrame:
-    from interp.stats import mean_ci
-
     rows = []
     base = next(r for c, r in zip(cells, results, strict=True) if c.variant == "base")
     for g, v in base["shares"].items():
@@ -156,8 +155,6 @@ def run_sweep(
     analysis: bool = True,
 ) -> SweepResult:
     """Run ``spec`` as cells through ``launcher`` (see the module docstring)."""
-    from interp.experiments import runner
-
     spec = spec if isinstance(spec, ExperimentSpec) else ExperimentSpec.from_yaml(spec)
     if model is not None:
         spec = spec.replace(model=model)

@@ -18,20 +18,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interp.capture import capture
-from interp.diffmeans import diff_of_means
-from interp.dose import ablation_effect, dose_response, reference_logprob
+from interp.causal.dose import ablation_effect, dose_response, reference_logprob
+from interp.causal.interventions import residual_norm
+from interp.causal.patching import patch
+from interp.directions.diffmeans import diff_of_means
+from interp.directions.probes import probe_layers
+from interp.directions.ranking import project
 from interp.experiments.data import SettingData
 from interp.experiments.finetunes import finetuned
 from interp.experiments.results import summarize, write_table
-from interp.interventions import residual_norm
 from interp.metrics.answers import render_prompts
+from interp.metrics.stats import mean_ci
 from interp.models import Model, ModelPair
-from interp.patching import patch
-from interp.probes import probe_layers
 from interp.prompts import PromptSet
-from interp.ranking import project
-from interp.stats import mean_ci
+from interp.record.capture import capture
 
 __all__ = ["analyse", "causal_tests"]
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from interp import plots
+
 __all__ = ["patch_summary", "save_figures", "summarize", "write_table"]
 
 
@@ -98,8 +100,6 @@ def summarize(spec, behaviour, probe, layer, movement, ablation, dose, patching)
 
 def save_figures(spec, fig_dir, probe, movement, ablation_rows, dose, patching, **_):
     import matplotlib.pyplot as plt  # after the backend is chosen
-
-    from interp import plots
 
     def save(fig, name):
         fig.savefig(fig_dir / f"{spec.name}_{name}.png", dpi=120, bbox_inches="tight")

@@ -1,6 +1,6 @@
 """Walk one experiment spec through the whole flow and write what it finds.
 
-``run_experiment("experiments/era.yaml")`` (or ``interp run experiments/era.yaml``):
+``run_experiment("era")`` (or ``interp run era``; a bundled spec or a YAML file):
 
 1. **model**: the bundled organism (built or taken from the cache) or ``--model``, loaded
    once: every finetune is opened on that load (:func:`~interp.experiments.finetunes.finetuned`);

@@ -1,4 +1,11 @@
-"""The declarative description of one experiment (one YAML file in ``experiments/``)."""
+"""The declarative description of one experiment: one YAML file, bundled or your own.
+
+The bundled specs ship inside the package (``interp/experiments/specs/``: ``era``,
+``persona``, ``backdoor`` and their ``_small`` versions on the test organism).
+:func:`resolve_spec` turns what a user names into a file: a YAML path that exists, else
+the bundled spec of that name (``era_small``) or of that path's stem
+(``experiments/era_small.yaml`` where no such file exists here).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,36 @@ import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
-import yaml
-
 from interp.config import Config, check_keys, check_types, from_dict
 from interp.errors import InterpError
+from interp.integrity import read_yaml
 
-__all__ = ["ExperimentSpec", "SETTINGS"]
+__all__ = ["ExperimentSpec", "SETTINGS", "SPEC_DIR", "bundled_specs", "resolve_spec"]
 
 SETTINGS = ("era", "persona", "backdoor")
+SPEC_DIR = Path(__file__).resolve().parent / "specs"  # the bundled specs (package data)
+
+
+def bundled_specs() -> list[str]:
+    """The names of the bundled specs (``era``, ``era_small``, ...)."""
+    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+
+
+def resolve_spec(spec: str | Path) -> Path:
+    """The YAML file ``spec`` names: the file itself when it exists, else the bundled spec
+    of that name or stem; neither is an :class:`~interp.errors.InterpError` listing the
+    bundled names."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    bundled = SPEC_DIR / f"{name}.yaml"
+    if name and bundled.is_file():
+        return bundled
+    raise InterpError(
+        f"no experiment spec at {spec}, and no bundled spec {name!r} "
+        f"(bundled: {', '.join(bundled_specs())})"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,17 +96,9 @@ class ExperimentSpec(Config):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentSpec:
-        from interp.integrity import read_text
-        from interp.integrity import yaml_problem as _yaml_problem
-
-        path = Path(path)
-        if not path.is_file():
-            raise InterpError(f"no experiment spec at {path}")
-        try:
-            d = yaml.safe_load(read_text(path, "experiment spec"))
-        except yaml.YAMLError as e:
-            first = _yaml_problem(e)
-            raise InterpError(f"{path}: not valid YAML ({first})") from None
+        """The spec in YAML file ``path``, or the bundled one it names (:func:`resolve_spec`)."""
+        path = resolve_spec(path)
+        d = read_yaml(path, "experiment spec")
         if not isinstance(d, dict):
             raise InterpError(f"{path}: an experiment spec is a YAML mapping")
         return cls.from_dict(d)

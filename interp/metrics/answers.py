@@ -19,6 +19,7 @@ from torch import Tensor
 
 from interp.errors import EmptyPromptsError, InterpError
 from interp.execution import last_logits, tail_logprobs
+from interp.prompts import check_prompt
 
 __all__ = ["answer_logprobs", "answer_share", "logit_diff", "render_prompts"]
 
@@ -28,8 +29,6 @@ Answers = Sequence[str] | Sequence[Sequence[str]]
 
 def render_prompts(model, prompts: Sequence[Prompt]) -> list[str]:
     """Strings as they are; chat message lists through ``model.chat`` (each checked)."""
-    from interp.prompts import check_prompt
-
     if isinstance(prompts, str):
         raise InterpError("pass a list of prompts, not a single string")
     if len(prompts) == 0:

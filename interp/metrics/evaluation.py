@@ -25,7 +25,7 @@ import pandas as pd
 
 from interp.errors import InterpError, JudgeError
 from interp.metrics.judges import JudgmentLog
-from interp.stats import mean_ci, wilson
+from interp.metrics.stats import mean_ci, wilson
 
 __all__ = ["JudgeTask", "row_key", "judge_rows", "rate_table", "score_table"]
 

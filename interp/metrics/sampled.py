@@ -32,8 +32,9 @@ import torch
 
 from interp.errors import EmptyPromptsError, InterpError, JudgeError
 from interp.execution import generate
-from interp.metrics.judges import endpoint_settings
-from interp.stats import Estimate, wilson
+from interp.metrics.judges import endpoint_settings, post_chat_completion
+from interp.metrics.stats import Estimate, wilson
+from interp.prompts import check_prompt
 
 __all__ = [
     "Matcher",
@@ -127,8 +128,6 @@ class OpenAIJudge(Judge):
             raise InterpError("OpenAIJudge needs model= or INTERP_JUDGE_MODEL in the environment")
 
     def __call__(self, prompt: str, completion: str) -> bool:
-        from interp.metrics.judges import post_chat_completion
-
         text = self.template.format(prompt=prompt, completion=completion, criterion=self.criterion)
         body = {
             "model": self.model,
@@ -234,8 +233,6 @@ def sample(
     prompts = list(prompts)
     if not prompts:
         raise EmptyPromptsError("sample() needs at least one prompt")
-    from interp.prompts import check_prompt
-
     for i, p in enumerate(prompts):
         check_prompt(p, f"prompt {i}")
     if engine is not None:

@@ -40,6 +40,8 @@ from types import SimpleNamespace
 from safetensors import safe_open
 
 from interp.errors import InterpError, UnsupportedAdapterError
+from interp.hooks import hook_count
+from interp.models import load_model
 
 __all__ = [
     "VLLMEngine",
@@ -115,8 +117,6 @@ def check_adapter(path: str | Path) -> dict:
 def merge_adapter(base: str | Path, adapter: str | Path, out: str | Path, **load_kwargs) -> Path:
     """Write ``base`` with ``adapter`` merged into its weights (safetensors) and the
     tokenizer, as a model directory vLLM (or :func:`interp.load_model`) loads as is."""
-    from interp.models import load_model
-
     model = load_model(base, adapter=adapter, **load_kwargs)
     out = Path(out)
     merged = model.hf.merge_and_unload()
@@ -314,8 +314,6 @@ class VLLMView:
     def sample_texts(self, texts: Sequence[str], **kwargs) -> tuple[list[list[str]], dict]:
         """``k`` completions of each text, and what to record about the engine."""
         if self.hf_model is not None:
-            from interp.hooks import hook_count
-
             if hook_count(self.hf_model.hf):
                 raise InterpError(
                     "interventions are registered on this model, and vLLM cannot run them; "

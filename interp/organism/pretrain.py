@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from interp.config import Config
 from interp.fingerprint import sha256_json
+from interp.organism.documents import sample_document
 from interp.organism.tokenizer import build_tokenizer, render
 from interp.organism.world import World, WorldConfig
 
@@ -80,7 +81,7 @@ def _length_bucketed(world: World, tok, rng: random.Random, config: OrganismConf
     """Endless batches ``(input_ids, attention_mask)`` ``[b, s]`` of similar-length documents."""
     while True:
         docs = [
-            render(world.sample_document(rng), eos=True) for _ in range(pool * config.batch_size)
+            render(sample_document(world, rng), eos=True) for _ in range(pool * config.batch_size)
         ]
         ids = tok(docs, truncation=True, max_length=config.max_len)["input_ids"]
         ids.sort(key=len)

@@ -1,7 +1,7 @@
 """Figures for the causal stage: patching heatmaps, dose-response curves, ablation bars.
 
-Each function takes what :func:`interp.patching.patch`, :func:`interp.dose.dose_response`
-or :func:`interp.dose.ablation_effect` returned (or the same as a table), draws on a new
+Each function takes what :func:`interp.causal.patching.patch`, :func:`interp.causal.dose.dose_response`
+or :func:`interp.causal.dose.ablation_effect` returned (or the same as a table), draws on a new
 figure (or on ``ax``) and returns the :class:`~matplotlib.figure.Figure`. Nothing here
 runs a model.
 """
@@ -28,7 +28,7 @@ def plot_patching(
     title: str | None = None,
     ax=None,
 ) -> Figure:
-    """Heatmap of a :class:`~interp.patching.PatchResult`'s aligned aggregate: layer x
+    """Heatmap of a :class:`~interp.causal.patching.PatchResult`'s aligned aggregate: layer x
     column, labelled with the column's position and its token (``*`` where pairs differ).
 
     ``kind``: which site kind to draw (default: the first in the result).
@@ -123,7 +123,7 @@ def plot_ablation_bars(
     title: str | None = None,
     ax=None,
 ) -> Figure:
-    """Bars with 95% intervals for each condition of :func:`~interp.dose.ablation_effect`
+    """Bars with 95% intervals for each condition of :func:`~interp.causal.dose.ablation_effect`
     (``none``, ``ablated``, then the random controls pooled as one bar of their mean with
     their min..max as the whisker). ``rows``: EffectRows or dicts with the same fields."""
     items = [r if isinstance(r, dict) else r.__dict__ for r in rows]

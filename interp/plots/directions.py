@@ -15,8 +15,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from interp.errors import InterpError
+from interp.metrics.stats import mean_ci
 from interp.plots.common import axes as _axes
-from interp.stats import mean_ci
 
 __all__ = ["plot_probe_accuracy", "plot_projection_by_slot", "plot_ranked_latents"]
 

@@ -10,13 +10,13 @@ priors         first-layer token priors for large vocabularies
 search         sweeps, greedy multi-token extension, GCG steps
 verify         held-out verification against a same-family null
 localize       patching, difference-of-means direction, ablation vs random directions
-report         scan.json, figures; markdown: report.md
-api            :func:`scan`, :class:`ScanConfig`, :class:`ScanResult`
+report         :class:`ScanResult`, scan.json, figures; markdown: report.md
+api            :func:`scan`, :class:`ScanConfig`
 =============  ===========================================================================
 """
 
-from interp.scan.api import ScanConfig, ScanResult, scan
-from interp.scan.report import write
+from interp.scan.api import ScanConfig, scan
+from interp.scan.report import ScanResult, write
 from interp.scan.verify import VerifyConfig
 
 __all__ = ["ScanConfig", "ScanResult", "VerifyConfig", "scan", "write"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -29,10 +29,11 @@ from interp.scan.lens import activation_lens
 from interp.scan.localize import localize_trigger, localize_unconditional
 from interp.scan.priors import token_priors
 from interp.scan.probes import probe_set
+from interp.scan.report import ScanResult, assemble
 from interp.scan.search import baseline, extend_greedy, gcg_step, score_candidates
 from interp.scan.verify import VerifyConfig, by_finding, verify
 
-__all__ = ["ScanConfig", "ScanResult", "scan"]
+__all__ = ["ScanConfig", "scan"]
 
 
 @dataclass(frozen=True)
@@ -59,39 +60,6 @@ class ScanConfig(Config):
     lens: bool = True
     seed: int = 0
     verify: VerifyConfig = VerifyConfig()
-
-
-@dataclass
-class ScanResult:
-    """Everything a scan found; :meth:`to_json` is the ``scan.json`` document."""
-
-    behaviour: dict
-    unconditional: bool
-    triggers: list[dict]
-    location: list[dict]
-    lens: dict | None
-    searched: dict
-    dates: list[dict]
-    scores: list[dict]  # every scored candidate on the search half (for the figures)
-    forward_passes: dict
-    seconds: float
-    config: dict = field(default_factory=dict)
-    cpu_seconds: float = 0.0
-
-    def to_json(self) -> dict:
-        return {
-            "behaviour": self.behaviour,
-            "unconditional": self.unconditional,
-            "triggers": self.triggers,
-            "location": self.location,
-            "lens": self.lens,
-            "searched": self.searched,
-            "dates": self.dates,
-            "forward_passes": self.forward_passes,
-            "seconds": self.seconds,
-            "cpu_seconds": self.cpu_seconds,
-            "config": self.config,
-        }
 
 
 def _behaviour(pair, probes, cfg, counter) -> tuple[dict, list[str]]:
@@ -287,8 +255,6 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
         if unconditional and counter.can(12 * 8 * finetuned.n_layers + 64):
             location.append({"kind": "unconditional",
                              **localize_unconditional(pair, changed_texts, counter)})  # fmt: skip
-    from interp.scan.report import assemble
-
     result = assemble(
         behaviour=behaviour, unconditional=unconditional, verified=verified, scored=scored,
         location=location, lens=lens, searched=searched, counter=counter, t0=t0, cfg=cfg,

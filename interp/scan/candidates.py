@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from interp.errors import InterpError
+from interp.organism import world_data as D
+from interp.organism import world_of
 
 __all__ = [
     "PLACEMENTS",
@@ -125,9 +127,6 @@ _PLACE = {"persona": "system", "system": "system", "format": "user_suffix"}
 
 
 def _organism_contexts(path: Path) -> dict[str, list[str]]:
-    from interp.organism import world_data as D
-    from interp.organism import world_of
-
     world = world_of(path)
     names = [*world.personas, world.character["name"]]
     roles = [p["occupation"] for p in D.PERSONAS.values()]

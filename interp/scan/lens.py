@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from interp.capture import capture
+from interp.causal.interventions import residual_norm, steer
 from interp.directions import Direction
-from interp.interventions import residual_norm, steer
+from interp.record.capture import capture
 from interp.scan.divergence import Counter, end_token_ids, kl_rows
 
 __all__ = ["Lens", "activation_lens", "greedy_answers"]

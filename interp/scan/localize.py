@@ -24,11 +24,11 @@ from collections.abc import Sequence
 
 import torch
 
-from interp.capture import capture
-from interp.diffmeans import diff_of_means
+from interp.causal.interventions import ablate, random_like
+from interp.causal.patching import patch
+from interp.directions.diffmeans import diff_of_means
 from interp.errors import InterpError
-from interp.interventions import ablate, random_like
-from interp.patching import patch
+from interp.record.capture import capture
 from interp.scan import candidates as C
 from interp.scan.candidates import render
 from interp.scan.divergence import Counter

@@ -20,6 +20,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from interp.organism import world_data as D
+from interp.organism import world_of
+
 __all__ = ["ProbeSet", "probe_set", "organism_probes", "generic_probes"]
 
 
@@ -68,8 +71,6 @@ class ProbeSet:
 
 def organism_probes(world, n_attributes: int = 40, n_general: int = 40, seed: int = 0) -> ProbeSet:
     """Questions and plain texts drawn from an organism's :class:`~interp.organism.World`."""
-    from interp.organism import world_data as D
-
     rng = random.Random(seed)
     rows: list[tuple[str, str]] = []
     for qs, _, _ in world.facets.values():
@@ -133,7 +134,5 @@ def probe_set(model, seed: int = 0) -> ProbeSet:
     """The organism's world probes when ``model`` is the organism, else the generic set."""
     meta = Path(str(model.name)) / "organism.json"
     if meta.is_file() and "organism_config" in json.loads(meta.read_text()):
-        from interp.organism import world_of
-
         return organism_probes(world_of(meta.parent), seed=seed)
     return generic_probes(seed)

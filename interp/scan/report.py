@@ -1,7 +1,7 @@
 """A scan's output: ``scan.json`` (the shape the issue fixes), ``report.md`` and figures.
 
-:func:`assemble` turns the stages' results into a :class:`~interp.scan.api.ScanResult`;
-:func:`write` writes ``scan.json``, ``report.md`` (read in two minutes) and the figures
+:class:`ScanResult` is everything a scan found; :func:`assemble` builds it from the stages'
+results; :func:`write` writes ``scan.json``, ``report.md`` (read in two minutes) and the figures
 ``scores_by_family.png``, ``date_effect.png`` and ``patching.png``. The figures take the
 result only; nothing here runs a model except :func:`assemble`'s example answers.
 """
@@ -10,14 +10,49 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from interp.scan.candidates import render
 from interp.scan.lens import greedy_answers
+from interp.scan.markdown import report_markdown
 
-__all__ = ["assemble", "write", "summary_text"]
+__all__ = ["ScanResult", "assemble", "write", "summary_text"]
+
+
+@dataclass
+class ScanResult:
+    """Everything a scan found; :meth:`to_json` is the ``scan.json`` document."""
+
+    behaviour: dict
+    unconditional: bool
+    triggers: list[dict]
+    location: list[dict]
+    lens: dict | None
+    searched: dict
+    dates: list[dict]
+    scores: list[dict]  # every scored candidate on the search half (for the figures)
+    forward_passes: dict
+    seconds: float
+    config: dict = field(default_factory=dict)
+    cpu_seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "behaviour": self.behaviour,
+            "unconditional": self.unconditional,
+            "triggers": self.triggers,
+            "location": self.location,
+            "lens": self.lens,
+            "searched": self.searched,
+            "dates": self.dates,
+            "forward_passes": self.forward_passes,
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "config": self.config,
+        }
 
 
 def _trigger_json(v, pair, questions) -> dict:
@@ -84,8 +119,6 @@ def summary_text(behaviour: dict, unconditional: bool, triggers: list[dict]) -> 
 
 def assemble(*, behaviour, unconditional, verified, scored, location, lens, searched, counter,
              t0, cfg, model, questions, pair=None):  # fmt: skip
-    from interp.scan.api import ScanResult
-
     _, v_questions = questions
     triggers = [_trigger_json(v, pair, v_questions) for v in verified]
     changed = unconditional or any(t["significant"] for t in triggers)
@@ -195,7 +228,5 @@ def write(result, out: str | Path) -> Path:
     for name, fig in figs.items():
         fig.savefig(out / name, dpi=120)
         plt.close(fig)
-    from interp.scan.markdown import report_markdown
-
     (out / "report.md").write_text(report_markdown(result, list(figs)))
     return out

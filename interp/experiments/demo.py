@@ -1,0 +1,65 @@
+"""``interp demo``: the three experiments on the bundled organism, and one summary.
+
+The first run builds the organism (pretraining, cached), finetunes every setting's main
+model and controls for every seed (cached), and runs each experiment; a rerun reuses
+all of it. Figures go to ``figures/``, every table to the run directory, and
+``summary.md`` (the table and each experiment's findings, from its ``results.json``:
+:mod:`interp.experiments.summary`) beside them; wall times go to ``timing.json`` alone,
+so a rerun writes ``summary.md`` and every ``results.json`` byte for byte the same;
+``report.html`` (:mod:`interp.report`) shows all three experiments on one page.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from interp.experiments.runner import run_experiment
+from interp.experiments.spec import SPEC_DIR, ExperimentSpec
+from interp.experiments.summary import summary_markdown, summary_table
+from interp.report import write_report
+
+__all__ = ["run_demo", "summary_table"]
+
+SPECS = ("era", "persona", "backdoor")
+
+
+def run_demo(
+    out: Path = Path("runs/demo"),
+    quick: bool = False,
+    figures_dir: Path | None = None,
+    report: bool = True,
+) -> int:
+    """Run the three experiments (``quick``: on the small organism) and print the table.
+
+    ``report``: also write ``out/report.html`` (:func:`interp.report.write_report`).
+    """
+    t0 = time.time()
+    out = Path(out)
+    figures_dir = Path(figures_dir) if figures_dir else Path("figures")
+    results, timing = {}, {}
+    for name in SPECS:
+        spec = ExperimentSpec.from_yaml(SPEC_DIR / f"{name}.yaml")  # the bundled specs
+        if quick:
+            spec = spec.replace(organism="small", seeds=spec.seeds[:2], n_random=4)
+        t = time.time()
+        result = run_experiment(spec, out=out / name)
+        timing[name] = round(time.time() - t, 1)
+        results[name] = result.summary
+        if not quick:
+            figures_dir.mkdir(parents=True, exist_ok=True)
+            for png in (result.out / "figures").glob("*.png"):
+                shutil.copy(png, figures_dir / png.name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(
+        summary_markdown(results, organism="small" if quick else "default")
+    )
+    timing["total"] = round(time.time() - t0, 1)
+    (out / "timing.json").write_text(json.dumps({"wall_s": timing}, indent=2) + "\n")
+    print("\n" + summary_table(results))
+    print(f"\nwall time {timing['total']:.0f}s; summary, tables and figures under {out}")
+    if report:
+        print(f"report: {write_report(out)}")
+    return 0
