@@ -9,6 +9,7 @@ itself and the stages above it (``tests/test_layout.py``), and this module re-ex
   (:mod:`interp.sites`) and the one hook engine every capture and intervention uses
   (:func:`interp.hooks.hooks`); :mod:`interp.backends`: the nnsight trace backend
 - record: :func:`capture` -> :class:`Activations`, or an on-disk :class:`ActivationStore`
+  (one process per device: :func:`capture_parallel`)
 - metrics: :mod:`interp.metrics` (teacher-forced answer shares, sampled rates, judges)
 - directions: :class:`Direction` / :class:`Subspace` value objects, :class:`LinearProbe`,
   :func:`probe_layers`, :func:`diff_of_means`, :func:`paired_pca`, SAEs in
@@ -53,6 +54,7 @@ from interp.prompts import PromptSet, read_chat_jsonl, write_chat_jsonl
 from interp.questions import read_questions
 from interp.record.activations import Activations
 from interp.record.capture import capture
+from interp.record.parallel import capture_parallel
 from interp.record.store import ActivationStore
 from interp.scan import ScanConfig, ScanResult, scan  # interp.scan is the function
 from interp.sites import FAMILIES, Site, resolve_sites
@@ -97,6 +99,7 @@ __all__ = [
     "Site",
     "Span",
     "capture",
+    "capture_parallel",
     "load_model",
     "read_chat_jsonl",
     "read_questions",

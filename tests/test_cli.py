@@ -446,3 +446,18 @@ def test_world_card_refuses_bad_options_before_any_work(tmp_path, capsys):
     assert "not a valid epochs" in _error(capsys, ["world-card", "--finetune", "epochs=x"])
     err = _error(capsys, ["world-card", "--config", "small", "--variants", "nope", "--out", out])
     assert "unknown variants ['nope']" in err
+
+
+def test_capture_in_parts_from_the_command_line(table_run, tmp_path, capsys):
+    """`--part RANK/WORLD` in each process writes the store one process writes."""
+    import interp
+
+    argv = [*table_run["argv"]]
+    argv[argv.index("--out") + 1] = str(tmp_path / "parts")
+    assert main([*argv, "--part", "1/2"]) == 0
+    assert "part 1 of 2 done" in capsys.readouterr().out
+    assert main([*argv, "--part", "0/2"]) == 0
+    got = interp.ActivationStore(tmp_path / "parts").load()
+    assert torch.equal(got.tensor, interp.ActivationStore(table_run["acts"]).load().tensor)
+    assert main([*argv, "--part", "2/2"]) == 2  # argparse: need 0 <= RANK < WORLD
+    assert "0 <= RANK < WORLD" in capsys.readouterr().err

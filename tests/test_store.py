@@ -35,7 +35,7 @@ def test_killed_then_resumed_equals_uninterrupted(tiny_dirs, tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal
-        import interp, interp.record.store as store
+        import interp, interp.record.writers as store
         from tests.test_store import _capture
         real_save, written = store.save_file, []
         def save_then_die(tensors, path):
@@ -103,7 +103,7 @@ def test_manifest_mismatch_is_an_error(tiny_llama, tmp_path):
 
 def _interrupted(model, path, monkeypatch, n_shards=2, **kw):
     """A capture into ``path`` stopped after ``n_shards`` shards (as by a crash)."""
-    import interp.record.store as store
+    import interp.record.writers as store
 
     real, written = store.save_file, []
 

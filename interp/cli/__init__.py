@@ -36,7 +36,17 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.cli import causal, data, evaluate, experiments, patch, report, scan, worldcard
+    from interp.cli import (
+        capture,
+        causal,
+        data,
+        evaluate,
+        experiments,
+        patch,
+        report,
+        scan,
+        worldcard,
+    )
     from interp.cli.common import Parser
     from interp.version import __version__
 
@@ -55,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     experiments.register(sub)
     data.register(sub)
+    capture.register(sub)
     causal.register(sub)
     patch.register(sub)
     evaluate.register(sub)

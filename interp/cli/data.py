@@ -1,4 +1,4 @@
-"""``interp finetune``, ``interp capture`` and ``interp probe``: models and activations."""
+"""``interp finetune`` and ``interp probe``: finetuned models, probes over activations."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ import pandas as pd
 
 from interp.cli.common import (
     RunRecord,
-    add_model_args,
     add_out_arg,
     at_least,
-    load,
     nonneg_float,
-    parse_positions,
     positive_float,
     positive_int,
-    read_prompts,
 )
 from interp.errors import InterpError
 
@@ -115,75 +111,6 @@ def _add_finetune(sub) -> None:
         help="recompute activations in the backward pass (less memory, slower)",
     )
     p.set_defaults(func=_cmd_finetune)
-
-
-# ---- capture --------------------------------------------------------------------------
-def _cmd_capture(args: argparse.Namespace) -> int:
-    import torch
-
-    import interp
-
-    prompts = read_prompts(args.prompts, args.tag)
-    positions = parse_positions(args.positions)
-    rec = RunRecord(args, args.out, {"prompts": args.prompts})
-    model = load(args)
-    store = interp.capture(
-        model,
-        prompts,
-        sites=args.sites,
-        layers=args.layers,
-        positions=positions,
-        batch_size=args.batch_size,
-        dtype=getattr(torch, args.store_dtype),
-        to=args.out,
-        progress=not args.quiet,
-    )
-    assert isinstance(store, interp.ActivationStore)  # capture(to=...) returns the store
-    m = store.manifest
-    rows = sum(s["rows"] for s in m["shards"])
-    rec.finish(
-        n_prompts=len(prompts),
-        rows=rows,
-        sites=m["request"]["sites"],
-        metadata_columns=list(prompts.meta.columns),
-    )
-    print(f"{store}: {rows} rows x {len(m['request']['sites'])} sites")
-    return 0
-
-
-def _add_capture(sub) -> None:
-    p = sub.add_parser(
-        "capture",
-        help="record activations to an on-disk store (resumable)",
-        description="Capture activations of MODEL on PROMPTS into the store OUT; rerunning "
-        "after an interruption resumes. PROMPTS: a .txt file (one prompt a line), a .csv "
-        "table with a 'prompt' column, or .jsonl rows with 'messages' (chat, rendered "
-        "with the model's chat template; a final assistant message is dropped) or "
-        "'prompt'. Every other column or key is kept as metadata for `interp probe`.",
-    )
-    add_model_args(p)
-    p.add_argument("--prompts", required=True, help="prompt file (.txt, .csv or .jsonl)")
-    p.add_argument(
-        "--sites", nargs="+", default=["resid_post"], help="site kinds or full names (resid_post)"
-    )
-    p.add_argument("--layers", nargs="+", type=int, default=None, help="layers (default: all)")
-    p.add_argument(
-        "--positions",
-        nargs="+",
-        default=None,
-        help="'last' (default), 'all', token indices, or a tag name (see --tag)",
-    )
-    p.add_argument(
-        "--tag",
-        nargs="+",
-        default=None,
-        metavar="NAME[=COLUMN]",
-        help="tag each prompt at the text of a metadata column (e.g. --tag year)",
-    )
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--store-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    add_out_arg(p)
-    p.set_defaults(func=_cmd_capture)
 
 
 # ---- probe ----------------------------------------------------------------------------
@@ -354,5 +281,4 @@ def _add_probe(sub) -> None:
 
 def register(sub) -> None:
     _add_finetune(sub)
-    _add_capture(sub)
     _add_probe(sub)

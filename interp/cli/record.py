@@ -38,6 +38,8 @@ def _hash_path(path: str | None) -> str | None:
 
 
 _NOT_OPTIONS = ("func", "argv", "command", "quiet", "debug")
+# how the work is split over processes, not what it computes: a rerun may change them
+_SPLIT_OPTIONS = ("part", "devices")
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -103,7 +105,9 @@ def claim_out(out: Path, command: str, options: dict, inputs: dict, adopt: bool 
         before = old.get("options") if isinstance(old.get("options"), dict) else {}
         before = {k: v for k, v in before.items() if k not in _NOT_OPTIONS and k[:1] != "_"}
         changed = sorted(  # --out itself may be spelled differently: it is this directory
-            k for k in {*before, *options} - {"out"} if before.get(k) != options.get(k)
+            k
+            for k in {*before, *options} - {"out", *_SPLIT_OPTIONS}
+            if before.get(k) != options.get(k)
         )
         if changed:
             shown = ", ".join(f"{k}: {before.get(k)!r} -> {options.get(k)!r}" for k in changed[:3])

@@ -4,8 +4,10 @@
 batches          tokenized capture batches; the one recording forward (stops after a site)
 capture          :func:`~interp.record.capture.capture` -> ``Activations``, or a store
 activations      :class:`~interp.record.activations.Activations`: tensor + row metadata
-store            :class:`~interp.record.store.ActivationStore` (shards + manifest) and the
-                 :class:`~interp.record.store.ShardWriter` sink a streaming capture fills
+store            :class:`~interp.record.store.ActivationStore`: shards + manifest, read
+                 whole or streamed
+writers          the sinks a streaming capture fills: one process, or one part of several
+parallel         :func:`~interp.record.parallel.capture_parallel`: a process per device
 store_key        what identifies a capture in a store, and how two requests differ
 reducers         streaming per-group means and norms over stores larger than RAM
 ===============  ===========================================================================

@@ -23,34 +23,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
 from interp.errors import InterpError, StoreCorruptedError, StoreMismatchError
 from interp.fingerprint import sha256_file
 from interp.record.activations import Activations, site_index
-from interp.record.store_key import mismatch
 from interp.sites import Site
 
-__all__ = ["ActivationStore", "ShardWriter"]
+__all__ = ["ActivationStore", "FORMAT", "INDEX", "tensor_sha256"]
 
 FORMAT = "interp.activation_store/1"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class ActivationStore:
@@ -79,6 +67,11 @@ class ActivationStore:
     @property
     def manifest(self) -> dict:
         if not self.exists():
+            if (self.path / "parts").is_dir():
+                raise StoreMismatchError(
+                    f"{self.path} holds a data-parallel capture whose parts have not all "
+                    "finished (no manifest.json yet); rerun the same capture to finish it"
+                )
             raise StoreMismatchError(f"{self.path} is not an activation store (no manifest.json)")
         return json.loads(self.manifest_path.read_text())
 
@@ -197,23 +190,14 @@ class ActivationStore:
         return Activations(out, self.sites, meta, self.model_name, self.adapter_hash, self.info)
 
 
-_INDEX = ("prompt", "position", "token_id")
+INDEX = ("prompt", "position", "token_id")
 
 
-def _tensor_sha256(*tensors: Tensor) -> str:
+def tensor_sha256(*tensors: Tensor) -> str:
     h = hashlib.sha256()
     for t in tensors:
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy())
     return h.hexdigest()
-
-
-def _part_hashes(tensors: dict[str, Tensor]) -> dict:
-    """Checksums of what a reader may load alone: the index tensors, each site's column."""
-    acts = tensors["acts"]  # [rows, n_sites, d_model]
-    return {
-        "index": _tensor_sha256(*(tensors[k] for k in _INDEX)),
-        "sites": [_tensor_sha256(acts[:, j]) for j in range(acts.shape[1])],
-    }
 
 
 def _read_shard(
@@ -229,7 +213,7 @@ def _read_shard(
         raise StoreCorruptedError(f"shard {f} is missing or does not match its checksum")
     try:
         with safe_open(str(f), framework="pt") as st:
-            got = {k: st.get_tensor(k) for k in _INDEX} if index else {}
+            got = {k: st.get_tensor(k) for k in INDEX} if index else {}
             sl = st.get_slice("acts")
             acts = sl[:] if sites is None else sl[:, sites] if sites else None
             if acts is None:  # no site asked for: an empty [rows, 0, d] view
@@ -238,10 +222,10 @@ def _read_shard(
     except Exception as e:  # safetensors raises its own error types for a damaged file
         raise StoreCorruptedError(f"shard {f} cannot be read ({e}); it is damaged") from None
     if verify and parts is not None:
-        bad = index and _tensor_sha256(*(got[k] for k in _INDEX)) != parts["index"]
+        bad = index and tensor_sha256(*(got[k] for k in INDEX)) != parts["index"]
         chosen = range(acts.shape[1]) if sites is None else sites
         for col, j in enumerate(chosen):
-            bad = bad or _tensor_sha256(acts[:, col]) != parts["sites"][j]
+            bad = bad or tensor_sha256(acts[:, col]) != parts["sites"][j]
         if bad:
             raise StoreCorruptedError(f"shard {f} does not match its checksum")
     if len(acts) != shard["rows"]:
@@ -263,71 +247,3 @@ def _meta_frame(
     if missing:
         raise InterpError(f"no metadata column {missing} (columns: {list(meta.columns)})")
     return meta[list(columns)]
-
-
-class ShardWriter:
-    """The sink a streaming capture writes into: the store of one ``request``, resumed.
-
-    Opening checks an existing manifest against ``request`` (a mismatch or another format
-    is a :class:`~interp.errors.StoreMismatchError`) and verifies its finished shards, or
-    starts an empty store. :meth:`write` adds the next shard (``acts`` ``[rows, n_sites,
-    d_model]`` and its row table) and rewrites the manifest atomically after it.
-    """
-
-    def __init__(
-        self, store: ActivationStore, request: dict, n_batches: int, prompt_meta: pd.DataFrame
-    ):
-        path = store.path
-        if store.exists():
-            manifest = store.manifest
-            problem = mismatch(path, manifest["request"], request)
-            if manifest.get("format") != FORMAT:
-                problem = f"{path} holds a store of another format ({manifest.get('format')!r})"
-            if problem:
-                raise StoreMismatchError(problem)
-            store.verify()
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-            manifest = {
-                "format": FORMAT,
-                "request": request,
-                "n_batches": n_batches,
-                "shards": [],
-                "complete": False,
-                "prompt_meta": json.loads(prompt_meta.to_json(orient="split", index=False)),
-            }
-            _atomic_write_text(store.manifest_path, json.dumps(manifest))
-        self.store, self.manifest, self.n_batches = store, manifest, n_batches
-
-    @property
-    def done(self) -> int:
-        """Shards already in the store (the next batch to write)."""
-        return len(self.manifest["shards"])
-
-    @property
-    def complete(self) -> bool:
-        return self.manifest["complete"]
-
-    def write(self, acts: Tensor, meta: pd.DataFrame) -> None:
-        """Write the next shard: ``acts`` ``[rows, n_sites, d_model]``, ``meta`` ``[rows]``."""
-        path, k = self.store.path, self.done
-        name = f"shard-{k:05d}.safetensors"
-        tmp = path / (name + ".tmp")
-        tensors = {
-            "acts": acts.contiguous(),
-            "prompt": torch.tensor(meta["prompt"].to_numpy()),
-            "position": torch.tensor(meta["position"].to_numpy()),
-            "token_id": torch.tensor(meta["token_id"].to_numpy()),
-        }
-        save_file(tensors, str(tmp))
-        os.replace(tmp, path / name)
-        self.manifest["shards"].append(
-            {
-                "file": name,
-                "rows": len(meta),
-                "sha256": sha256_file(path / name),
-                "parts": _part_hashes(tensors),
-            }
-        )
-        self.manifest["complete"] = k + 1 == self.n_batches
-        _atomic_write_text(self.store.manifest_path, json.dumps(self.manifest))
