@@ -47,6 +47,30 @@ def test_torch_solver_agrees_with_sklearn(C):
     assert np.mean(sk.predict(Xte) == ref.predict(Xte.numpy())) >= 0.995
 
 
+@pytest.mark.parametrize("C", [0.05, 1.0])
+def test_conjugate_gradient_steps_reach_the_same_optimum(C, monkeypatch):
+    """Many features (d > CG_FEATURES): truncated Newton steps by conjugate gradients give
+    the exact-Hessian solver's weights for every fold problem of a batch, and sklearn's."""
+    import interp.directions.probes.solver as solver
+
+    g = torch.Generator().manual_seed(5)
+    n, d = 1200, solver.CG_FEATURES + 72
+    X = torch.randn(n, d, generator=g) * torch.logspace(0.5, -0.5, d) + 0.2
+    w = torch.randn(d, generator=g)
+    y = torch.from_numpy(((X @ w + 2.0 * torch.randn(n, generator=g)) > 0).numpy().astype(int))
+    W = torch.ones(3, n, dtype=torch.float64)
+    W[0, :400], W[1, 400:800] = 0, 0  # two folds and the full fit
+    coef, intercept, _ = fit_logistic(X, y, W, C=C, tol=1e-8)
+    monkeypatch.setattr(solver, "CG_FEATURES", 10**6)  # the exact Cholesky steps
+    exact, exact_b, _ = fit_logistic(X, y, W, C=C, tol=1e-8)
+    top = exact.abs().max().item()
+    assert torch.allclose(coef, exact, atol=1e-6 * top)
+    assert torch.allclose(intercept, exact_b, atol=1e-6 * max(1.0, top))
+    keep = W[1].numpy() > 0
+    ref = LogisticRegression(C=C, max_iter=20000, tol=1e-10).fit(X[keep].numpy(), y[keep].numpy())
+    assert np.allclose(coef[1].numpy(), ref.coef_[0], atol=1e-3 * top)
+
+
 def test_estimator_contract():
     X, y, _ = _planted(300, 8, seed=2)
     labels = np.where(y == 1, "era", "modern")

@@ -2,8 +2,11 @@
 
 :func:`fit_logistic` solves several problems on one design matrix at once (one per
 sample-weight row: the CV folds and the final fit of a layer). Each Newton system is
-solved in the primal (``[d, d]`` Hessians) or, when features outnumber rows, through
-the ``[n, n]`` kernel by Woodbury.
+solved exactly in the primal (``[d, d]`` Hessians, for few features), through the
+``[n, n]`` kernel by Woodbury (features outnumber rows), or, for many features, inexactly
+by conjugate gradients on Hessian-vector products (truncated Newton, as scikit-learn's
+``newton-cg``): building a Hessian costs ``n d^2``, a product ``2 n d``, and all active
+problems share each product as one matrix multiply.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["fit_logistic", "auroc"]
+__all__ = ["fit_logistic", "auroc", "CG_FEATURES"]
+
+# above this many features a Newton step is solved by conjugate gradients, not a Hessian
+CG_FEATURES = 128
 
 
-def _objective(X: Tensor, y: Tensor, m: Tensor, w: Tensor, b: Tensor, C: float) -> Tensor:  # -> [F]
-    z = w @ X.T + b[:, None]  # [F, n]
+def _objective(z: Tensor, y: Tensor, m: Tensor, w: Tensor, C: float) -> Tensor:  # -> [F]
+    """The L2 logistic objective per problem from its logits ``z = w X^T + b`` ``[F, n]``."""
     # logloss(y, z) = softplus(z) - y z
     loss = (torch.nn.functional.softplus(z) - y * z) * m
     return 0.5 * (w * w).sum(1) + C * loss.sum(1)
@@ -36,6 +42,43 @@ def _primal_newton_step(Xa: Tensor, s: Tensor, g: Tensor, reg: Tensor) -> Tensor
         H.diagonal(dim1=1, dim2=2).add_(1e-10 * H.diagonal(dim1=1, dim2=2).abs().amax())
         L = torch.linalg.cholesky(H)
     return torch.cholesky_solve(g[:, :, None].to(L.dtype), L)[..., 0].to(torch.float64)
+
+
+def _cg_newton_step(
+    Xa: Tensor, Xa2: Tensor, s: Tensor, g: Tensor, reg: Tensor, scale: Tensor
+) -> Tensor:
+    """Approximately solve ``(diag(reg) + Xa^T diag(s) Xa) step = g`` per problem ``[A, da]``
+    by Jacobi-preconditioned conjugate gradients, to a relative residual of
+    ``min(0.5, sqrt(|g| / scale))`` (the forcing term of an inexact Newton method,
+    superlinear near the optimum; ``scale`` ``[A]`` is the convergence test's).
+    ``Xa2 = Xa**2`` gives the Hessian diagonals."""
+    sd = s.to(Xa.dtype)  # [A, n]
+    diag = reg + (sd @ Xa2).to(torch.float64)  # [A, da]
+    gnorm = g.norm(dim=1)
+    target = torch.clamp((gnorm / scale).sqrt(), max=0.5) * gnorm  # [A]
+
+    def hvp(v: Tensor) -> Tensor:  # [A, da] -> [A, da]
+        xv = v.to(Xa.dtype) @ Xa.T  # [A, n]
+        return reg * v + ((sd * xv) @ Xa).to(torch.float64)
+
+    x = torch.zeros_like(g)
+    r = g.clone()
+    z = r / diag
+    p = z.clone()
+    rz = (r * z).sum(1)
+    for _ in range(max(50, g.shape[1])):
+        live = r.norm(dim=1) > target  # [A]
+        if not bool(live.any()):
+            break
+        Ap = hvp(p)
+        alpha = torch.where(live, rz / (p * Ap).sum(1).clamp_min(1e-300), 0.0)
+        x = x + alpha[:, None] * p
+        r = r - alpha[:, None] * Ap
+        z = r / diag
+        rz_new = (r * z).sum(1)
+        p = z + (rz_new / rz.clamp_min(1e-300))[:, None] * p
+        rz = rz_new
+    return x
 
 
 def _woodbury(X: Tensor, dg: Tensor, L: Tensor, v: Tensor) -> Tensor:
@@ -108,13 +151,16 @@ def fit_logistic(
         b = b + (init[1].to(b) if fit_intercept else 0.0)
     n_iter = torch.zeros(F, dtype=torch.long)
     active = torch.ones(F, dtype=torch.bool)
-    # more features than rows: solve each Newton system through the n x n kernel instead
+    # more features than rows: solve each Newton system through the n x n kernel instead;
+    # many features: by conjugate gradients (a Hessian would cost n d^2 per problem)
     dual = d > n
     K = X64 @ X64.T if dual else None  # [n, n]
+    cg = not dual and d > CG_FEATURES
+    Xa2 = Xa * Xa if cg else None
     scale = 1.0 + C * m.sum(1)
-    f_old = _objective(X64, yf, m, w, b, C)
+    z = w @ X64.T + b[:, None]  # [F, n] logits, kept up to date along each step
+    f_old = _objective(z, yf, m, w, C)
     for _ in range(max_iter):
-        z = w @ X64.T + b[:, None]  # [F, n]
         p = torch.sigmoid(z)
         r = C * m * (p - yf)  # [F, n]
         g_w = w + r @ X64  # [F, d]
@@ -127,25 +173,30 @@ def fit_logistic(
         s = C * m * p * (1 - p)  # [F, n] Hessian weights
         if dual:
             sol = _dual_newton_step(X64, K, s[idx], g[idx], fit_intercept)
+        elif cg:
+            sol = _cg_newton_step(Xa, Xa2, s[idx], g[idx], reg, scale[idx])
         else:
             sol = _primal_newton_step(Xa, s[idx].to(X.dtype), g[idx], reg)
         step = torch.zeros_like(g)
         step[idx] = sol.to(torch.float64)
         n_iter[idx] += 1
-        # backtracking line search (Armijo), per problem
+        # backtracking line search (Armijo), per problem; the logits move along dz
         t = torch.ones(F, dtype=torch.float64, device=X.device)
         decrease = (g * step).sum(1)  # > 0 for a descent direction
+        dz = step[:, :d] @ X64.T + (step[:, d, None] if fit_intercept else 0.0)  # [F, n]
         act = active.to(X.device)
         for _ls in range(30):
             w_new = w - t[:, None] * step[:, :d]
             b_new = b - t * step[:, d] if fit_intercept else b
-            f_new = _objective(X64, yf, m, w_new, b_new, C)
+            z_new = z - t[:, None] * dz
+            f_new = _objective(z_new, yf, m, w_new, C)
             ok = (f_new <= f_old - 1e-4 * t * decrease) | ~act
             if bool(ok.all()):
                 break
             t = torch.where(ok, t, t * 0.5)
         w = torch.where(act[:, None], w_new, w)
         b = torch.where(act, b_new, b)
+        z = torch.where(act[:, None], z_new, z)
         f_old = torch.where(act, f_new, f_old)
     return w, b, n_iter
 
