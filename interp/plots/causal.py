@@ -29,7 +29,8 @@ def plot_patching(
     ax=None,
 ) -> Figure:
     """Heatmap of a :class:`~interp.causal.patching.PatchResult`'s aligned aggregate: layer x
-    column, labelled with the column's position and its token (``*`` where pairs differ).
+    column, labelled with the column's position and its token (``*`` where pairs differ),
+    and with ``(k/n)`` where only k of the n pairs have that column (it averages those k).
 
     ``kind``: which site kind to draw (default: the first in the result).
     ``normalized``: show ``(value - corrupt) / (clean - corrupt)`` instead of raw values.
@@ -41,7 +42,12 @@ def plot_patching(
     fig, ax = _axes(ax, (max(4.0, 0.35 * n_pos + 2.0), max(2.5, 0.3 * len(layers) + 1.5)))
     lim = float(np.nanmax(np.abs(data))) or 1.0
     im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
-    ax.set_xticks(range(n_pos), labels=result.tokens, rotation=90, fontsize=8)
+    n_pairs = len(result.per_prompt) if result.per_prompt else max(result.counts, default=0)
+    labels = [
+        f"{tok} ({k}/{n_pairs})" if k < n_pairs else tok
+        for tok, k in zip(result.tokens, result.counts or [n_pairs] * n_pos, strict=True)
+    ]
+    ax.set_xticks(range(n_pos), labels=labels, rotation=90, fontsize=8)
     ax.set_yticks(range(len(layers)), labels=[str(x) for x in layers])
     align = result.align
     xlabel = {"start": "position", "end": "position from the end"}.get(
