@@ -118,7 +118,7 @@ def _chunk(pair, texts, m, ends, counter, ref, keep_first) -> Scores:
     # the finetune's greedy steps, with its KV cache: step t gives F(. | y, a_<t)
     out = f.forward(ids, mask, use_cache=True, logits_to_keep=1)
     steps = [out.logits[:, -1].float().cpu()]
-    past, full_ids, full_mask = out.past_key_values, ids, mask
+    past, full_ids, full_mask = out.cache, ids, mask
     for t in range(m - 1):
         nxt = steps[-1].argmax(-1)  # [n]
         done = done | torch.tensor([int(x) in ends for x in nxt])
@@ -127,9 +127,9 @@ def _chunk(pair, texts, m, ends, counter, ref, keep_first) -> Scores:
         full_ids = torch.cat([full_ids, nxt[:, None]], 1)
         full_mask = torch.cat([full_mask, torch.ones(n, 1, dtype=mask.dtype)], 1)
         pos = full_mask.long().sum(1, keepdim=True) - 1
-        out = f.forward(nxt[:, None], full_mask, position_ids=pos, past_key_values=past,
+        out = f.forward(nxt[:, None], full_mask, position_ids=pos, cache=past,
                         use_cache=True)  # fmt: skip
-        past = out.past_key_values
+        past = out.cache
         steps.append(out.logits[:, -1].float().cpu())
     lf = torch.stack(steps, 1).log_softmax(-1)  # [n, m, v]
     lb = b.forward(full_ids, full_mask, logits_to_keep=m).logits.float().cpu().log_softmax(-1)
