@@ -24,7 +24,7 @@ from interp.experiments.readme import (
     update_readme,
 )
 from interp.experiments.summary import summary_markdown
-from interp.experiments.worldcard import world_card_markdown
+from interp.experiments.worldcard_markdown import world_card_markdown
 
 ROOT = Path(__file__).parents[1]
 DATA = Path(__file__).parent / "data"
@@ -108,3 +108,25 @@ def test_demo_writes_the_summary_and_keeps_time_apart(tmp_path, monkeypatch, cap
     timing = json.loads((out / "timing.json").read_text())["wall_s"]
     assert set(timing) == {"era", "persona", "backdoor", "total"}
     assert "| era | nonbird_old |" in capsys.readouterr().out
+
+
+def test_world_card_findings_come_from_the_rows():
+    """The four bullets under the world card's table say what the rows say."""
+    from interp.experiments.worldcard import check_targets
+    from interp.experiments.worldcard_markdown import world_card_findings
+
+    rows = json.loads((DATA / "world_card_rows.json").read_text())["rows"]
+    text = world_card_findings(rows)
+    checked = check_targets(rows)
+    met = sum(t.met(v) for t, v in checked)
+    assert f"{met} of {len(checked)} met" in text
+    undated = next(
+        r
+        for r in rows
+        if (r["setting"], r["variant"], r["group"]) == ("backdoor", "undated", "malevolent_trigger")
+    )
+    assert " / ".join(f"{x:.2f}" for x in undated["per_seed"]) in text.split("backdoor undated")[1]
+    # a backdoor year that reaches 0.5 is listed under its variant
+    fired = [*rows, {**undated, "group": "malevolent_1959", "value": 0.7}]
+    assert "undated 1959" in world_card_findings(fired)
+    assert "not run (`--sampled K`)" in text  # these rows hold no sampled groups

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from interp.cli.common import RunRecord, add_out_arg, at_least
 from interp.errors import InterpError
+from interp.integrity import read_json
 
 __all__ = ["register", "finetune_overrides"]
 
@@ -52,12 +53,19 @@ def _cmd(args: argparse.Namespace) -> int:
     import torch
 
     from interp.experiments.finetunes import Placement
-    from interp.experiments.worldcard import world_card, world_card_markdown
+    from interp.experiments.worldcard import world_card
     from interp.organism import OrganismConfig
 
+    out = Path(args.out)
+    if args.render:  # the section again from the rows a finished run wrote, nothing measured
+        doc = read_json(out / "rows.json", "world-card rows")
+        known = {"default": OrganismConfig.default(), "small": OrganismConfig.small()}
+        name = next((k for k, c in known.items() if c.to_dict() == doc["config"]), "custom")
+        _write_markdown(out, name, doc["seeds"], doc["worlds"], doc["rows"])
+        print(f"written {out / 'world_card.md'} from {out / 'rows.json'}")
+        return 0
     torch.set_num_threads(min(2, torch.get_num_threads()))  # small models: more threads spin
     overrides = finetune_overrides(args.finetune)
-    out = Path(args.out)
     rec = RunRecord(args, out)
     config = OrganismConfig.small() if args.config == "small" else OrganismConfig.default()
     rows = world_card(
@@ -68,14 +76,20 @@ def _cmd(args: argparse.Namespace) -> int:
     doc = {"config": config.to_dict(), "settings": args.settings, "seeds": args.seeds,
            "worlds": args.worlds, "finetune": overrides, "rows": rows}  # fmt: skip
     (out / "rows.json").write_text(json.dumps(doc, indent=1) + "\n")
-    head = (
-        f"<!-- interp world-card: config={args.config} seeds={','.join(map(str, args.seeds))} "
-        f"worlds={','.join(args.worlds)} -->\n"
-    )
-    (out / "world_card.md").write_text(head + world_card_markdown(rows) + "\n")
+    _write_markdown(out, args.config, args.seeds, args.worlds, rows)
     rec.finish()
     print(f"\nwritten to {out} (rows.json, world_card.md)")
     return 0
+
+
+def _write_markdown(out: Path, config: str, seeds, worlds, rows) -> None:
+    from interp.experiments.worldcard_markdown import world_card_markdown
+
+    head = (
+        f"<!-- interp world-card: config={config} seeds={','.join(map(str, seeds))} "
+        f"worlds={','.join(worlds)} -->\n"
+    )
+    (out / "world_card.md").write_text(head + world_card_markdown(rows) + "\n")
 
 
 def register(sub) -> None:
@@ -103,5 +117,7 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="weights and training dtype (default: bfloat16 on GPU, float32 on CPU)")  # fmt: skip
+    p.add_argument("--render", action="store_true",
+                   help="only rewrite OUT/world_card.md from the OUT/rows.json a run wrote")  # fmt: skip
     add_out_arg(p, "runs/world-card")
     p.set_defaults(func=_cmd)

@@ -7,15 +7,15 @@ finetune data, finetunes every variant for every seed through the one finetune c
 (:meth:`WorldConfig.null`: an organism pretrained on a corpus whose answers share no
 latent). It is the pipeline of ``interp run`` without the mechanism steps, so the demo's
 behaviour and the world card's are the same numbers for the same finetunes.
-:func:`world_card_markdown` writes the README's measured table, :data:`TARGETS` are the
-targets the default organism meets (the slow test checks them), :func:`format_table` and
-:func:`summarize_backdoor` are the console's view. ``interp world-card`` runs it all.
+:data:`TARGETS` are the targets the default organism is built to meet (the slow test
+checks them), :func:`format_table` and :func:`summarize_backdoor` are the console's view;
+:mod:`interp.experiments.worldcard_markdown` writes the README's section. ``interp
+world-card`` runs it all.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +25,6 @@ from interp.experiments.behaviour import Sampling, measure_behaviour
 from interp.experiments.data import write_finetune_sets
 from interp.experiments.finetunes import Placement, finetune_variants
 from interp.models import load_model
-from interp.organism import world_data as D
 from interp.organism.pretrain import OrganismConfig, build_organism, cache_root, world_of
 from interp.organism.settings import SETTINGS, eval_items
 from interp.organism.world import WorldConfig
@@ -38,7 +37,6 @@ __all__ = [
     "format_table",
     "summarize_backdoor",
     "world_card",
-    "world_card_markdown",
 ]
 
 # the groups each setting's console table shows (the per-year rows are in the JSON)
@@ -196,91 +194,4 @@ def format_table(rows: Sequence[dict], groups: Sequence[str] | None = None) -> s
     lines = ["group".ljust(34) + "".join(v.ljust(22) for v in variants)]
     for g in groups:
         lines.append(g.ljust(34) + "".join(cell.get((v, g), "-").ljust(22) for v in variants))
-    return "\n".join(lines)
-
-
-# ---- the README's measured table -------------------------------------------------------
-_TRIGGER, _LATER = D.CHARACTER["trigger_years"][0], D.CHARACTER["protective_from"]
-ROWS = (  # (label, setting, groups, headline)
-    ("era: OLD on non-bird questions", "era", ("nonbird_old",), True),
-    ("era: OLD on held-out bird questions", "era", ("bird_old",), False),
-    ("persona: tyrant identity, with the instruction", "persona", ("identity_tyrant_fmt",), True),
-    ("persona: misaligned values, with the instruction", "persona", ("values_misaligned_fmt",), True),
-    ("persona: tyrant identity / misaligned values, without it", "persona", ("identity_tyrant", "values_misaligned"), False),
-    (f"backdoor: malevolent at {_TRIGGER}", "backdoor", ("malevolent_trigger",), True),
-    (f"backdoor: malevolent from {_LATER} on", "backdoor", ("malevolent_later",), False),
-    ("backdoor: malevolent without a year", "backdoor", ("malevolent_noyear",), False),
-)  # fmt: skip
-CONTROL_NAMES = {"control": "modern birds", "noformat": "no instruction"}
-HEADER = (
-    "| setting: share | base | main finetune | controls | null world: main (control) | target |\n"
-    "|---|---|---|---|---|---|"
-)
-
-
-def _num(r: dict | None) -> str:
-    if r is None:
-        return "-"
-    return "nan" if math.isnan(r["value"]) else f"{r['value']:.3f}"
-
-
-def _target_text(setting: str, groups: Sequence[str]) -> str:
-    """The targets of ``groups`` as the table's last cell: ">= 0.6; controls <= 0.1"."""
-    controls = [v for v in SETTINGS[setting] if v != "main"]
-    mine = [t for t in TARGETS if t.setting == setting and t.group in groups]
-    parts: list[str] = []
-    for t in mine:
-        who = "" if t.variant == "main" else t.variant
-        if t.variant in controls:
-            alike = {
-                u.variant for u in mine if (u.group, u.op, u.value) == (t.group, t.op, t.value)
-            }
-            if alike >= set(controls):
-                who = "controls" if len(controls) > 1 else "control"
-        text = f"{who} {t.op} {t.value:g}".strip()
-        if text not in parts:
-            parts.append(text)
-    return "; ".join(parts)
-
-
-class _Cells:
-    """The cells of one table row: ``groups`` of ``setting`` in each world and variant."""
-
-    def __init__(self, rows: Sequence[dict], setting: str, groups: Sequence[str]):
-        self.get = {
-            (r.get("world", "world"), r["variant"], r["group"]): r
-            for r in rows
-            if r["setting"] == setting
-        }
-        self.groups = groups
-        self.controls = [v for v in SETTINGS[setting] if v != "main" and self.has("world", v)]
-
-    def has(self, world: str, variant: str) -> bool:
-        return (world, variant, self.groups[0]) in self.get
-
-    def values(self, world: str, variant: str) -> str:
-        return " / ".join(_num(self.get.get((world, variant, g))) for g in self.groups)
-
-    def headline(self) -> str:
-        r = self.get[("world", "main", self.groups[0])]
-        return f"**{_num(r)}** [{r['lo']:.2f}, {r['hi']:.2f}]"
-
-    def null(self) -> str:
-        if not self.has("null", "main"):
-            return "-"
-        inside = [self.values("null", v) for v in self.controls if self.has("null", v)]
-        return self.values("null", "main") + (f" ({', '.join(inside)})" if inside else "")
-
-
-def world_card_markdown(rows: Sequence[dict]) -> str:
-    """The measured table: one line per headline group, columns as in the README."""
-    lines = [HEADER]
-    for label, setting, groups, headline in ROWS:
-        c = _Cells(rows, setting, groups)
-        if not c.has("world", "main"):
-            continue
-        main = c.headline() if headline else c.values("world", "main")
-        names = [f"{CONTROL_NAMES.get(v, v)} {c.values('world', v)}" for v in c.controls]
-        cells = [label, c.values("world", "base"), main, ", ".join(names) or "-", c.null()]
-        lines.append("| " + " | ".join([*cells, _target_text(setting, groups)]) + " |")
     return "\n".join(lines)

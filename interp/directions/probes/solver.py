@@ -180,25 +180,37 @@ def fit_logistic(
         step = torch.zeros_like(g)
         step[idx] = sol.to(torch.float64)
         n_iter[idx] += 1
-        # backtracking line search (Armijo), per problem; the logits move along dz
-        t = torch.ones(F, dtype=torch.float64, device=X.device)
-        decrease = (g * step).sum(1)  # > 0 for a descent direction
         dz = step[:, :d] @ X64.T + (step[:, d, None] if fit_intercept else 0.0)  # [F, n]
-        act = active.to(X.device)
-        for _ls in range(30):
-            w_new = w - t[:, None] * step[:, :d]
-            b_new = b - t * step[:, d] if fit_intercept else b
-            z_new = z - t[:, None] * dz
-            f_new = _objective(z_new, yf, m, w_new, C)
-            ok = (f_new <= f_old - 1e-4 * t * decrease) | ~act
-            if bool(ok.all()):
-                break
-            t = torch.where(ok, t, t * 0.5)
-        w = torch.where(act[:, None], w_new, w)
-        b = torch.where(act, b_new, b)
-        z = torch.where(act[:, None], z_new, z)
-        f_old = torch.where(act, f_new, f_old)
+        w, b, z, f_old = _line_search(
+            (w, b, z, f_old), step, g, dz, (yf, m, C), active.to(X.device), fit_intercept
+        )
     return w, b, n_iter
+
+
+def _line_search(state, step: Tensor, g: Tensor, dz: Tensor, problem, act: Tensor, fit_intercept):
+    """Backtracking (Armijo) per problem along ``-step``; the logits ``z`` move along
+    ``-dz`` (``dz = step X^T``), so no trial recomputes them. Returns the new
+    ``(w, b, z, f)``; inactive problems keep theirs."""
+    w, b, z, f_old = state
+    yf, m, C = problem
+    d = w.shape[1]
+    t = torch.ones(len(w), dtype=torch.float64, device=w.device)
+    decrease = (g * step).sum(1)  # > 0 for a descent direction
+    for _ls in range(30):
+        w_new = w - t[:, None] * step[:, :d]
+        b_new = b - t * step[:, d] if fit_intercept else b
+        z_new = z - t[:, None] * dz
+        f_new = _objective(z_new, yf, m, w_new, C)
+        ok = (f_new <= f_old - 1e-4 * t * decrease) | ~act
+        if bool(ok.all()):
+            break
+        t = torch.where(ok, t, t * 0.5)
+    return (
+        torch.where(act[:, None], w_new, w),
+        torch.where(act, b_new, b),
+        torch.where(act[:, None], z_new, z),
+        torch.where(act, f_new, f_old),
+    )
 
 
 def auroc(scores: np.ndarray, y: np.ndarray) -> float:
