@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from interp.errors import InterpError
 from interp.experiments import ExperimentSpec
@@ -55,6 +56,16 @@ def test_debug_sweep_runs_every_cell_once_and_a_rerun_reuses_them(small_organism
     second = run_sweep(spec, launcher="debug", out=tmp_path / "sweep")
     assert second.n_reused == len(second.cells) == 4
     assert second.summary["analysis"] == first.summary["analysis"]
+
+    # the command line on the same directory: adopts it, reuses every cell, records the run
+    from interp.cli import main
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict()))
+    argv = ["-q", "run", str(path), "--launcher", "debug", "--out", str(tmp_path / "sweep")]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "sweep" / "run.json").read_text())
+    assert record["status"] == "done" and record["reused"] == 4
 
     # a cell without its result.json is unfinished: only that one runs again
     cell = plan_behaviour_cells(spec, _model_key(spec))[2]

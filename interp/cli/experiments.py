@@ -98,19 +98,23 @@ def _slurm_params(args: argparse.Namespace) -> dict:
 
 def _run_sweep(args: argparse.Namespace, spec: Path) -> int:
     """``--launcher``: the experiment as cells through submitit (interp.experiments.launch)."""
+    from interp.experiments import ExperimentSpec
     from interp.experiments.launch import run_sweep
 
     if args.adapter is not None:
         raise InterpError("an experiment finetunes its own adapters; pass --model only")
+    out = Path(args.out or Path("runs") / f"{ExperimentSpec.from_yaml(spec).name}-sweep")
+    # the record comes first, so a directory of other results is refused before any work;
+    # a sweep directory made from Python (sweep.json, no run.json) is adopted
+    rec = RunRecord(args, out, {"spec": str(spec)}, adopt=(out / "sweep.json").is_file())
     sweep = run_sweep(
         spec,
         launcher=args.launcher,
-        out=args.out,
+        out=out,
         model=args.model,
         params=_slurm_params(args),
         parallel=args.parallel,
     )
-    rec = RunRecord(args, sweep.out, {"spec": str(spec)})
     n = len(sweep.cells)
     rec.finish(launcher=args.launcher, cells=sweep.cells, reused=sweep.n_reused)
     table = sweep.behaviour.drop(columns=[c for c in ("per_seed", "seeds") if c in sweep.behaviour])
