@@ -8,7 +8,8 @@ either file is an :class:`~interp.errors.IntegrityError` naming the file, never 
 silently different result. Files written before checksums existed (no ``sha256`` entry)
 still load.
 
-- :func:`read_json`: a JSON file -> object; missing, not UTF-8 or not JSON -> one line.
+- :func:`read_json`: a JSON file -> object; missing, not UTF-8 or not JSON -> one line;
+  :func:`jsonl_rows`: the rows of a JSONL file, a bad line named by its number.
 - :func:`read_safetensors`: a safetensors file -> tensors; missing, truncated or
   corrupted -> one line (safetensors never unpickles anything).
 - :func:`seal` / :func:`verify`: add / check the ``sha256`` entry of a JSON header.
@@ -27,6 +28,7 @@ from interp.fingerprint import sha256_file, sha256_json
 __all__ = [
     "read_text",
     "read_json",
+    "jsonl_rows",
     "read_safetensors",
     "seal",
     "verify",
@@ -58,6 +60,20 @@ def read_json(path: str | Path, what: str = "file"):
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise IntegrityError(f"{path}: not valid JSON ({e}); the file is corrupted") from None
+
+
+def jsonl_rows(path: str | Path, what: str = "file", text: str | None = None):
+    """``(where, row)`` for each non-blank line of a JSONL file, ``where`` = ``path:line``;
+    a line that is not JSON is one InterpError naming it. ``text``: the file's text, if read."""
+    text = read_text(path, what) if text is None else text
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InterpError(f"{where}: not JSON ({e.msg})") from None
 
 
 def read_safetensors(path: str | Path, what: str = "tensor file") -> dict:

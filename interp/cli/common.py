@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from interp.cli.record import RUN_FILE, RunRecord, claim_out, one_line  # noqa: F401 (re-export)
 from interp.errors import InterpError, PromptError
-from interp.integrity import read_json, read_text
+from interp.integrity import jsonl_rows, read_json, read_text
 from interp.prompts import check_message, check_prompt
 
 __all__ = [
@@ -230,14 +229,7 @@ def read_prompts(path: str | Path, tags: list[str] | None = None):
         meta = table
     elif suffix == ".jsonl":
         prompts, rows = [], []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InterpError(f"{where}: not JSON ({e})") from None
+        for where, row in jsonl_rows(path, text=text):
             if not isinstance(row, dict):
                 raise InterpError(f"{where}: each line must be a JSON object")
             prompt, completion = _prompt_of(row, where)

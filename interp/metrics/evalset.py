@@ -31,7 +31,7 @@ from torch import Tensor
 
 from interp.errors import InterpError
 from interp.execution import generate
-from interp.integrity import read_text
+from interp.integrity import jsonl_rows
 from interp.metrics.answers import answer_share, render_prompts
 from interp.prompts import check_message
 
@@ -180,14 +180,7 @@ class EvalSet(Mapping):
     def load(cls, path: str | Path) -> EvalSet:
         """Read the JSONL format (module docstring); a bad line is one error naming it."""
         groups: dict[str, list[EvalItem]] = {}
-        for lineno, line in enumerate(read_text(path, "evaluation set").splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InterpError(f"{where}: not JSON ({e.msg})") from None
+        for where, row in jsonl_rows(path, "evaluation set"):
             item, names = _item_of(row, where)
             for name in names:
                 groups.setdefault(name, []).append(item)
