@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from interp.errors import InterpError
@@ -110,8 +111,16 @@ def test_era_run_on_the_small_organism(tmp_path):
         "era_test_ablation.png",
         "era_test_steering.png",
         "era_test_movement.png",
+        "era_test_shift_ablation.png",
     }
     s = result.summary
+    loc = s["localization"]  # chosen on one half of the target questions, measured on the other
+    n = loc["place"]["select_items"]
+    assert n + loc["place"]["report_items"] == 30 and n == 15
+    assert loc["place"]["k"] in (1, 2, 4, 8, 16) and len(loc["removal"]["per_seed"]) == 1
+    assert loc["random"]["n"] == 2 and set(loc["controls"]) == {"control"}
+    places = pd.read_csv(out / "localization_places.csv")  # every layer x rank, each seed
+    assert len(places) == 5 * 2 and {"removal", "guard"} <= set(places.columns)
     assert set(s["behaviour"]) == {"base", "main", "control"}
     # steering with alpha 0 is exactly the base model's behaviour
     assert s["steering"]["direction"][0] == pytest.approx(s["behaviour"]["base"]["value"], abs=1e-6)
@@ -122,6 +131,7 @@ def test_era_run_on_the_small_organism(tmp_path):
     md = summary_markdown({"era_test": s}, organism="small")  # the demo's summary reads it
     assert "- **era_test**: the main finetune gives `nonbird_old`" in md
     assert "Steering the base model along it reaches" in md
+    assert "Held out: the finetune's own activation difference entering block" in md
 
     again = run_experiment(spec, out=tmp_path / "era")  # unchanged: results are reused
     assert again.summary == s

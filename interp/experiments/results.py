@@ -98,7 +98,9 @@ def summarize(spec, behaviour, probe, layer, movement, ablation, dose, patching)
     return out
 
 
-def save_figures(spec, fig_dir, probe, movement, ablation_rows, dose, patching, **_):
+def save_figures(
+    spec, fig_dir, probe, movement, ablation_rows, dose, patching, localization=None, **_
+):
     import matplotlib.pyplot as plt  # after the backend is chosen
 
     def save(fig, name):
@@ -132,3 +134,7 @@ def save_figures(spec, fig_dir, probe, movement, ablation_rows, dose, patching, 
         save(
             plots.plot_patching(patching[0], title=f"{spec.name}: activation patching"), "patching"
         )
+    if localization is not None and localization.get("place"):
+        places = pd.read_csv(fig_dir.parent / "localization_places.csv")
+        title = f"{spec.name}: ablating the finetune's own shift"
+        save(plots.plot_shift_places(places, localization, title=title), "shift_ablation")

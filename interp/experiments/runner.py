@@ -16,9 +16,13 @@
 5. **causal**: ablate the direction in the finetuned model (its projection clamped to its
    mean over the no-trigger contrast prompts; against norm-matched random directions),
    steer the base model along it (dose-response with the random band), and
-   patch trigger into no-trigger prompts where the spec asks for it; an SAE ranking of
-   latents by the paired trigger difference where it asks for that;
-6. **write**: ``config.json`` (spec, seeds, model / adapter / data hashes),
+   patch trigger into no-trigger prompts where the spec asks for it;
+6. **localize** (``spec.localize``): the finetune's own activation difference as a
+   low-rank subspace, its layer and rank chosen on one half of the target questions and
+   its ablation measured on the other half in every seed, against random subspaces, with
+   the KL it costs on ordinary prompts and its effect on the controls
+   (:mod:`interp.experiments.localize`);
+7. **write**: ``config.json`` (spec, seeds, model / adapter / data hashes),
    ``results.json``, CSV tables and figures in the run directory, and ``timing.json``
    (wall time: the one file a rerun changes).
 
@@ -46,6 +50,7 @@ from interp.errors import InterpError
 from interp.experiments.behaviour import measure_behaviour
 from interp.experiments.data import setting_data
 from interp.experiments.finetunes import Placement, finetune_variants, model_key
+from interp.experiments.localize import localize
 from interp.experiments.mechanism import analyse
 from interp.experiments.results import save_figures, write_table
 from interp.experiments.spec import ExperimentSpec
@@ -180,12 +185,16 @@ def run_experiment(
     behaviour = measure_behaviour(base_model, adapters, data.evals, place=place)
     write_table(out, "behaviour", behaviour)
     summary, tables = analyse(spec, base_model, adapters, data, behaviour, place, out, _log)
+    if spec.localize:
+        summary["localization"] = localize(
+            spec, base_model, adapters, data, place, out, world, _log
+        )
     summary["seeds"] = config["seeds"]
     summary["n_random"] = spec.n_random
     summary["analysis_seed"] = config["seeds"][tables.pop("k")]
     if figures:
         matplotlib.use("Agg")  # files only; chosen here, not on import (notebooks plot inline)
-        save_figures(spec, out / "figures", **tables)
+        save_figures(spec, out / "figures", localization=summary.get("localization"), **tables)
     # results.json last: its presence (with an unchanged config) marks a finished run
     (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))
@@ -195,7 +204,7 @@ def run_experiment(
     return ExperimentResult(spec, out, behaviour, tables["probe"], summary)
 
 
-_VERSION = 7  # bump when the runner's steps change what a config produces
+_VERSION = 8  # bump when the runner's steps change what a config produces
 
 
 def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:

@@ -5,7 +5,8 @@
 numbers (:func:`summary_table`), a paragraph on how to read it and one findings bullet per
 experiment (:func:`findings`): behaviour shares with their intervals, the probe's layer,
 ablation before -> after against random directions, steering's maximum against the random
-band, and the patching cells that recover most of the gap. Nothing in it depends on time
+band, the patching cells that recover most of the gap and the held-out ablation of the
+finetune's own shift (removed share of the excess). Nothing in it depends on time
 or on where the runs live, so a rerun writes the same bytes.
 """
 
@@ -37,8 +38,9 @@ def summary_table(results: Mapping[str, dict]) -> str:
     """Markdown table of the demo's headline numbers, one row per experiment."""
     lines = [
         "| experiment | behaviour (target share) | base | main finetune | controls | analysed seed: layer (probe acc.) "
-        "| ablation: before -> after (random) | steering: max share (random max) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ablation: before -> after (random) | held-out ablation of the finetune's shift: "
+        "removed share of the excess (random max) | steering: max share (random max) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in results.items():
         beh = s["behaviour"]
@@ -55,9 +57,41 @@ def summary_table(results: Mapping[str, dict]) -> str:
         lines.append(
             f"| {name} | {s['target_group']} | {_fmt(beh.get('base'))} | {_fmt(beh.get('main'))} | "
             f"{controls or '-'} | {s.get('analysis_seed', '-')}: {s['layer']} ({s['probe_accuracy']:.2f}) | "
-            f"{ablation} | {steering} |"
+            f"{ablation} | {_held_out_cell(s.get('localization'))} | {steering} |"
         )
     return "\n".join(lines)
+
+
+def _held_out_cell(loc: dict | None) -> str:
+    if not loc or not loc.get("place"):
+        return "-"
+    p, r = loc["place"], loc["random"]
+    return f"{_fmt(loc['removal'])} at layer {p['layer']}, rank {p['k']} ({r['max']:.2f})"
+
+
+def _held_out_sentence(s: dict) -> str:
+    loc = s["localization"]
+    p, r = loc["place"], loc["random"]
+    controls = "; ".join(
+        f"{v} {sum(c['before']) / len(c['before']):.2f} -> {sum(c['after']) / len(c['after']):.2f}"
+        for v, c in loc["controls"].items()
+    )
+    text = (
+        f"Held out: the finetune's own activation difference entering block {p['layer']} as a "
+        f"rank-{p['k']} subspace (chosen on {p['select_items']} questions, over the seeds) "
+        f"removes {_interval(loc['removal'])} of the excess on the other {p['report_items']} "
+        f"(`{s['target_group']}` {loc['before']:.2f} -> {loc['after']:.2f}, base "
+        f"{loc['base']:.2f}; {r['n']} random subspaces of that rank: mean {r['mean']:.2f}, "
+        f"at most {r['max']:.2f}). On ordinary prompts the ablated finetune's next token is "
+        f"at most {loc['kl_base_ablated']:.2f} nats (KL) from the base model's, the finetune's "
+        f"own at most {loc['kl_base_finetune']:.2f}"
+    )
+    if loc.get("other_ablated") is not None:
+        text += (
+            f"; the other settings' shares stay within {loc['other_ablated']:.2f} of the base "
+            f"(the finetune: {loc['other_finetune']:.2f})"
+        )
+    return text + (f". Controls, same ablation (mean over seeds): {controls}." if controls else ".")
 
 
 def _interval(est: dict) -> str:
@@ -119,6 +153,8 @@ def findings(name: str, s: dict) -> str:
         parts.append(_steering_sentence(s))
     if "patching" in s:
         parts.append(_patching_sentence(s))
+    if (s.get("localization") or {}).get("place"):
+        parts.append(_held_out_sentence(s))
     return f"- **{LABELS.get(name, name)}**: " + " ".join(parts)
 
 
@@ -135,7 +171,13 @@ def _reading(results: Mapping[str, dict]) -> str:
         "main finetune shows the behaviour most; every seed's number is in the table). "
         "Ablation clamps the direction at the best layer to its mean over the no-trigger "
         f'contrast prompts; "random" is the mean of {rand}norm-matched random directions. '
-        "Steering adds alpha x (residual norm) x the direction to the base model."
+        "Steering adds alpha x (residual norm) x the direction to the base model. The "
+        "held-out ablation is chosen and measured on different questions: the target "
+        "questions are split in two, the layer and rank of the finetune's own activation "
+        "difference (finetuned minus base, SVD) are chosen on one half over the seeds, and "
+        "the share of the excess (finetune minus base) it removes is measured on the other, "
+        "with a 95% interval over the seeds; its coordinates are clamped to their mean over "
+        "the base model's activations, and the random subspaces are clamped the same way."
     )
 
 

@@ -4,13 +4,18 @@
 - :mod:`interp.plots.directions`: probe accuracy by layer, projection by slot value,
   ranked SAE latents.
 - :mod:`interp.plots.causal`: patching heatmap, dose-response curve with the random band,
-  before/after-ablation bars.
+  before/after-ablation bars, where a finetune's shift lives (select and held-out halves).
 - :mod:`interp.plots.experiments`: summary figures of an experiment run.
 """
 
 from __future__ import annotations
 
-from interp.plots.causal import plot_ablation_bars, plot_dose_response, plot_patching
+from interp.plots.causal import (
+    plot_ablation_bars,
+    plot_dose_response,
+    plot_patching,
+    plot_shift_places,
+)
 from interp.plots.directions import (
     plot_probe_accuracy,
     plot_projection_by_slot,
@@ -27,4 +32,5 @@ __all__ = [
     "plot_probe_accuracy",
     "plot_projection_by_slot",
     "plot_ranked_latents",
+    "plot_shift_places",
 ]

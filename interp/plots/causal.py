@@ -158,3 +158,49 @@ def plot_ablation_bars(
     ax.axhline(0, color="black", lw=0.5)
     ax.set_title(title or "ablation")
     return fig
+
+
+def plot_shift_places(places, localization: dict, *, title: str | None = None) -> Figure:
+    """Where a finetune's shift lives: left, the removed share of the excess on the select
+    half for every layer (one line) and rank, averaged over the seeds, the chosen place
+    ringed; right, on the held-out half, each seed's removal at that place against its
+    random subspaces. ``places``: the ``localization_places`` table; ``localization``: the
+    ``localization`` entry of results.json."""
+    import pandas as pd
+
+    place = localization.get("place")
+    if not place:
+        raise InterpError("no place was chosen: nothing to plot")
+    mean = pd.DataFrame(places).groupby(["layer", "k"], as_index=False).removal.mean()
+    fig, (left, right) = _subplots(2, (9.0, 3.6), widths=(2, 1))
+    for layer, sub in mean.groupby("layer"):
+        left.plot(sub.k, sub.removal, marker="o", label=f"layer {layer}")
+    chosen = mean[(mean.layer == place["layer"]) & (mean.k == place["k"])]
+    left.scatter(chosen.k, chosen.removal, s=160, facecolors="none", edgecolors="black", zorder=3)
+    left.set_xscale("log", base=2)
+    left.set_xlabel("rank of the shift subspace")
+    left.set_ylabel("removed share of the excess")
+    left.set_title(f"select half ({place['select_items']} questions), mean over seeds")
+    left.axhline(0, color="black", lw=0.5)
+    left.axhline(1, color="grey", lw=0.5, ls="--")
+    left.legend(fontsize=8)
+    per_seed = localization["removal"]["per_seed"]
+    right.scatter(range(len(per_seed)), per_seed, color="tab:orange", zorder=3, label="shift")
+    rand = localization["random"]
+    right.hlines([rand["mean"], rand["max"]], -0.5, len(per_seed) - 0.5, colors="grey",
+                 linestyles=["-", ":"], label="random mean / max")  # fmt: skip
+    right.set_xticks(range(len(per_seed)), labels=[f"seed {i}" for i in range(len(per_seed))])
+    right.set_ylim(min(-0.1, rand["mean"] - 0.1), 1.15)
+    right.axhline(0, color="black", lw=0.5)
+    right.set_title(f"held out ({place['report_items']} questions)")
+    right.legend(fontsize=8)
+    fig.suptitle(title or f"the finetune's shift at layer {place['layer']}, rank {place['k']}")
+    return fig
+
+
+def _subplots(n: int, figsize, widths):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, n, figsize=figsize, layout="constrained",
+                             gridspec_kw={"width_ratios": list(widths)})  # fmt: skip
+    return fig, axes
