@@ -101,6 +101,7 @@ def test_era_run_on_the_small_organism(tmp_path):
         probe_prompts=60,
         steer_alphas=(0.0, 1.0),
         n_random=2,
+        sae_latents=64,
     )
     result = run_experiment(spec, out=tmp_path / "era")
     out = result.out
@@ -112,6 +113,8 @@ def test_era_run_on_the_small_organism(tmp_path):
         "era_test_steering.png",
         "era_test_movement.png",
         "era_test_shift_ablation.png",
+        "era_test_sae_topk.png",
+        "era_test_sae_relu.png",
     }
     s = result.summary
     loc = s["localization"]  # chosen on one half of the target questions, measured on the other
@@ -121,6 +124,12 @@ def test_era_run_on_the_small_organism(tmp_path):
     assert loc["random"]["n"] == 2 and set(loc["controls"]) == {"control"}
     places = pd.read_csv(out / "localization_places.csv")  # every layer x rank, each seed
     assert len(places) == 5 * 2 and {"removal", "guard"} <= set(places.columns)
+    sae = s["sae"]  # SAEs trained at that place; their top latents ablated on the same halves
+    assert sae["site"] == loc["place"]["site"] and set(sae["architectures"]) == {"topk", "relu"}
+    for a in sae["architectures"].values():
+        assert a["n"] in (1, 2, 4, 8, 16, 32) and a["random"]["n"] == 2
+        assert a["train"]["explained_variance"] > 0.5
+        assert len(a["top"][0]["top_tokens"]) == 3  # the most activating corpus tokens
     assert set(s["behaviour"]) == {"base", "main", "control"}
     # steering with alpha 0 is exactly the base model's behaviour
     assert s["steering"]["direction"][0] == pytest.approx(s["behaviour"]["base"]["value"], abs=1e-6)
@@ -132,6 +141,7 @@ def test_era_run_on_the_small_organism(tmp_path):
     assert "- **era_test**: the main finetune gives `nonbird_old`" in md
     assert "Steering the base model along it reaches" in md
     assert "Held out: the finetune's own activation difference entering block" in md
+    assert "SAEs of 64 latents trained on the base model at" in md
 
     again = run_experiment(spec, out=tmp_path / "era")  # unchanged: results are reused
     assert again.summary == s

@@ -44,7 +44,7 @@ from interp.models import Model, ModelPair
 from interp.organism import settings as S
 from interp.organism.world import World
 
-__all__ = ["RANKS", "TOLERANCE", "localize"]
+__all__ = ["RANKS", "TOLERANCE", "localize", "opened", "split_halves"]
 
 RANKS = (1, 2, 4, 8, 16)
 TOLERANCE = 0.05  # the smallest rank within this of the best removal is the place
@@ -59,12 +59,15 @@ def _pair(base_model: Model, ft: Model) -> ModelPair:
 
 
 @contextmanager
-def _opened(base_model: Model, path, place: Placement) -> Iterator[ModelPair]:
+def opened(base_model: Model, path, place: Placement) -> Iterator[ModelPair]:
+    """A finetune opened on ``base_model`` as a :class:`ModelPair` (views of one load for
+    an adapter)."""
     with finetuned(base_model, path, place) as ft:
         yield _pair(base_model, ft)
 
 
-def _halves(items: Sequence) -> tuple[list, list]:
+def split_halves(items: Sequence) -> tuple[list, list]:
+    """(select, report): alternate items, so both halves cover the whole list."""
     return list(items[0::2]), list(items[1::2])
 
 
@@ -223,14 +226,14 @@ def localize(
     if len(items) < 2:
         log(f"localize: {spec.target_group} has {len(items)} question(s), nothing to hold out")
         return None
-    select, report = _halves(items)
+    select, report = split_halves(items)
     select_prompts = [it.prompt for it in select]
     metric = {h: EvalSet.from_groups({h: v}).metric(h) for h, v in (("s", select), ("r", report))}
 
     def pairs_of(path):
-        return _opened(base_model, path, place)
+        return opened(base_model, path, place)
 
-    texts = _halves(render_prompts(base_model, _ordinary(world, data)))
+    texts = split_halves(render_prompts(base_model, _ordinary(world, data)))
     log(f"localize: places on {len(select)} select questions, {len(adapters['main'])} seeds")
     row = _choose(pairs_of, adapters["main"], select_prompts, metric["s"], texts[0], out)
     if row is None:

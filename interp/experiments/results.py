@@ -99,7 +99,16 @@ def summarize(spec, behaviour, probe, layer, movement, ablation, dose, patching)
 
 
 def save_figures(
-    spec, fig_dir, probe, movement, ablation_rows, dose, patching, localization=None, **_
+    spec,
+    fig_dir,
+    probe,
+    movement,
+    ablation_rows,
+    dose,
+    patching,
+    localization=None,
+    sae=None,
+    **_,
 ):
     import matplotlib.pyplot as plt  # after the backend is chosen
 
@@ -138,3 +147,7 @@ def save_figures(
         places = pd.read_csv(fig_dir.parent / "localization_places.csv")
         title = f"{spec.name}: ablating the finetune's own shift"
         save(plots.plot_shift_places(places, localization, title=title), "shift_ablation")
+    for arch, res in ((sae or {}).get("architectures") or {}).items():
+        top = pd.DataFrame(res["top"])
+        title = f"{spec.name}: {arch} SAE latents against the finetune's shift (seed 0)"
+        save(plots.plot_ranked_latents(top[top.seed == 0], title=title), f"sae_{arch}")

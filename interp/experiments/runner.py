@@ -22,7 +22,11 @@
    its ablation measured on the other half in every seed, against random subspaces, with
    the KL it costs on ordinary prompts and its effect on the controls
    (:mod:`interp.experiments.localize`);
-7. **write**: ``config.json`` (spec, seeds, model / adapter / data hashes),
+7. **SAE latents** (``spec.sae_latents`` > 0: their number): SAEs of two architectures
+   trained on the base model at that place, latents ranked against the finetune's shift,
+   the top ones ablated (error term kept) against random latents, chosen and measured on
+   the same halves (:mod:`interp.experiments.sae_latents`);
+8. **write**: ``config.json`` (spec, seeds, model / adapter / data hashes),
    ``results.json``, CSV tables and figures in the run directory, and ``timing.json``
    (wall time: the one file a rerun changes).
 
@@ -53,6 +57,7 @@ from interp.experiments.finetunes import Placement, finetune_variants, model_key
 from interp.experiments.localize import localize
 from interp.experiments.mechanism import analyse
 from interp.experiments.results import save_figures, write_table
+from interp.experiments.sae_latents import sae_latents
 from interp.experiments.spec import ExperimentSpec
 from interp.finetune import FinetuneConfig
 from interp.fingerprint import sha256_dir, sha256_file
@@ -189,12 +194,17 @@ def run_experiment(
         summary["localization"] = localize(
             spec, base_model, adapters, data, place, out, world, _log
         )
+    if spec.sae_latents:
+        summary["sae"] = sae_latents(
+            spec, base_model, adapters, data, place, summary.get("localization"), out, world, _log
+        )
     summary["seeds"] = config["seeds"]
     summary["n_random"] = spec.n_random
     summary["analysis_seed"] = config["seeds"][tables.pop("k")]
     if figures:
         matplotlib.use("Agg")  # files only; chosen here, not on import (notebooks plot inline)
-        save_figures(spec, out / "figures", localization=summary.get("localization"), **tables)
+        extra = {k: summary.get(k) for k in ("localization", "sae")}
+        save_figures(spec, out / "figures", **extra, **tables)
     # results.json last: its presence (with an unchanged config) marks a finished run
     (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))

@@ -68,7 +68,7 @@ class ExperimentSpec(Config):
     n_random: int = 8  # random-direction controls per intervention
     patch: bool = False  # activation patching between trigger and no-trigger prompts
     localize: bool = True  # the finetune's own shift: place chosen and ablated on held-out halves
-    sae_latents: int = 0  # >0: train an SAE of this width and rank latents (backdoor)
+    sae_latents: int = 0  # >0: SAEs of this width at the localized place (needs localize)
     finetune: dict = dataclasses.field(default_factory=dict)  # FinetuneConfig overrides
     data: dict = dataclasses.field(default_factory=dict)  # user files: finetune/eval/contrast
 

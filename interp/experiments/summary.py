@@ -94,6 +94,24 @@ def _held_out_sentence(s: dict) -> str:
     return text + (f". Controls, same ablation (mean over seeds): {controls}." if controls else ".")
 
 
+def _sae_sentence(sae: dict) -> str:
+    parts = []
+    for arch, a in sae["architectures"].items():
+        r = a["random"]
+        parts.append(
+            f"{arch} (explained variance {a['train']['explained_variance']:.3f}, L0 "
+            f"{a['train']['l0']:.0f}): the top {a['n']} latents by activation difference "
+            f"remove {_interval(a['removal'])} ({r['n']} random sets: mean {r['mean']:.2f}, "
+            f"at most {r['max']:.2f})"
+        )
+    return (
+        f"SAEs of {sae['latents']} latents trained on the base model at `{sae['site']}`, "
+        "latents ablated in the finetune with the error term kept, held out the same way: "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def _interval(est: dict) -> str:
     return f"{est['value']:.2f} [{est['lo']:.2f}, {est['hi']:.2f}]"
 
@@ -155,6 +173,8 @@ def findings(name: str, s: dict) -> str:
         parts.append(_patching_sentence(s))
     if (s.get("localization") or {}).get("place"):
         parts.append(_held_out_sentence(s))
+    if s.get("sae"):
+        parts.append(_sae_sentence(s["sae"]))
     return f"- **{LABELS.get(name, name)}**: " + " ".join(parts)
 
 

@@ -178,6 +178,8 @@ def plot_shift_places(places, localization: dict, *, title: str | None = None) -
     chosen = mean[(mean.layer == place["layer"]) & (mean.k == place["k"])]
     left.scatter(chosen.k, chosen.removal, s=160, facecolors="none", edgecolors="black", zorder=3)
     left.set_xscale("log", base=2)
+    ranks = sorted(int(k) for k in mean.k.unique())
+    left.set_xticks(ranks, labels=[str(k) for k in ranks])
     left.set_xlabel("rank of the shift subspace")
     left.set_ylabel("removed share of the excess")
     left.set_title(f"select half ({place['select_items']} questions), mean over seeds")
