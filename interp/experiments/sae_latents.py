@@ -11,7 +11,9 @@ architecture of :data:`ARCHITECTURES`:
    difference, and the difference of mean encoder activations (finetuned minus base);
    the top latents' most activating tokens in the corpus are listed;
 3. the top ``n`` latents by activation difference are ablated in the finetuned model
-   (their activations zeroed, the SAE's error term kept: ``x + decode(z') - decode(z)``),
+   (their activations clamped to their mean over the base model's activations on the
+   select prompts, as the shift subspace is; the SAE's error term kept:
+   ``x + decode(z') - decode(z)``),
    ``n`` chosen on the select half (the smallest within 0.05 of the best removal, averaged
    over the seeds) and the removal of the excess measured on the report half, against
    ``n_random`` sets of ``n`` random latents that fire on the same prompts.
@@ -101,8 +103,9 @@ def _ranking(sae, tuned, base, corpus_x, contexts) -> pd.DataFrame:
     return table
 
 
-def _ablated(pair: ModelPair, sae, latents, metric) -> float:
-    with ablate(pair.finetuned, SAELatents(sae, latents), site=sae.cfg.site):
+def _ablated(pair: ModelPair, sae, latents, metric, reference) -> float:
+    target = SAELatents(sae, latents)
+    with ablate(pair.finetuned, target, site=sae.cfg.site, mode="mean", reference=reference):
         return float(metric(pair.finetuned).mean())
 
 
@@ -118,9 +121,9 @@ def _one_seed(pair, sae, tuned, base, table, metric, n_random, seed, counts) -> 
                        .flatten().tolist()))  # fmt: skip
     rows = []
     for n in counts:
-        after = _ablated(pair, sae, table.latent.head(n).tolist(), metric)
+        after = _ablated(pair, sae, table.latent.head(n).tolist(), metric, base)
         rand = [
-            removal(before, _ablated(pair, sae, s, metric), floor)
+            removal(before, _ablated(pair, sae, s, metric, base), floor)
             for s in _random_sets(alive, n, n_random, seed * 1000 + n)
         ]
         rows.append(dict(n=n, before=before, after=after, base=floor,
