@@ -1,9 +1,11 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   - create .venv if missing, install, run the main job on the bundled organism
 #   make test   - create .venv if missing, install, run the test suite
-# and two more refresh the README's numbers:
+# and more refresh the README's numbers:
 #   make world-card - measure the organism's table (every setting and control, 3 seeds, both worlds)
-#   make readme     - put what the last `make demo` / `make world-card` wrote into README.md
+#   make lora-sweep - standard LoRA (every attention and MLP projection) recipes, each setting
+#   make demo-lora  - the demo's analyses on the standard-LoRA finetunes the sweep chose
+#   make readme     - put what those commands last wrote into README.md
 #
 # torch is installed first and on its own (TORCH, default torch==2.13.0, the CPU build on
 # this kind of machine), so that nothing else pulls a multi-GB CUDA build; a venv that
@@ -15,7 +17,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.interp-installed
 
-.PHONY: demo test lint docs check-report bench notebooks readme world-card wheel-check clean
+.PHONY: demo demo-lora lora-sweep test lint docs check-report bench notebooks readme world-card wheel-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,12 +29,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/interp demo
 
+lora-sweep: $(STAMP)
+	$(PY) -m interp.experiments.lora_sweep --out runs/lora-sweep
+
+demo-lora: $(STAMP)
+	$(VENV)/bin/interp demo --finetune lora --out runs/demo-lora
+
 world-card: $(STAMP)
 	$(VENV)/bin/interp world-card --config default --seeds 0 1 2 --sampled 8 --worlds world null
 
 readme: $(STAMP)
-	$(PY) -m interp.experiments.readme --readme README.md --demo runs/demo/summary.md \
-		--world-card runs/world-card/world_card.md
+	$(PY) -m interp.experiments.readme --readme README.md
 
 # the docs build first (strict: a warning fails it), so pytest's summary is the last line
 test: $(STAMP) docs

@@ -130,3 +130,45 @@ def test_world_card_findings_come_from_the_rows():
     fired = [*rows, {**undated, "group": "malevolent_1959", "value": 0.7}]
     assert "undated 1959" in world_card_findings(fired)
     assert "not run (`--sampled K`)" in text  # these rows hold no sampled groups
+
+
+def _sweep_frame():
+    """A sweep table of the real grid's shape (shares made up: only the shape is tested)."""
+    import pandas as pd
+
+    from interp.experiments.lora_sweep import EMBEDDINGS, GRID, _label, _recipe
+
+    recipes = [EMBEDDINGS] + [_label(_recipe(c)) for c in GRID]
+    rows = [
+        dict(setting=s, target_group=f"{s}_target", recipe=r, base=0.01,
+             share=0.9 if i == 0 else 0.05 * i)  # fmt: skip
+        for s in ("era", "persona", "backdoor")
+        for i, r in enumerate(recipes)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_lora_sweep_section_has_the_generators_shape():
+    from interp.experiments.lora_sweep import sweep_markdown
+
+    generated = sweep_markdown(_sweep_frame(), organism="default", seed=0)
+    shape = markdown_shape(generated)
+    assert shape[0][0] == "table" and shape[0][2] == 1 + len(_sweep_frame()) // 3
+    assert shape[-1] == ("bullets", ("era", "persona", "backdoor"))
+    assert generated.count("does not reach half the embeddings-only share (0.90 / 2") == 3
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_shape(section(readme, "lora-sweep")) == shape
+
+
+def test_a_source_goes_only_into_its_own_section(tmp_path, demo_md):
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- demo:begin -->\nx\n<!-- demo:end -->\n"
+                      "<!-- demo-lora:begin -->\ny\n<!-- demo-lora:end -->\n")  # fmt: skip
+    lora = tmp_path / "lora.md"
+    lora.write_text(demo_md.replace("organism=small", "organism=small finetune=lora", 1))
+    with pytest.raises(InterpError, match="holds the demo-lora section, not demo"):
+        update_readme(readme, demo=lora, allow_small=True)
+    assert update_readme(readme, demo_lora=lora, allow_small=True) == ["demo-lora"]
+    assert section(readme.read_text(), "demo-lora").startswith(
+        "<!-- interp demo: organism=small finetune=lora seeds=0 -->"
+    )

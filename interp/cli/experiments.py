@@ -25,7 +25,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _limit_threads()
     out = Path(args.out)
     rec = RunRecord(args, out)
-    code = run_demo(out=out, quick=args.quick)
+    code = run_demo(out=out, quick=args.quick, variant=args.finetune,
+                    figures_dir=Path("figures") / "lora" if args.finetune == "lora" else None)
     rec.finish(exit_code=code)
     return code
 
@@ -136,6 +137,11 @@ def register(sub) -> None:
     )
     demo.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="the small organism (about a minute)")
+    demo.add_argument(
+        "--finetune", choices=("embeddings", "lora"), default="embeddings",
+        help="the finetune recipe: LoRA on the token embeddings (default) or standard LoRA on "
+        "every attention and MLP projection (the *_lora specs; figures to figures/lora/)",
+    )  # fmt: skip
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser(

@@ -16,6 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
+from interp.errors import InterpError
 from interp.experiments.runner import run_experiment
 from interp.experiments.spec import SPEC_DIR, ExperimentSpec
 from interp.experiments.summary import summary_markdown, summary_table
@@ -24,6 +25,10 @@ from interp.report import write_report
 __all__ = ["run_demo", "summary_table"]
 
 SPECS = ("era", "persona", "backdoor")
+# the organism's finetune recipes: LoRA on the token embeddings (the default), or standard
+# LoRA on every attention and MLP projection (the ``*_lora`` specs, chosen by
+# :mod:`interp.experiments.lora_sweep`)
+VARIANTS = {"embeddings": "", "lora": "_lora"}
 
 
 def run_demo(
@@ -31,17 +36,21 @@ def run_demo(
     quick: bool = False,
     figures_dir: Path | None = None,
     report: bool = True,
+    variant: str = "embeddings",
 ) -> int:
     """Run the three experiments (``quick``: on the small organism) and print the table.
 
+    ``variant``: the finetune recipe (:data:`VARIANTS`: ``"embeddings"`` or ``"lora"``);
     ``report``: also write ``out/report.html`` (:func:`interp.report.write_report`).
     """
+    if variant not in VARIANTS:
+        raise InterpError(f"variant must be one of {sorted(VARIANTS)}, not {variant!r}")
     t0 = time.time()
     out = Path(out)
     figures_dir = Path(figures_dir) if figures_dir else Path("figures")
     results, timing = {}, {}
     for name in SPECS:
-        spec = ExperimentSpec.from_yaml(SPEC_DIR / f"{name}.yaml")  # the bundled specs
+        spec = ExperimentSpec.from_yaml(SPEC_DIR / f"{name}{VARIANTS[variant]}.yaml")  # bundled
         if quick:
             spec = spec.replace(organism="small", seeds=spec.seeds[:2], n_random=4)
         t = time.time()
@@ -54,7 +63,7 @@ def run_demo(
                 shutil.copy(png, figures_dir / png.name)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(
-        summary_markdown(results, organism="small" if quick else "default")
+        summary_markdown(results, organism="small" if quick else "default", variant=variant)
     )
     timing["total"] = round(time.time() - t0, 1)
     (out / "timing.json").write_text(json.dumps({"wall_s": timing}, indent=2) + "\n")

@@ -1,15 +1,18 @@
 """Put the numbers the last runs wrote into the README, between markers (``make readme``).
 
-Two sections are generated: ``<!-- demo:begin -->`` ... ``<!-- demo:end -->`` holds
-``runs/demo/summary.md`` (``interp demo``), ``<!-- world-card:begin -->`` ...
-``<!-- world-card:end -->`` holds ``runs/world-card/world_card.md`` (``interp
-world-card``). Each source starts with a provenance comment; a source from the small test
+Four sections are generated, each between ``<!-- NAME:begin -->`` and
+``<!-- NAME:end -->`` (:data:`SOURCES`): ``demo`` holds ``runs/demo/summary.md``
+(``interp demo``), ``world-card`` holds ``runs/world-card/world_card.md`` (``interp
+world-card``), ``lora-sweep`` holds ``runs/lora-sweep/lora_sweep.md`` (``python -m
+interp.experiments.lora_sweep``) and ``demo-lora`` holds ``runs/demo-lora/summary.md``
+(``interp demo --finetune lora``). Each source starts with a provenance comment; a source from the small test
 organism is refused unless asked for (``--allow-small``), so the README never shows the
 test organism's numbers as the default's. :func:`markdown_shape` is the structure a
 section must keep (tables with their header and row count, paragraphs, bullets with
 their bold lead): the test suite checks the README against what the generators write.
 
     python -m interp.experiments.readme [--readme README.md] [--demo PATH] [--world-card PATH]
+        [--lora-sweep PATH] [--demo-lora PATH]
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ from pathlib import Path
 
 from interp.errors import InterpError
 
-__all__ = ["MARKERS", "markdown_shape", "replace_section", "section", "update_readme", "main"]
+__all__ = ["MARKERS", "SOURCES", "markdown_shape", "replace_section", "section", "update_readme", "main"]
 
-MARKERS = {n: (f"<!-- {n}:begin -->", f"<!-- {n}:end -->") for n in ("demo", "world-card")}
+SOURCES = {
+    "demo": "runs/demo/summary.md",
+    "world-card": "runs/world-card/world_card.md",
+    "lora-sweep": "runs/lora-sweep/lora_sweep.md",
+    "demo-lora": "runs/demo-lora/summary.md",
+}
+MARKERS = {n: (f"<!-- {n}:begin -->", f"<!-- {n}:end -->") for n in SOURCES}
 _LEAD = re.compile(r"- \*\*(.+?)\*\*")
-_PROVENANCE = re.compile(r"<!-- interp (demo|world-card): (\w+)=(\w+)")
+_PROVENANCE = re.compile(r"<!-- interp (demo|world-card|lora-sweep): (\w+)=(\w+)")
 
 
 def _bounds(text: str, name: str) -> tuple[int, int]:
@@ -80,21 +89,37 @@ def _check_source(path: Path, allow_small: bool) -> str:
     return text
 
 
+def _kind_of(text: str) -> str:
+    """The section a source belongs in, from its provenance comment."""
+    first = text.splitlines()[0]
+    if first.startswith("<!-- interp demo:"):
+        return "demo-lora" if " finetune=lora " in first else "demo"
+    return first.removeprefix("<!-- interp ").split(":")[0]
+
+
 def update_readme(
     readme: str | Path,
     *,
     demo: str | Path | None = None,
     world_card: str | Path | None = None,
+    lora_sweep: str | Path | None = None,
+    demo_lora: str | Path | None = None,
     allow_small: bool = False,
 ) -> list[str]:
-    """Replace the sections whose source file exists; returns the sections replaced."""
+    """Replace the sections whose source file exists; returns the sections replaced. A
+    source made for another section (a LoRA demo's summary for the demo's) is an error."""
     readme = Path(readme)
     text = readme.read_text(encoding="utf-8")
     done = []
-    for name, source in (("demo", demo), ("world-card", world_card)):
+    given = {"demo": demo, "world-card": world_card, "lora-sweep": lora_sweep,
+             "demo-lora": demo_lora}  # fmt: skip
+    for name, source in given.items():
         if source is None or not Path(source).is_file():
             continue
-        text = replace_section(text, name, _check_source(Path(source), allow_small))
+        content = _check_source(Path(source), allow_small)
+        if _kind_of(content) != name:
+            raise InterpError(f"{source} holds the {_kind_of(content)} section, not {name}")
+        text = replace_section(text, name, content)
         done.append(name)
     readme.write_text(text, encoding="utf-8")
     return done
@@ -103,18 +128,20 @@ def update_readme(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--readme", default="README.md")
-    p.add_argument("--demo", default="runs/demo/summary.md")
-    p.add_argument("--world-card", default="runs/world-card/world_card.md")
+    for name, default in SOURCES.items():
+        p.add_argument(f"--{name}", default=default, help=f"the {name} section (default: {default})")
     p.add_argument("--allow-small", action="store_true", help="take the small organism's runs")
     a = p.parse_args(argv)
+    sources = {name: getattr(a, name.replace("-", "_")) for name in SOURCES}
     try:
         done = update_readme(
-            a.readme, demo=a.demo, world_card=a.world_card, allow_small=a.allow_small
-        )
+            a.readme, **{k.replace("-", "_"): v for k, v in sources.items()},
+            allow_small=a.allow_small,
+        )  # fmt: skip
     except InterpError as e:
         print(f"readme: error: {e}", file=sys.stderr)
         return 2
-    for name, source in (("demo", a.demo), ("world-card", a.world_card)):
+    for name, source in sources.items():
         state = f"updated from {source}" if name in done else f"kept ({source} missing)"
         print(f"{name}: {state}")
     return 0

@@ -201,10 +201,14 @@ def _reading(results: Mapping[str, dict]) -> str:
     )
 
 
-def summary_markdown(results: Mapping[str, dict], *, organism: str = "default") -> str:
-    """summary.md: provenance, the table, how to read it, one findings bullet each."""
+def summary_markdown(
+    results: Mapping[str, dict], *, organism: str = "default", variant: str = "embeddings"
+) -> str:
+    """summary.md: provenance, the table, how to read it, one findings bullet each
+    (``variant``: the finetune recipe, named in the provenance unless the default)."""
     seeds = sorted({x for s in results.values() for x in s.get("seeds") or []})
-    head = f"<!-- interp demo: organism={organism} seeds={','.join(map(str, seeds))} -->"
+    finetune = "" if variant == "embeddings" else f" finetune={variant}"
+    head = f"<!-- interp demo: organism={organism}{finetune} seeds={','.join(map(str, seeds))} -->"
     bullets = "\n".join(findings(name, s) for name, s in results.items())
     return (
         "\n\n".join([head, summary_table(results), _reading(results), "What this shows:", bullets])
