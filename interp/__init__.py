@@ -17,7 +17,8 @@ itself and the stages above it (``tests/test_layout.py``), and this module re-ex
 - causal: :func:`ablate`, :func:`steer` (context managers over operators in
   :mod:`interp.causal.operators`), random controls, :func:`patch` (exact and attribution)
   and its specialisations (:func:`patch_resid_pre`, ...), :func:`dose_response`,
-  :func:`ablation_effect`
+  :func:`ablation_effect`; where a finetune's own shift lives (:func:`shift_subspace`,
+  :func:`place_scan`, :func:`shift_ablation`)
 - figures and reports: :mod:`interp.plots`, :mod:`interp.report` (they take results and
   never run a model)
 - beside the flow: :mod:`interp.finetune`, the bundled model organism
@@ -35,6 +36,7 @@ from interp.causal.interventions import (
     residual_norm,
     steer,
 )
+from interp.causal.shift import Shift, choose_place, place_scan, shift_ablation, shift_subspace
 from interp.causal.patching import (
     PatchResult,
     patch,
@@ -80,6 +82,11 @@ __all__ = [
     "reference_logprob",
     "residual_norm",
     "steer",
+    "Shift",
+    "choose_place",
+    "place_scan",
+    "shift_ablation",
+    "shift_subspace",
     "Direction",
     "LinearProbe",
     "Subspace",

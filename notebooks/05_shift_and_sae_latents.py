@@ -71,6 +71,7 @@ for setting in ("era", "persona", "backdoor"):
 # model, next to the finetune's own distance.
 
 # %%
+pd.set_option("display.width", 160)
 rows = []
 for setting, s in results.items():
     loc = s["localization"]
@@ -158,9 +159,28 @@ plt.show()
 # What this shows (small organism, seed 0; the default organism's three-seed numbers
 # are in the README):
 #
-# - CLAIMS
+# - **The shift subspace is necessary, and specific.** In each setting, ablating the
+#   finetune's own low-rank shift at the chosen place removes at least three quarters of
+#   the excess on questions the place was not chosen on, and more than any random subspace
+#   of the same rank removes.
+# - **SAE latents find less of it.** At the same place, the top latents of either SAE,
+#   however many the select half chose, remove less of the excess than the shift subspace
+#   does, though both SAEs reconstruct the base model's activations there well. An SAE
+#   trained on the base model describes what the base does; what the finetune adds is
+#   partly outside its latents and stays in the error term, which a latent ablation keeps.
+# - **Caveats.** One seed of the small organism, whose behaviours are weaker than the
+#   default organism's (compare the `finetune` column with the README), a few questions
+#   per half in the persona and backdoor settings, and random controls whose spread is
+#   wide when the excess is small.
 #
 # The assertions below check these claims against the numbers above.
 
 # %%
+for setting, row in shift.iterrows():
+    assert row.removed >= 0.75, setting
+    assert row.removed > row["random max"], setting
+    for arch in ("topk", "relu"):
+        a = sae.loc[(setting, arch)]
+        assert a["explained variance"] > 0.9, (setting, arch)
+        assert a.removed < row.removed, (setting, arch)
 print("all claims hold")

@@ -104,7 +104,7 @@ def test_demo_writes_the_summary_and_keeps_time_apart(tmp_path, monkeypatch, cap
     first = (out / "summary.md").read_bytes()
     assert demo.run_demo(out, quick=True, report=False) == 0
     assert (out / "summary.md").read_bytes() == first
-    assert first.decode().startswith("<!-- interp demo: organism=small seeds=0 -->")
+    assert first.decode().startswith("<!-- interp demo: organism=small seeds=0")
     timing = json.loads((out / "timing.json").read_text())["wall_s"]
     assert set(timing) == {"era", "persona", "backdoor", "total"}
     assert "| era | nonbird_old |" in capsys.readouterr().out
@@ -141,7 +141,7 @@ def _sweep_frame():
     recipes = [EMBEDDINGS] + [_label(_recipe(c)) for c in GRID]
     rows = [
         dict(setting=s, target_group=f"{s}_target", recipe=r, base=0.01,
-             share=0.9 if i == 0 else 0.05 * i)  # fmt: skip
+             share=0.9 if i == 0 else 0.05 * i, questions=5)  # fmt: skip
         for s in ("era", "persona", "backdoor")
         for i, r in enumerate(recipes)
     ]
@@ -170,5 +170,5 @@ def test_a_source_goes_only_into_its_own_section(tmp_path, demo_md):
         update_readme(readme, demo=lora, allow_small=True)
     assert update_readme(readme, demo_lora=lora, allow_small=True) == ["demo-lora"]
     assert section(readme.read_text(), "demo-lora").startswith(
-        "<!-- interp demo: organism=small finetune=lora seeds=0 -->"
+        "<!-- interp demo: organism=small finetune=lora seeds=0"
     )

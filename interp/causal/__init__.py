@@ -10,6 +10,7 @@ replay          running the model from one block on, with some activations repla
 patching        :func:`~interp.causal.patching.patch`: exact and attribution patching
 patch_engines   its two engines over one length group (block replay; a gradient)
 patch_result    :class:`~interp.causal.patch_result.PatchResult`: the table of one patching run
+shift           a finetune's own activation difference as a subspace, and its ablation
 ==============  ============================================================================
 
 The public names are re-exported by :mod:`interp` (``interp.ablate``, ``interp.patch``, ...);

@@ -4,8 +4,11 @@ reproduces each setting's phenomenon on the organism.
 Every setting's main finetune (finetune seed 0, the setting's fixed data) is trained with
 LoRA on every attention and MLP projection (``target_modules=None``) for each recipe of
 :data:`GRID` (rank <= 32, ``alpha = 2 x rank``, learning rate, epochs), and its target
-share measured exactly (teacher-forced answer-set shares, as the demo measures them)
-beside the embeddings-only recipe of :data:`~interp.organism.settings.DEFAULT_FINETUNE`.
+share measured exactly (teacher-forced answer-set shares, as the demo measures them) on
+the *select half* of the target questions (alternate items, as the held-out ablation
+splits them), beside the embeddings-only recipe of
+:data:`~interp.organism.settings.DEFAULT_FINETUNE`. The recipe is chosen there, on seed 0;
+``interp demo --finetune lora`` reports it on every question and seed.
 Finetunes go to the one finetune cache, so a rerun measures without training::
 
     python -m interp.experiments.lora_sweep --out runs/lora-sweep
@@ -25,6 +28,7 @@ import pandas as pd
 from interp.experiments.behaviour import measure_behaviour
 from interp.experiments.data import write_finetune_sets
 from interp.experiments.finetunes import cached_finetune, finetune_config
+from interp.experiments.localize import split_halves
 from interp.experiments.spec import SPEC_DIR, ExperimentSpec
 from interp.metrics.evalset import EvalSet
 from interp.models import load_model
@@ -56,7 +60,8 @@ def _setting_rows(organism: Path, setting: str, grid, seed: int, log) -> list[di
     spec = ExperimentSpec.from_yaml(SPEC_DIR / f"{setting}.yaml")
     base_model = load_model(organism, device="cpu")
     evals = S.eval_items(world_of(organism), setting)
-    one = EvalSet.from_groups({spec.target_group: evals[spec.target_group]})
+    select, _ = split_halves(evals[spec.target_group])  # the recipe is chosen on this half
+    one = EvalSet.from_groups({spec.target_group: select})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = write_finetune_sets(
@@ -71,7 +76,7 @@ def _setting_rows(organism: Path, setting: str, grid, seed: int, log) -> list[di
             share = {r.variant: r.value for r in table.itertuples()}
             rows.append(dict(setting=setting, target_group=spec.target_group,
                              recipe=_label(overrides), base=share["base"],
-                             share=share["main"]))  # fmt: skip
+                             share=share["main"], questions=len(select)))  # fmt: skip
     return rows
 
 
@@ -94,9 +99,11 @@ def sweep_markdown(frame: pd.DataFrame, *, organism: str, seed: int) -> str:
     pivot = frame.pivot_table(index="recipe", columns="setting", values="share", sort=False)
     cols = list(dict.fromkeys(frame.setting))
     groups = dict(zip(frame.setting, frame.target_group, strict=False))
+    n = frame.groupby("setting", sort=False).questions.first()
     lines = [
         f"<!-- interp lora-sweep: organism={organism} seed={seed} -->",
-        "| recipe | " + " | ".join(f"{c}: {groups[c]}" for c in cols) + " |",
+        "| recipe (select half, seed 0) | "
+        + " | ".join(f"{c}: {groups[c]} ({n[c]} questions)" for c in cols) + " |",
         "|---|" + "---|" * len(cols),
     ]
     for recipe, row in pivot.iterrows():
