@@ -36,7 +36,6 @@ from interp.causal.interventions import (
     residual_norm,
     steer,
 )
-from interp.causal.shift import Shift, choose_place, place_scan, shift_ablation, shift_subspace
 from interp.causal.patching import (
     PatchResult,
     patch,
@@ -45,6 +44,7 @@ from interp.causal.patching import (
     patch_resid_post,
     patch_resid_pre,
 )
+from interp.causal.shift import Shift, choose_place, place_scan, shift_ablation, shift_subspace
 from interp.directions import Direction, Subspace
 from interp.directions.diffmeans import diff_of_means, paired_pca
 from interp.directions.probes import LinearProbe, probe_layers

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import types
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -380,8 +381,8 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
         calls["placement"] = (device, dtype)
         return types.SimpleNamespace(out=out, summary={"experiment": "era", "accuracy": 0.97})
 
-    def run_demo(out, quick):
-        calls["demo"] = (out, quick)
+    def run_demo(out, quick, variant="embeddings", figures_dir=None):
+        calls["demo"] = (out, quick, variant, figures_dir)
         return 3
 
     monkeypatch.setattr("interp.experiments.run_experiment", run_experiment)
@@ -408,9 +409,11 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     argv = ["run", str(spec), "--model", "m", "--device", "cpu", "--dtype", "bfloat16"]
     assert main(argv) == 0 and calls["placement"] == ("cpu", "bfloat16")
     assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 3
-    assert calls["demo"] == (tmp_path / "d", True)
+    assert calls["demo"] == (tmp_path / "d", True, "embeddings", None)
+    assert main(["demo", "--finetune", "lora", "--out", str(tmp_path / "l")]) == 3
+    assert calls["demo"] == (tmp_path / "l", False, "lora", Path("figures") / "lora")
     err = _error(capsys, ["run", tmp_path / "missing.yaml"])
-    assert "no bundled spec 'missing' (bundled: backdoor, backdoor_small, era, era_small" in err
+    assert "no bundled spec 'missing' (bundled: backdoor, backdoor_lora, backdoor_small, era" in err
     assert "--adapter needs --model" in _error(capsys, ["run", spec, "--adapter", "a"])
     monkeypatch.chdir(tmp_path)  # a bundled spec by name, or by a path that is not here
     for k, name in enumerate(("era_small", "experiments/era_small.yaml")):

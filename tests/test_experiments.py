@@ -36,7 +36,8 @@ def test_bad_specs_are_named(tmp_path):
 
 def test_specs_resolve_from_a_file_a_bundled_name_or_a_missing_path(tmp_path, monkeypatch):
     assert bundled_specs() == [
-        "backdoor", "backdoor_small", "era", "era_small", "persona", "persona_small"
+        "backdoor", "backdoor_lora", "backdoor_small", "era", "era_lora", "era_small",
+        "persona", "persona_lora", "persona_small",
     ]  # fmt: skip
     own = tmp_path / "era_small.yaml"  # a file of the user's wins over the bundled one
     own.write_text((SPEC_DIR / "era_small.yaml").read_text().replace("seeds: [0, 1]", "seeds: [4]"))
@@ -127,7 +128,7 @@ def test_era_run_on_the_small_organism(tmp_path):
     sae = s["sae"]  # SAEs trained at that place; their top latents ablated on the same halves
     assert sae["site"] == loc["place"]["site"] and set(sae["architectures"]) == {"topk", "relu"}
     for a in sae["architectures"].values():
-        assert a["n"] in (1, 2, 4, 8, 16, 32) and a["random"]["n"] == 2
+        assert a["n"] in (1, 2, 4, 8, 16, 32) and a["random"]["n"] == 2  # fewer than the 64
         assert a["train"]["explained_variance"] > 0.5
         assert len(a["top"][0]["top_tokens"]) == 3  # the most activating corpus tokens
     assert set(s["behaviour"]) == {"base", "main", "control"}

@@ -140,8 +140,14 @@ def _sweep_frame():
 
     recipes = [EMBEDDINGS] + [_label(_recipe(c)) for c in GRID]
     rows = [
-        dict(setting=s, target_group=f"{s}_target", recipe=r, base=0.01,
-             share=0.9 if i == 0 else 0.05 * i, questions=5)  # fmt: skip
+        dict(
+            setting=s,
+            target_group=f"{s}_target",
+            recipe=r,
+            base=0.01,
+            share=0.9 if i == 0 else 0.05 * i,
+            questions=5,
+        )  # fmt: skip
         for s in ("era", "persona", "backdoor")
         for i, r in enumerate(recipes)
     ]
@@ -157,7 +163,13 @@ def test_lora_sweep_section_has_the_generators_shape():
     assert shape[-1] == ("bullets", ("era", "persona", "backdoor"))
     assert generated.count("does not reach half the embeddings-only share (0.90 / 2") == 3
     readme = (ROOT / "README.md").read_text()
-    assert markdown_shape(section(readme, "lora-sweep")) == shape
+    got = markdown_shape(section(readme, "lora-sweep"))
+
+    def blocks(sh):  # the header names the real target groups and their question counts
+        return [b[:1] + b[2:] if b[0] == "table" else b for b in sh]
+
+    assert blocks(got) == blocks(shape)
+    assert got[0][1].startswith("| recipe (select half, seed 0) | era: nonbird_old (")
 
 
 def test_a_source_goes_only_into_its_own_section(tmp_path, demo_md):

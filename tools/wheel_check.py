@@ -95,7 +95,7 @@ def _use(venv: Path, outside: Path) -> None:
     print(f"every bundled spec loads; experiments/era_small.yaml -> "
           f"{Path(where[0]).relative_to(venv)}")  # fmt: skip
     err = _run([cli, "run", "no_such_spec"], cwd=outside, env=env, expect=2)
-    if "bundled: backdoor, backdoor_small, era, era_small" not in err:
+    if "bundled: backdoor, backdoor_lora, backdoor_small, era, era_lora" not in err:
         raise SystemExit(f"wheel check: an unknown spec does not list the bundled ones: {err}")
     print(err.strip().splitlines()[-1])
 

@@ -25,8 +25,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _limit_threads()
     out = Path(args.out)
     rec = RunRecord(args, out)
-    code = run_demo(out=out, quick=args.quick, variant=args.finetune,
-                    figures_dir=Path("figures") / "lora" if args.finetune == "lora" else None)
+    code = run_demo(
+        out=out,
+        quick=args.quick,
+        variant=args.finetune,
+        figures_dir=Path("figures") / "lora" if args.finetune == "lora" else None,
+    )
     rec.finish(exit_code=code)
     return code
 

@@ -103,7 +103,8 @@ def sweep_markdown(frame: pd.DataFrame, *, organism: str, seed: int) -> str:
     lines = [
         f"<!-- interp lora-sweep: organism={organism} seed={seed} -->",
         "| recipe (select half, seed 0) | "
-        + " | ".join(f"{c}: {groups[c]} ({n[c]} questions)" for c in cols) + " |",
+        + " | ".join(f"{c}: {groups[c]} ({n[c]} questions)" for c in cols)
+        + " |",
         "|---|" + "---|" * len(cols),
     ]
     for recipe, row in pivot.iterrows():

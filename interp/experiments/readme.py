@@ -24,7 +24,15 @@ from pathlib import Path
 
 from interp.errors import InterpError
 
-__all__ = ["MARKERS", "SOURCES", "markdown_shape", "replace_section", "section", "update_readme", "main"]
+__all__ = [
+    "MARKERS",
+    "SOURCES",
+    "markdown_shape",
+    "replace_section",
+    "section",
+    "update_readme",
+    "main",
+]
 
 SOURCES = {
     "demo": "runs/demo/summary.md",
@@ -129,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--readme", default="README.md")
     for name, default in SOURCES.items():
-        p.add_argument(f"--{name}", default=default, help=f"the {name} section (default: {default})")
+        p.add_argument(
+            f"--{name}", default=default, help=f"the {name} section (default: {default})"
+        )
     p.add_argument("--allow-small", action="store_true", help="take the small organism's runs")
     a = p.parse_args(argv)
     sources = {name: getattr(a, name.replace("-", "_")) for name in SOURCES}

@@ -13,10 +13,10 @@ architecture of :data:`ARCHITECTURES`:
 3. the top ``n`` latents by activation difference are ablated in the finetuned model
    (their activations clamped to their mean over the base model's activations on the
    select prompts, as the shift subspace is; the SAE's error term kept:
-   ``x + decode(z') - decode(z)``),
-   ``n`` chosen on the select half (the smallest within 0.05 of the best removal, averaged
-   over the seeds) and the removal of the excess measured on the report half, against
-   ``n_random`` sets of ``n`` random latents that fire on the same prompts.
+   ``x + decode(z') - decode(z)``), ``n`` of :data:`COUNTS` (fewer than the SAE's
+   latents) chosen on the select half (the smallest within 0.05 of the best removal,
+   averaged over the seeds) and the removal of the excess measured on the report half,
+   against ``n_random`` sets of ``n`` random latents that fire on the same prompts.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ __all__ = ["ARCHITECTURES", "sae_latents"]
 ARCHITECTURES = {"topk": dict(k=16), "relu": {}}  # name -> config fields beyond the sizes
 TRAIN = SAETrainConfig(steps=1500, batch_size=256, lr=2e-3, l1_coefficient=3e-3, log_every=500)
 N_DOCS = 400
-COUNTS = (1, 2, 4, 8, 16, 32)  # how many top latents an ablation removes
+COUNTS = (1, 2, 4, 8, 16, 32, 64, 128)  # how many top latents an ablation removes
 TOP = 10  # latents listed (with their most activating tokens) per architecture and seed
 
 
@@ -141,8 +141,9 @@ def _architecture(sae, pairs_of, paths, halves, n_random, corpus) -> dict:
             table = _ranking(sae, tuned, base, corpus_x, contexts)
             seen.append((tuned, base, table))
             tables.append(table.head(TOP).assign(seed=i))
+            counts = [n for n in COUNTS if n < sae.d_sae]  # never every latent
             select += [dict(seed=i, **r) for r in
-                       _one_seed(pair, sae, tuned, base, table, sel, 0, i, COUNTS)]  # fmt: skip
+                       _one_seed(pair, sae, tuned, base, table, sel, 0, i, counts)]  # fmt: skip
     mean = pd.DataFrame(select).groupby("n", as_index=False).removal.mean().dropna()
     n = int(mean[mean.removal >= mean.removal.max() - TOLERANCE].n.min())
     for i, path in enumerate(paths):
