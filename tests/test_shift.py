@@ -165,3 +165,20 @@ def test_an_unchanged_site_is_an_error(tiny_dirs):
         shift_subspace(ModelPair(model, model), PROMPTS, layer=0, k=2)
     with pytest.raises(InterpError, match="k must be"):
         shift_subspace(ModelPair(model, model), PROMPTS, layer=0, k=0)
+
+
+def test_pooled_removal_weighs_seeds_by_their_excess():
+    from interp.causal.shift import pooled_removal
+
+    # a seed with almost no excess would dominate a mean of ratios (-9 here)
+    assert pooled_removal([1.0, 0.011], [0.0, 0.1], [0.0, 0.01]) == pytest.approx(0.911 / 1.001)
+    assert math.isnan(pooled_removal([0.2], [0.1], [0.2]))
+
+
+def test_a_layer_the_finetune_leaves_alone_has_no_places(planted):
+    pair, _ = planted
+    table = place_scan(pair, PROMPTS, _last_logit(pair), layers=[0, 1], ranks=(1,))
+    assert len(table) == 2
+    same = ModelPair(pair.base, pair.base)  # nothing changes anywhere: an empty table
+    empty = place_scan(same, PROMPTS, _last_logit(same), layers=[0, 1], ranks=(1,))
+    assert empty.empty and "removal" in empty.columns

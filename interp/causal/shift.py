@@ -34,7 +34,15 @@ from interp.errors import InterpError
 from interp.models import ModelPair
 from interp.record.capture import capture
 
-__all__ = ["Shift", "choose_place", "place_scan", "removal", "shift_ablation", "shift_subspace"]
+__all__ = [
+    "Shift",
+    "choose_place",
+    "place_scan",
+    "pooled_removal",
+    "removal",
+    "shift_ablation",
+    "shift_subspace",
+]
 
 ModelMetric = Callable[[object], object]
 
@@ -133,12 +141,15 @@ def place_scan(
     """The removal of every (layer, rank): the shift subspace found on ``prompts``, the
     behaviour ``metric`` measured with it ablated. One row per place: ``layer``, ``site``,
     ``k``, ``energy``, ``before``, ``after``, ``base``, ``removal`` (and ``guard``: what
-    ``guard(pair, shift)`` says the ablation costs elsewhere, when given)."""
+    ``guard(pair, shift)`` says the ablation costs elsewhere, when given). A layer where
+    the finetune leaves the site unchanged has no rows."""
     layers = list(range(pair.finetuned.n_layers)) if layers is None else list(layers)
     before, base = _value(metric, pair.finetuned), _value(metric, pair.base)
     rows = []
     for layer in layers:
         diff, reference = _differences(pair, prompts, layer, site)
+        if float(diff.abs().max()) == 0.0:  # the finetune does not write here (a LoRA on
+            continue  # the projections leaves the embeddings as they were)
         vh, energy = _svd(diff)
         for k in sorted({min(int(r), vh.shape[0]) for r in ranks}):
             sub = Subspace(vh[:k], layer=layer, site=_site_name(layer, site), name="shift")
@@ -151,7 +162,19 @@ def place_scan(
             )  # fmt: skip
             if guard is not None:
                 rows[-1]["guard"] = float(guard(pair, shift))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=_COLUMNS + (["guard"] if guard is not None else []))
+
+
+_COLUMNS = ["layer", "site", "k", "energy", "before", "after", "base", "removal"]
+
+
+def pooled_removal(before, after, base) -> float:
+    """The removal over several finetunes (seeds) at once: the excess removed summed over
+    them, over the excess summed, so a seed with almost no excess weighs almost nothing
+    (a mean of per-seed ratios would be dominated by it)."""
+    excess = sum(b - f for b, f in zip(before, base, strict=True))
+    removed = sum(b - a for b, a in zip(before, after, strict=True))
+    return float("nan") if abs(excess) < 1e-9 else removed / excess
 
 
 def choose_place(table: pd.DataFrame, *, tolerance: float = 0.05) -> pd.Series:

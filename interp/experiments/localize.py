@@ -7,7 +7,8 @@ was not tuned on the questions it is reported on.
 1. The finetune's own activation difference on the select half
    (finetuned minus base, at every token entering each block) is decomposed by SVD, and
    its top-k subspace ablated for every layer and rank in every seed
-   (:func:`interp.causal.shift.place_scan`). Averaged over the seeds, among the places
+   (:func:`interp.causal.shift.place_scan`). Pooled over the seeds (the excess removed over
+   the excess, summed over the seeds), among the places
    within 0.05 of the best removal, the one whose ablation moves the next token of
    ordinary prompts (their select half) least from the base model's is the place
    (:func:`~interp.causal.shift.choose_place`).
@@ -18,7 +19,8 @@ was not tuned on the questions it is reported on.
    divergence from the finetune and from the base model to the ablated finetune (a random
    subspace's for scale); on the other settings' evaluation groups, how far the finetune
    and the ablated finetune are from the base model's shares. The ablation should take the
-   finetune back to the base, not somewhere else.
+   finetune back to the base, not somewhere else. A seed whose finetune shows less than
+   :data:`MIN_EXCESS` on the report half is left out of the removal (listed as excluded).
 3. The same subspace ablated in every control finetune of that seed: controls should not
    move.
 """
@@ -33,7 +35,14 @@ import pandas as pd
 import torch
 
 from interp.causal.interventions import ablate, random_like
-from interp.causal.shift import Shift, choose_place, place_scan, shift_ablation, shift_subspace
+from interp.causal.shift import (
+    Shift,
+    choose_place,
+    place_scan,
+    pooled_removal,
+    shift_ablation,
+    shift_subspace,
+)
 from interp.execution import last_logits
 from interp.experiments.finetunes import Placement, finetuned
 from interp.experiments.results import write_table
@@ -44,7 +53,7 @@ from interp.models import Model, ModelPair
 from interp.organism import settings as S
 from interp.organism.world import World
 
-__all__ = ["RANKS", "TOLERANCE", "localize", "opened", "split_halves"]
+__all__ = ["MIN_EXCESS", "RANKS", "TOLERANCE", "localize", "opened", "pool_seeds", "split_halves"]
 
 RANKS = (1, 2, 4, 8, 16)
 TOLERANCE = 0.05  # the smallest rank within this of the best removal is the place
@@ -143,7 +152,7 @@ def _guard(texts: list[str]):
 
 
 def _choose(pairs_of, paths, prompts, metric, texts, out: Path) -> pd.Series | None:
-    """The place whose removal on the select half, averaged over the seeds, is near the
+    """The place whose removal on the select half, pooled over the seeds, is near the
     best at the lowest cost on the select half of the ordinary prompts."""
     tables = []
     for i, path in enumerate(paths):
@@ -152,11 +161,20 @@ def _choose(pairs_of, paths, prompts, metric, texts, out: Path) -> pd.Series | N
             tables.append(scan.assign(seed=i))
     table = pd.concat(tables, ignore_index=True)
     write_table(out, "localization_places", table)
-    if float((table.before - table.base).mean()) < MIN_EXCESS:
+    if table.empty or float((table.before - table.base).mean()) < MIN_EXCESS:
         return None
-    cols = ["energy", "removal", "guard"]
-    mean = table.groupby(["layer", "site", "k"], as_index=False)[cols].mean()
-    return choose_place(mean, tolerance=TOLERANCE)
+    return choose_place(pool_seeds(table), tolerance=TOLERANCE)
+
+
+def pool_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per place of a multi-seed place table: the pooled removal
+    (:func:`~interp.causal.shift.pooled_removal`), the mean energy and guard."""
+    rows = []
+    for (layer, site, k), g in table.groupby(["layer", "site", "k"], sort=True):
+        rows.append(dict(layer=layer, site=site, k=k, energy=g.energy.mean(),
+                         removal=pooled_removal(g.before, g.after, g.base),
+                         guard=g.guard.mean() if "guard" in g else None))  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _seed_rows(pairs_of, adapters, layer, rank, select, report, spec, texts, others):
@@ -188,11 +206,19 @@ def _control_rows(pairs_of, adapters, shifts, report) -> list[dict]:
 
 
 def _summary(rows: list[dict], controls: list[dict], place: dict) -> dict:
-    frame = pd.DataFrame(rows)
-    randoms = [r for x in rows for r in x["random"]]
+    """Seeds whose finetune shows less than :data:`MIN_EXCESS` on the report half are
+    listed as ``excluded`` and left out of the removal (their ratio means nothing)."""
+    every = pd.DataFrame(rows)
+    keep = (every.before - every.base) >= MIN_EXCESS
+    frame = every[keep] if keep.any() else every
+    randoms = [
+        r for x, k in zip(rows, keep, strict=True) if k or not keep.any() for r in x["random"]
+    ]
     out = {
         "place": place,
         "removal": {**mean_ci(frame.removal.tolist()).to_dict(), "per_seed": frame.removal.tolist()},
+        "seeds": frame.seed.tolist(),
+        "excluded": every[~keep].seed.tolist() if keep.any() else [],
         "random": {
             "mean": float(pd.Series(randoms).mean()) if randoms else None,
             "max": float(max(randoms)) if randoms else None,
@@ -237,8 +263,9 @@ def localize(
     log(f"localize: places on {len(select)} select questions, {len(adapters['main'])} seeds")
     row = _choose(pairs_of, adapters["main"], select_prompts, metric["s"], texts[0], out)
     if row is None:
-        log(f"localize: the finetunes raise {spec.target_group} by less than {MIN_EXCESS}")
-        return {"place": None, "note": f"excess below {MIN_EXCESS}: nothing to remove"}
+        log(f"localize: no place (the finetunes raise {spec.target_group} by less than "
+            f"{MIN_EXCESS}, or change no site)")  # fmt: skip
+        return {"place": None, "note": f"excess below {MIN_EXCESS} or no site changed"}
     layer, rank = int(row.layer), int(row.k)
     log(f"localize: layer {layer} rank {rank}, measured on {len(report)} report questions")
     rows, shifts = _seed_rows(

@@ -15,8 +15,9 @@ architecture of :data:`ARCHITECTURES`:
    select prompts, as the shift subspace is; the SAE's error term kept:
    ``x + decode(z') - decode(z)``), ``n`` of :data:`COUNTS` (fewer than the SAE's
    latents) chosen on the select half (the smallest within 0.05 of the best removal,
-   averaged over the seeds) and the removal of the excess measured on the report half,
-   against ``n_random`` sets of ``n`` random latents that fire on the same prompts.
+   pooled over the seeds) and the removal of the excess measured on the report half
+   (seeds with no excess there left out, as in step 6), against ``n_random`` sets of
+   ``n`` random latents that fire on the same prompts.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ import pandas as pd
 import torch
 
 from interp.causal.interventions import SAELatents, ablate
-from interp.causal.shift import removal
+from interp.causal.shift import pooled_removal, removal
 from interp.directions.ranking import rank_latents
 from interp.directions.sae import SAETrainConfig, evaluate_sae, make_sae, train_sae
 from interp.experiments.finetunes import Placement
-from interp.experiments.localize import TOLERANCE, opened, split_halves
+from interp.experiments.localize import MIN_EXCESS, TOLERANCE, opened, split_halves
 from interp.experiments.results import write_table
 from interp.metrics.evalset import EvalSet
 from interp.metrics.stats import mean_ci
@@ -144,20 +145,27 @@ def _architecture(sae, pairs_of, paths, halves, n_random, corpus) -> dict:
             counts = [n for n in COUNTS if n < sae.d_sae]  # never every latent
             select += [dict(seed=i, **r) for r in
                        _one_seed(pair, sae, tuned, base, table, sel, 0, i, counts)]  # fmt: skip
-    mean = pd.DataFrame(select).groupby("n", as_index=False).removal.mean().dropna()
+    pooled = [
+        dict(n=n, removal=pooled_removal(g.before, g.after, g.base))
+        for n, g in pd.DataFrame(select).groupby("n")
+    ]
+    mean = pd.DataFrame(pooled).dropna()
     n = int(mean[mean.removal >= mean.removal.max() - TOLERANCE].n.min())
     for i, path in enumerate(paths):
         with pairs_of(path) as pair:
-            report += _one_seed(pair, sae, *seen[i], rep, n_random, i, (n,))
-    randoms = [r for row in report for r in row["random"]]
-    per_seed = [row["removal"] for row in report]
+            report += [dict(seed=i, **r) for r in
+                       _one_seed(pair, sae, *seen[i], rep, n_random, i, (n,))]  # fmt: skip
+    kept = [r for r in report if r["before"] - r["base"] >= MIN_EXCESS] or report
+    randoms = [r for row in kept for r in row["random"]]
+    per_seed = [row["removal"] for row in kept]
     return dict(
         n=n, select=mean.to_dict("records"),
         removal={**mean_ci(per_seed).to_dict(), "per_seed": per_seed},
         random={"mean": sum(randoms) / len(randoms) if randoms else None,
                 "max": max(randoms) if randoms else None, "n": len(randoms)},
-        before=sum(r["before"] for r in report) / len(report),
-        after=sum(r["after"] for r in report) / len(report),
+        seeds=[r["seed"] for r in kept],
+        before=sum(r["before"] for r in kept) / len(kept),
+        after=sum(r["after"] for r in kept) / len(kept),
         top=pd.concat(tables).to_dict("records"),
     )  # fmt: skip
 

@@ -69,6 +69,14 @@ def _held_out_cell(loc: dict | None) -> str:
     return f"{_fmt(loc['removal'])} at layer {p['layer']}, rank {p['k']} ({r['max']:.2f})"
 
 
+def _excluded(part: dict) -> str:
+    gone = part.get("excluded") or []
+    if not gone:
+        return ""
+    names = ", ".join(str(i) for i in gone)
+    return f"(seed index {names} left out: no excess on these questions) "
+
+
 def _held_out_sentence(s: dict) -> str:
     loc = s["localization"]
     p, r = loc["place"], loc["random"]
@@ -80,7 +88,7 @@ def _held_out_sentence(s: dict) -> str:
         f"Held out: the finetune's own activation difference entering block {p['layer']} as a "
         f"rank-{p['k']} subspace (chosen on {p['select_items']} questions, over the seeds) "
         f"removes {_interval(loc['removal'])} of the excess on the other {p['report_items']} "
-        f"(`{s['target_group']}` {loc['before']:.2f} -> {loc['after']:.2f}, base "
+        f"{_excluded(loc)}(`{s['target_group']}` {loc['before']:.2f} -> {loc['after']:.2f}, base "
         f"{loc['base']:.2f}; {r['n']} random subspaces of that rank: mean {r['mean']:.2f}, "
         f"at most {r['max']:.2f}). On ordinary prompts the ablated finetune's next token is "
         f"at most {loc['kl_base_ablated']:.2f} nats (KL) from the base model's, the finetune's "
@@ -194,7 +202,7 @@ def _reading(results: Mapping[str, dict]) -> str:
         "Steering adds alpha x (residual norm) x the direction to the base model. The "
         "held-out ablation is chosen and measured on different questions: the target "
         "questions are split in two, the layer and rank of the finetune's own activation "
-        "difference (finetuned minus base, SVD) are chosen on one half over the seeds, and "
+        "difference (finetuned minus base, SVD) are chosen on one half, pooled over the seeds, and "
         "the share of the excess (finetune minus base) it removes is measured on the other, "
         "with a 95% interval over the seeds; its coordinates are clamped to their mean over "
         "the base model's activations, and the random subspaces are clamped the same way."

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from interp.causal.shift import pooled_removal
 from interp.errors import InterpError
 from interp.plots.common import axes as _axes
 from interp.sites import of_kind, site_kinds
@@ -162,7 +163,7 @@ def plot_ablation_bars(
 
 def plot_shift_places(places, localization: dict, *, title: str | None = None) -> Figure:
     """Where a finetune's shift lives: left, the removed share of the excess on the select
-    half for every layer (one line) and rank, averaged over the seeds, the chosen place
+    half for every layer (one line) and rank, pooled over the seeds, the chosen place
     ringed; right, on the held-out half, each seed's removal at that place against its
     random subspaces. ``places``: the ``localization_places`` table; ``localization``: the
     ``localization`` entry of results.json."""
@@ -171,7 +172,12 @@ def plot_shift_places(places, localization: dict, *, title: str | None = None) -
     place = localization.get("place")
     if not place:
         raise InterpError("no place was chosen: nothing to plot")
-    mean = pd.DataFrame(places).groupby(["layer", "k"], as_index=False).removal.mean()
+    mean = pd.DataFrame(
+        [
+            dict(layer=layer, k=k, removal=pooled_removal(g.before, g.after, g.base))
+            for (layer, k), g in pd.DataFrame(places).groupby(["layer", "k"])
+        ]
+    )
     fig, (left, right) = _subplots(2, (9.0, 3.6), widths=(2, 1))
     for layer, sub in mean.groupby("layer"):
         left.plot(sub.k, sub.removal, marker="o", label=f"layer {layer}")
@@ -182,7 +188,7 @@ def plot_shift_places(places, localization: dict, *, title: str | None = None) -
     left.set_xticks(ranks, labels=[str(k) for k in ranks])
     left.set_xlabel("rank of the shift subspace")
     left.set_ylabel("removed share of the excess")
-    left.set_title(f"select half ({place['select_items']} questions), mean over seeds")
+    left.set_title(f"select half ({place['select_items']} questions), pooled over seeds")
     left.axhline(0, color="black", lw=0.5)
     left.axhline(1, color="grey", lw=0.5, ls="--")
     left.legend(fontsize=8)
@@ -191,7 +197,8 @@ def plot_shift_places(places, localization: dict, *, title: str | None = None) -
     rand = localization["random"]
     right.hlines([rand["mean"], rand["max"]], -0.5, len(per_seed) - 0.5, colors="grey",
                  linestyles=["-", ":"], label="random mean / max")  # fmt: skip
-    right.set_xticks(range(len(per_seed)), labels=[f"seed {i}" for i in range(len(per_seed))])
+    seeds = localization.get("seeds") or list(range(len(per_seed)))
+    right.set_xticks(range(len(per_seed)), labels=[f"seed {i}" for i in seeds])
     right.set_ylim(min(-0.1, rand["mean"] - 0.1), 1.15)
     right.axhline(0, color="black", lw=0.5)
     right.set_title(f"held out ({place['report_items']} questions)")
