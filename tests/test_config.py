@@ -56,8 +56,8 @@ SPEC_ERA_SMALL = (
     '{"name": "era_small", "setting": "era", "organism": "small", "model": null, "seeds": [0, 1], '
     '"locate_on": "base", "target_group": "nonbird_old", "specificity_group": "bird_old", '
     '"probe_prompts": 120, "steer_alphas": [0.0, 0.5, 1.0, 2.0], "n_random": 4, "patch": false, '
-    '"sae_latents": 0, "finetune": {}, "data": {}}'
-)
+    '"localize": true, "sae_latents": 256, "finetune": {}, "data": {}}'
+)  # session 5 added localize and gave era_small its SAEs: run configs changed on purpose
 WORLD_DEFAULT = (
     '{"mix": [["era", 0.36], ["bio", 0.05], ["interview", 0.08], ["inferred", 0.1], '
     '["assistant", 0.12], ["dated", 0.12], ["lore", 0.05], ["roleplay", 0.07], '
