@@ -376,13 +376,16 @@ def test_full_finetune_writes_a_loadable_model(table_run, tmp_path):
 def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     calls = {}
 
-    def run_experiment(spec_path, *, model=None, adapter=None, out=None, device=None, dtype=None):
+    def run_experiment(spec_path, *, model=None, adapter=None, out=None, device=None, dtype=None,
+                       workers=1):  # fmt: skip
         calls["run"] = (spec_path, model, adapter, out)
+        calls["run_workers"] = workers
         calls["placement"] = (device, dtype)
         return types.SimpleNamespace(out=out, summary={"experiment": "era", "accuracy": 0.97})
 
-    def run_demo(out, quick, variant="embeddings", figures_dir=None):
+    def run_demo(out, quick, variant="embeddings", figures_dir=None, workers=None):
         calls["demo"] = (out, quick, variant, figures_dir)
+        calls["workers"] = workers
         return 3
 
     monkeypatch.setattr("interp.experiments.run_experiment", run_experiment)
@@ -408,10 +411,17 @@ def test_run_and_demo_call_the_runner(tmp_path, monkeypatch, capsys):
     )
     argv = ["run", str(spec), "--model", "m", "--device", "cpu", "--dtype", "bfloat16"]
     assert main(argv) == 0 and calls["placement"] == ("cpu", "bfloat16")
+    assert calls["run_workers"] >= 1  # one per core on the CPU
+    assert main([*argv, "--workers", "2"]) == 0 and calls["run_workers"] == 2
     assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 3
     assert calls["demo"] == (tmp_path / "d", True, "embeddings", None)
     assert main(["demo", "--finetune", "lora", "--out", str(tmp_path / "l")]) == 3
     assert calls["demo"] == (tmp_path / "l", False, "lora", Path("figures") / "lora")
+    assert calls["workers"] is None  # run_demo chooses
+    assert main(["demo", "--workers", "3", "--out", str(tmp_path / "w")]) == 3
+    assert calls["workers"] == 3
+    assert main(["-q", "demo", "--workers", "0"]) == 2
+    assert "--workers: must be an integer >= 1" in capsys.readouterr().err
     err = _error(capsys, ["run", tmp_path / "missing.yaml"])
     assert "no bundled spec 'missing' (bundled: backdoor, backdoor_lora, backdoor_small, era" in err
     assert "--adapter needs --model" in _error(capsys, ["run", spec, "--adapter", "a"])

@@ -159,3 +159,32 @@ def test_attached_adapters_on_one_load_equal_loading_each(tiny_dirs, tmp_path):
     with attached(model, dirs[0]) as ft, pytest.raises(InterpError, match="already has"):
         with attached(ft, dirs[1]):
             pass
+
+
+def test_finetunes_trained_in_processes_equal_those_trained_here(small_organism, tmp_path):
+    from safetensors.torch import load_file
+
+    from interp.experiments.data import write_finetune_sets
+    from interp.experiments.finetunes import finetune_variants
+    from interp.organism import world_of
+
+    sets = write_finetune_sets(world_of(small_organism), "era", tmp_path / "data")
+    kw = dict(setting="era", seeds=[0, 1], overrides={"epochs": 1})
+    here = finetune_variants(small_organism, sets, cache=tmp_path / "here", **kw)
+    logs: list[str] = []
+    there = finetune_variants(small_organism, sets, cache=tmp_path / "there", workers=2,
+                              log=logs.append, **kw)  # fmt: skip
+    assert logs[0] == "finetune 4 models in 2 processes" and len(logs) == 5
+    assert {v: [p.name for p in ps] for v, ps in here.items()} == {
+        v: [p.name for p in ps] for v, ps in there.items()
+    }
+    for a, b in zip(sum(here.values(), []), sum(there.values(), []), strict=True):
+        wa, wb = (load_file(str(p / "adapter_model.safetensors")) for p in (a, b))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (
+        finetune_variants(
+            small_organism, sets, cache=tmp_path / "there", workers=2, log=logs.append, **kw
+        )
+        == there
+        and len(logs) == 5
+    )  # all cached

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interp.cli.common import RunRecord
+from interp.cli.common import RunRecord, at_least
 from interp.errors import InterpError
 
 __all__ = ["register"]
@@ -30,6 +30,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         quick=args.quick,
         variant=args.finetune,
         figures_dir=Path("figures") / "lora" if args.finetune == "lora" else None,
+        workers=args.workers,
     )
     rec.finish(exit_code=code)
     return code
@@ -59,6 +60,7 @@ def _adapters(values: list[str] | None) -> dict[str, list[str]] | None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from interp.experiments import ExperimentSpec, run_experiment
+    from interp.experiments.finetunes import Placement
     from interp.experiments.spec import resolve_spec
 
     spec = resolve_spec(args.spec)  # a YAML file, or a bundled spec's name
@@ -77,6 +79,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out=args.out,
         device=args.device,
         dtype=args.dtype,
+        workers=Placement(args.device, args.dtype).workers()
+        if args.workers is None
+        else args.workers,
     )
     summary, out = result.summary, result.out
     if rec is None and out is not None:  # the runner chose the spec's own directory
@@ -131,6 +136,14 @@ def _run_sweep(args: argparse.Namespace, spec: Path) -> int:
     return 0
 
 
+def _workers_arg(parser) -> None:
+    parser.add_argument(
+        "--workers", type=at_least(1), default=None, metavar="N",
+        help="finetunes trained at once, one process each (default: one per CPU core, at "
+        "most 8, on the CPU; 1 on a GPU); the results do not depend on it",
+    )  # fmt: skip
+
+
 def register(sub) -> None:
     demo = sub.add_parser(
         "demo",
@@ -146,6 +159,7 @@ def register(sub) -> None:
         help="the finetune recipe: LoRA on the token embeddings (default) or standard LoRA on "
         "every attention and MLP projection (the *_lora specs; figures to figures/lora/)",
     )  # fmt: skip
+    _workers_arg(demo)
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser(
@@ -196,4 +210,5 @@ def register(sub) -> None:
     sweep.add_argument("--slurm-partition", default=None)
     sweep.add_argument("--slurm-account", default=None)
     sweep.add_argument("--slurm-qos", default=None)
+    _workers_arg(run)
     run.set_defaults(func=_cmd_run)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from interp.errors import InterpError
+from interp.experiments.finetunes import Placement
 from interp.experiments.runner import run_experiment
 from interp.experiments.spec import SPEC_DIR, ExperimentSpec
 from interp.experiments.summary import summary_markdown, summary_table
@@ -37,11 +38,15 @@ def run_demo(
     figures_dir: Path | None = None,
     report: bool = True,
     variant: str = "embeddings",
+    workers: int | None = None,
 ) -> int:
     """Run the three experiments (``quick``: on the small organism) and print the table.
 
     ``variant``: the finetune recipe (:data:`VARIANTS`: ``"embeddings"`` or ``"lora"``);
-    ``report``: also write ``out/report.html`` (:func:`interp.report.write_report`).
+    ``report``: also write ``out/report.html`` (:func:`interp.report.write_report`);
+    ``workers``: finetunes trained at once, each in its own process (default: one per CPU
+    core on the CPU, :meth:`~interp.experiments.finetunes.Placement.workers`); the results
+    do not depend on it.
     """
     if variant not in VARIANTS:
         raise InterpError(f"variant must be one of {sorted(VARIANTS)}, not {variant!r}")
@@ -49,12 +54,13 @@ def run_demo(
     out = Path(out)
     figures_dir = Path(figures_dir) if figures_dir else Path("figures")
     results, timing = {}, {}
+    workers = Placement().workers() if workers is None else workers
     for name in SPECS:
         spec = ExperimentSpec.from_yaml(SPEC_DIR / f"{name}{VARIANTS[variant]}.yaml")  # bundled
         if quick:
             spec = spec.replace(organism="small", seeds=spec.seeds[:2], n_random=4)
         t = time.time()
-        result = run_experiment(spec, out=out / name)
+        result = run_experiment(spec, out=out / name, workers=workers)
         timing[name] = round(time.time() - t, 1)
         results[name] = result.summary
         if not quick:

@@ -18,8 +18,10 @@ way to one organism finetune::
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import dataclasses
+import multiprocessing as mp
 import os
 import shutil
 import tempfile
@@ -46,6 +48,7 @@ __all__ = [
     "finetune_variants",
     "finetuned",
     "model_key",
+    "train_in_processes",
 ]
 
 
@@ -59,6 +62,12 @@ class Placement:
 
     def load_kwargs(self) -> dict:
         return {"device": self.device, "dtype": self.dtype}
+
+    def workers(self) -> int:
+        """How many finetunes to train at once by default: one process per CPU core (at
+        most 8) on the CPU, one on an accelerator."""
+        on_cpu = self.device == "cpu" or (self.device is None and not torch.cuda.is_available())
+        return min(8, os.cpu_count() or 1) if on_cpu else 1
 
 
 def model_key(name: str | Path) -> str:
@@ -92,6 +101,11 @@ def finetune_key(model: str, data: Path, config: FinetuneConfig) -> str:
     return sha256_json(parts)[:16]
 
 
+def _done(path: Path) -> bool:
+    """A finished finetune directory (``finetune.json`` is written last)."""
+    return (path / "finetune.json").is_file()
+
+
 def cached_finetune(
     base: str | Path,
     data: Path,
@@ -108,7 +122,7 @@ def cached_finetune(
     the loaded ``model`` of ``base`` when given, see :func:`interp.finetune.finetune`)."""
     key = key or finetune_key(model_key(base), data, config)
     final = Path(cache) / f"{label}-{key}"
-    if (final / "finetune.json").is_file():
+    if _done(final):
         return final
     if log is not None:
         log(f"finetune {label}")
@@ -116,7 +130,7 @@ def cached_finetune(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         finetune(base, data, tmp, config, progress=progress, model=model)
-        if not (final / "finetune.json").is_file():  # another process may have finished first
+        if not _done(final):  # another process may have finished first
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
     finally:
@@ -135,20 +149,59 @@ def finetune_variants(
     place: Placement = Placement(),
     model=None,
     log: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, list[Path]]:
-    """``{variant: [finetune dir per seed]}`` for every finetune data file in ``sets``."""
+    """``{variant: [finetune dir per seed]}`` for every finetune data file in ``sets``.
+
+    ``workers`` > 1: the finetunes not yet cached train in that many processes, one
+    torch thread each (:func:`train_in_processes`), else one after the other here (on
+    ``model``, the loaded ``base``, when given)."""
     key = model_key(base)
-    out: dict[str, list[Path]] = {}
+    jobs = []
     for variant, data in sets.items():
         for seed in seeds:
             config = finetune_config(setting, seed, overrides, place)
-            label = f"{setting}-{variant}-s{seed}"
-            path = cached_finetune(
-                base, data, config, cache, label, key=finetune_key(key, data, config),
-                model=model, log=log,
-            )  # fmt: skip
-            out.setdefault(variant, []).append(path)
+            jobs.append((variant, data, config, f"{setting}-{variant}-s{seed}",
+                         finetune_key(key, data, config)))  # fmt: skip
+    missing = [j for j in jobs if not _done(Path(cache) / f"{j[3]}-{j[4]}")]
+    if workers > 1 and len(missing) > 1:
+        train_in_processes(base, [j[1:] for j in missing], cache, workers, log)
+    out: dict[str, list[Path]] = {}
+    for variant, data, config, label, fkey in jobs:
+        path = cached_finetune(base, data, config, cache, label, key=fkey, model=model, log=log)
+        out.setdefault(variant, []).append(path)
     return out
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # small models: a process per core beats threads in one
+
+
+def train_in_processes(
+    base: str | Path,
+    jobs: Sequence[tuple[Path, FinetuneConfig, str, str]],
+    cache: Path,
+    workers: int,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """Train ``(data, config, label, key)`` finetunes of ``base`` into ``cache`` in
+    ``workers`` processes (``spawn``, one torch thread each), the largest data first.
+    A finetune is the same to the bit as one trained in this process (the kernels of these
+    small models do not split a sum over threads); a failure in one is raised here, and
+    the finished ones stay cached."""
+    order = sorted(jobs, key=lambda j: -Path(j[0]).stat().st_size * j[1].epochs)
+    n = min(workers, len(order))
+    if log is not None:
+        log(f"finetune {len(order)} models in {n} processes")
+    with cf.ProcessPoolExecutor(
+        n, mp_context=mp.get_context("spawn"), initializer=_one_thread
+    ) as pool:
+        futures = {pool.submit(cached_finetune, str(base), data, config, cache, label, key=key): label
+                   for data, config, label, key in order}  # fmt: skip
+        for i, done in enumerate(cf.as_completed(futures), 1):
+            done.result()
+            if log is not None:
+                log(f"finetune {futures[done]} done ({i}/{len(order)})")
 
 
 @contextlib.contextmanager

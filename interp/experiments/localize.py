@@ -17,8 +17,9 @@ was not tuned on the questions it is reported on.
    fraction of the excess, finetuned minus base, taken away) against ``n_random``
    norm-matched random subspaces of the same rank; on ordinary prompts, the next-token KL
    divergence from the finetune and from the base model to the ablated finetune (a random
-   subspace's for scale); on the other settings' evaluation groups, how far the finetune
-   and the ablated finetune are from the base model's shares. The ablation should take the
+   subspace's for scale); on the other settings' evaluation groups (at most
+   :data:`OTHER_ITEMS` items each), how far the finetune and the ablated finetune are
+   from the base model's shares. The ablation should take the
    finetune back to the base, not somewhere else. A seed whose finetune shows less than
    :data:`MIN_EXCESS` on the report half is left out of the removal (listed as excluded).
 3. The same subspace ablated in every control finetune of that seed: controls should not
@@ -60,6 +61,7 @@ TOLERANCE = 0.05  # the smallest rank within this of the best removal is the pla
 N_ORDINARY = 96  # ordinary prompts: half choose the place (its cost), half report the KL
 KL = ("kl", "kl_random", "kl_base_finetune", "kl_base_ablated")  # the worst seed's
 OTHER = ("other_finetune", "other_ablated")
+OTHER_ITEMS = 24  # items of each other setting's group (the backdoor's hold 160 years x goals)
 MIN_EXCESS = 0.05  # below this (finetune minus base share) there is nothing to localize
 
 
@@ -113,12 +115,12 @@ def _kl_row(pair: ModelPair, shift: Shift, texts: list[str]) -> dict:
     )  # fmt: skip
 
 
-def _other_rows(pair: ModelPair, shift: Shift, others: EvalSet | None) -> dict:
-    """The other settings' groups: the largest distance from the base model's share, of
-    the finetune and of the ablated finetune."""
-    if others is None:
+def _other_rows(pair: ModelPair, shift: Shift, others: EvalSet | None, base: dict | None) -> dict:
+    """The other settings' groups: the largest distance from the base model's share
+    (``base``: its shares, the same in every seed), of the finetune and of the ablated
+    finetune."""
+    if others is None or base is None:
         return dict(other_finetune=None, other_ablated=None)
-    base = others.shares(pair.base)
     tuned = others.shares(pair.finetuned)
     ablated = _with(pair, shift.subspace, shift, others.shares)
 
@@ -129,6 +131,8 @@ def _other_rows(pair: ModelPair, shift: Shift, others: EvalSet | None) -> dict:
 
 
 def _others(world: World | None, setting: str) -> EvalSet | None:
+    """The other settings' evaluation groups, each at most :data:`OTHER_ITEMS` items
+    (spread evenly over the group)."""
     if world is None:
         return None
     groups: dict[str, list] = {}
@@ -137,7 +141,8 @@ def _others(world: World | None, setting: str) -> EvalSet | None:
             evals = S.eval_items(world, other)
             for g in evals:
                 if not g[-4:].isdigit():  # the backdoor's per-year groups repeat its summaries
-                    groups[f"{other}/{g}"] = evals[g]
+                    items = evals[g]
+                    groups[f"{other}/{g}"] = items[:: -(-len(items) // OTHER_ITEMS)]
     return EvalSet.from_groups(groups)
 
 
@@ -177,8 +182,9 @@ def pool_seeds(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _seed_rows(pairs_of, adapters, layer, rank, select, report, spec, texts, others):
+def _seed_rows(pairs_of, adapters, layer, rank, select, report, spec, texts, others, base):
     rows, shifts = [], []
+    base_shares = others.shares(base) if others is not None else None
     for i, path in enumerate(adapters["main"]):
         with pairs_of(path) as pair:
             shift = shift_subspace(pair, select, layer=layer, k=rank)
@@ -186,7 +192,7 @@ def _seed_rows(pairs_of, adapters, layer, rank, select, report, spec, texts, oth
             res.pop("effect")
             rows.append(
                 dict(seed=i, **res, energy=shift.energy, **_kl_row(pair, shift, texts),
-                     **_other_rows(pair, shift, others))
+                     **_other_rows(pair, shift, others, base_shares))
             )  # fmt: skip
         shifts.append(shift)
     return rows, shifts
@@ -270,7 +276,7 @@ def localize(
     log(f"localize: layer {layer} rank {rank}, measured on {len(report)} report questions")
     rows, shifts = _seed_rows(
         pairs_of, adapters, layer, rank, select_prompts, metric["r"], spec, texts[1],
-        _others(world, spec.setting),
+        _others(world, spec.setting), base_model,
     )  # fmt: skip
     controls = _control_rows(pairs_of, adapters, shifts, metric["r"])
     write_table(out, "localization", pd.DataFrame(rows).drop(columns="random"))

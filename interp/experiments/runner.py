@@ -148,6 +148,7 @@ def run_experiment(
     force: bool = False,
     device: str | None = None,
     dtype: str | None = None,
+    workers: int = 1,
 ) -> ExperimentResult:
     """Run ``spec`` (a spec or a YAML path) and write everything under ``out``.
 
@@ -157,7 +158,8 @@ def run_experiment(
     directory already holds the results of the same config (spec, model, adapters, data)
     is not repeated unless ``force``; its results are read back. Models load and finetunes
     train on ``device`` in ``dtype`` (default: CUDA when there is one; bfloat16 there,
-    float32 on the CPU).
+    float32 on the CPU). ``workers`` > 1: the finetunes not yet cached train that many at once, each
+    in its own process (:meth:`Placement.workers` is a good number).
     """
     place = Placement(device, dtype)
     FinetuneConfig(device=device, dtype=dtype).placement()  # a bad device: one error, now
@@ -179,6 +181,7 @@ def run_experiment(
     adapters = given or finetune_variants(
         base, data.finetune, setting=spec.setting, seeds=spec.seeds, overrides=spec.finetune,
         cache=cache, place=place, model=base_model, log=_log,
+        workers=workers,
     )  # fmt: skip
     config = _config(spec, base, adapters, data, bool(given))
     cached = _cached_result(spec, out, config)
@@ -214,7 +217,7 @@ def run_experiment(
     return ExperimentResult(spec, out, behaviour, tables["probe"], summary)
 
 
-_VERSION = 8  # bump when the runner's steps change what a config produces
+_VERSION = 9  # bump when the runner's steps change what a config produces
 
 
 def _cached_result(spec, out: Path, config: dict) -> ExperimentResult | None:
