@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
+from transformers.utils import logging as hf_logging
 
 from interp.adapters import attached
 from interp.devices import dtype_name
@@ -173,8 +174,9 @@ def finetune_variants(
     return out
 
 
-def _one_thread() -> None:
+def _worker_init() -> None:
     torch.set_num_threads(1)  # small models: a process per core beats threads in one
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per finetune drowns the log
 
 
 def train_in_processes(
@@ -194,7 +196,7 @@ def train_in_processes(
     if log is not None:
         log(f"finetune {len(order)} models in {n} processes")
     with cf.ProcessPoolExecutor(
-        n, mp_context=mp.get_context("spawn"), initializer=_one_thread
+        n, mp_context=mp.get_context("spawn"), initializer=_worker_init
     ) as pool:
         futures = {pool.submit(cached_finetune, str(base), data, config, cache, label, key=key): label
                    for data, config, label, key in order}  # fmt: skip
