@@ -21,6 +21,7 @@ from interp.integrity import jsonl_rows, read_json, read_text
 from interp.prompts import check_message, check_prompt
 
 __all__ = [
+    "add_workers_arg",
     "Parser",
     "positive_int",
     "nonneg_int",
@@ -329,3 +330,12 @@ def headless() -> None:
 
     if matplotlib.get_backend().lower() != "agg":
         matplotlib.use("Agg")
+
+
+def add_workers_arg(parser) -> None:
+    """``--workers N``: finetunes trained at once (``None``: the placement decides)."""
+    parser.add_argument(
+        "--workers", type=at_least(1), default=None, metavar="N",
+        help="finetunes trained at once, one process each (default: one per CPU core, at "
+        "most 8, on the CPU; 1 on a GPU); the results do not depend on it",
+    )  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interp.cli.common import RunRecord, at_least
+from interp.cli.common import RunRecord, add_workers_arg
 from interp.errors import InterpError
 
 __all__ = ["register"]
@@ -136,14 +136,6 @@ def _run_sweep(args: argparse.Namespace, spec: Path) -> int:
     return 0
 
 
-def _workers_arg(parser) -> None:
-    parser.add_argument(
-        "--workers", type=at_least(1), default=None, metavar="N",
-        help="finetunes trained at once, one process each (default: one per CPU core, at "
-        "most 8, on the CPU; 1 on a GPU); the results do not depend on it",
-    )  # fmt: skip
-
-
 def register(sub) -> None:
     demo = sub.add_parser(
         "demo",
@@ -159,7 +151,7 @@ def register(sub) -> None:
         help="the finetune recipe: LoRA on the token embeddings (default) or standard LoRA on "
         "every attention and MLP projection (the *_lora specs; figures to figures/lora/)",
     )  # fmt: skip
-    _workers_arg(demo)
+    add_workers_arg(demo)
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser(
@@ -210,5 +202,5 @@ def register(sub) -> None:
     sweep.add_argument("--slurm-partition", default=None)
     sweep.add_argument("--slurm-account", default=None)
     sweep.add_argument("--slurm-qos", default=None)
-    _workers_arg(run)
+    add_workers_arg(run)
     run.set_defaults(func=_cmd_run)

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from interp.cli.common import RunRecord, add_out_arg, at_least
+from interp.cli.common import RunRecord, add_out_arg, add_workers_arg, at_least
 from interp.errors import InterpError
 from interp.integrity import read_json
 
@@ -68,10 +68,12 @@ def _cmd(args: argparse.Namespace) -> int:
     overrides = finetune_overrides(args.finetune)
     rec = RunRecord(args, out)
     config = OrganismConfig.small() if args.config == "small" else OrganismConfig.default()
+    place = Placement(args.device, args.dtype)
     rows = world_card(
         config, args.settings, args.seeds, worlds=args.worlds, sampled=args.sampled,
         overrides=overrides, variants=args.variants,
-        place=Placement(args.device, args.dtype), data_dir=out / "data",
+        place=place, data_dir=out / "data",
+        workers=place.workers() if args.workers is None else args.workers,
     )  # fmt: skip
     doc = {"config": config.to_dict(), "settings": args.settings, "seeds": args.seeds,
            "worlds": args.worlds, "finetune": overrides, "rows": rows}  # fmt: skip
@@ -117,6 +119,7 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="weights and training dtype (default: bfloat16 on GPU, float32 on CPU)")  # fmt: skip
+    add_workers_arg(p)
     p.add_argument("--render", action="store_true",
                    help="only rewrite OUT/world_card.md from the OUT/rows.json a run wrote")  # fmt: skip
     add_out_arg(p, "runs/world-card")

@@ -108,13 +108,15 @@ def world_card(
     place: Placement | None = None,
     data_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
+    workers: int = 1,
 ) -> list[dict]:
     """Rows ``{world, setting, variant, group, value, lo, hi, n, level, per_seed}``.
 
     ``overrides`` replace fields of each setting's finetune recipe (a sweep point, e.g.
     ``{"lr": 2e-2, "epochs": 8}``), ``variants`` restricts the finetunes (``["main"]``),
     ``sampled=k`` adds sampled rows (``k`` seeded samples per question). The finetune data
-    files go under ``data_dir/<world>/`` (default: a temporary directory).
+    files go under ``data_dir/<world>/`` (default: a temporary directory); ``workers``
+    finetunes train at once, each in its own process.
     """
     place = place or Placement()
     known = {v for s in settings for v in SETTINGS[s]}
@@ -139,6 +141,7 @@ def world_card(
                 finetunes = finetune_variants(
                     organism, sets, setting=setting, seeds=seeds, overrides=overrides,
                     cache=cache_root() / "finetunes", place=place, model=base_model, log=log,
+                    workers=workers,
                 )  # fmt: skip
                 sampling = Sampling(sampled, SAMPLED[setting], "<|end|>") if sampled else None
                 frame = measure_behaviour(
