@@ -94,7 +94,7 @@ def test_demo_writes_the_summary_and_keeps_time_apart(tmp_path, monkeypatch, cap
 
     import interp.experiments.demo as demo
 
-    def fake_run(spec, out):
+    def fake_run(spec, out, workers=1):
         summary = json.loads((DATA / "demo_results" / spec.name / "results.json").read_text())
         return types.SimpleNamespace(summary=summary, out=out)
 

@@ -242,7 +242,7 @@ def test_demo_writes_its_report(era_run, tmp_path, monkeypatch, capsys):
 
     import interp.experiments.demo as demo
 
-    def run_experiment(spec, *, out):
+    def run_experiment(spec, *, out, workers=1):
         shutil.copytree(era_run, out, ignore=shutil.ignore_patterns("report.html"))
         summary = json.loads((out / "results.json").read_text())
         return types.SimpleNamespace(summary=summary, out=out)
