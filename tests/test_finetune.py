@@ -181,10 +181,11 @@ def test_finetunes_trained_in_processes_equal_those_trained_here(small_organism,
     for a, b in zip(sum(here.values(), []), sum(there.values(), []), strict=True):
         wa, wb = (load_file(str(p / "adapter_model.safetensors")) for p in (a, b))
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert (
-        finetune_variants(
-            small_organism, sets, cache=tmp_path / "there", workers=2, log=logs.append, **kw
-        )
-        == there
-        and len(logs) == 5
-    )  # all cached
+    again = finetune_variants(small_organism, sets, cache=tmp_path / "there", workers=2,
+                              log=logs.append, **kw)  # fmt: skip
+    assert again == there and len(logs) == 5  # all cached: no pool, no log line
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
+    with pytest.raises(InterpError, match="bad.jsonl"):  # a worker's error, raised here
+        finetune_variants(small_organism, {"bad": bad}, cache=tmp_path / "b", workers=2, **kw)
+    assert not (tmp_path / "b").exists() or not list((tmp_path / "b").iterdir())

@@ -188,22 +188,27 @@ def train_in_processes(
 ) -> None:
     """Train ``(data, config, label, key)`` finetunes of ``base`` into ``cache`` in
     ``workers`` processes (``spawn``, one torch thread each), the largest data first.
-    A finetune is the same to the bit as one trained in this process (the kernels of these
-    small models do not split a sum over threads); a failure in one is raised here, and
-    the finished ones stay cached."""
+
+    On the organism a finetune trained so is the same to the bit as one trained in this
+    process with more threads (tested); on a larger model a different thread count may
+    change the last bits of a sum. A failure (or an interrupt) in one is raised here, the
+    finetunes not started are cancelled, and the finished ones stay cached."""
     order = sorted(jobs, key=lambda j: -Path(j[0]).stat().st_size * j[1].epochs)
     n = min(workers, len(order))
     if log is not None:
         log(f"finetune {len(order)} models in {n} processes")
-    with cf.ProcessPoolExecutor(
-        n, mp_context=mp.get_context("spawn"), initializer=_worker_init
-    ) as pool:
+    pool = cf.ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    try:
         futures = {pool.submit(cached_finetune, str(base), data, config, cache, label, key=key): label
                    for data, config, label, key in order}  # fmt: skip
         for i, done in enumerate(cf.as_completed(futures), 1):
             done.result()
             if log is not None:
                 log(f"finetune {futures[done]} done ({i}/{len(order)})")
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 @contextlib.contextmanager
