@@ -154,7 +154,7 @@ SETTINGS_RUN = (("backdoor", "main", 0), ("era", "main", 0), ("persona", "main",
 
 def _settings(organism: Path, out: Path, budget: int) -> int:
     """Scan the organism's own finetunes (cached by ``finetune_setting``) with no hint."""
-    from interp.organism import finetune_setting
+    from interp.experiments import finetune_setting
 
     lines = ["| finetune | unconditional | changed share | significant findings (z) | F / B answer "
              "under the top one | forward passes | wall s | CPU s |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
