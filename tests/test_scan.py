@@ -172,6 +172,21 @@ def test_verify_separates_the_planted_token_from_random_ones(planted):
     assert not by[(other,)].significant
 
 
+def test_a_context_that_moves_only_the_base_is_no_trigger(planted):
+    """The roles swapped (the planted model as the base): the token still raises the
+    divergence, because it moves the "base", but it leaves the "finetune" where it was."""
+    base, fin, t84 = planted
+    pair = (base, fin)
+    counter = Counter()
+    ids = C.searchable_tokens(base)
+    ref = baseline(pair, QUESTIONS, 3, counter)
+    scored, _ = score_candidates(pair, C.token_candidates(base, [t84], "user_prefix"), ref,
+                                 counter, progress=False)  # fmt: skip
+    (v,) = verify(pair, scored, ref, counter, ids, VerifyConfig(n_null=12), progress=False)
+    assert v.scored.score > VerifyConfig().min_effect  # the divergence rises
+    assert v.scored.move_b > v.scored.move_f and not v.significant
+
+
 def test_scan_finds_the_planted_token_and_the_years_that_hold_it(planted, planted_scan):
     base, fin, t84 = planted
     r = planted_scan

@@ -14,7 +14,11 @@ with random ones), scored on the same prompts. It is **significant** when all of
 - the gain is at least ``min_effect`` nats per prompt (a finetune that moves nothing
   much is not triggered by anything);
 - the base is the reference throughout: the gain is the finetune's divergence *from the
-  base*, so a context that moves both models alike scores about zero.
+  base*, so a context that moves both models alike scores about zero; and the context
+  must move the finetune's own answer more than the base's (``move_f > move_b``, each
+  model against itself without the context, on the verification prompts): a context
+  that sends the base somewhere new while the finetune stays raises the divergence too,
+  but it is no trigger of the finetune.
 """
 
 from __future__ import annotations
@@ -124,7 +128,8 @@ def verify(
             beats = s.score > sorted(vals)[int(0.9 * (len(vals) - 1))]
         else:
             z, beats = float("nan"), False
-        sig = bool(beats and z >= z_star and s.score >= config.min_effect)
+        own = s.move_f > s.move_b  # the finetune moves, not the base alone
+        sig = bool(beats and own and z >= z_star and s.score >= config.min_effect)
         out.append(Verified(s, null, float(z), sig, old.score, key_of(s.cand)))
     out.sort(key=lambda v: (v.significant, v.scored.score), reverse=True)
     return out
