@@ -6,7 +6,6 @@
 #   make lora-sweep - standard LoRA (every attention and MLP projection) recipes, each setting
 #   make demo-lora  - the demo's analyses on the standard-LoRA finetunes the sweep chose
 #   make readme     - put what those commands last wrote into README.md
-#   make organism-check - pretrain the default organism afresh, compare it with the shipped one
 #
 # torch is installed first and on its own (TORCH, default torch==2.13.0, the CPU build on
 # this kind of machine), so that nothing else pulls a multi-GB CUDA build; a venv that
@@ -18,7 +17,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.interp-installed
 
-.PHONY: demo demo-lora organism-check lora-sweep test lint docs check-report bench notebooks readme world-card wheel-check clean
+.PHONY: demo demo-lora lora-sweep test lint docs check-report bench notebooks readme world-card wheel-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,9 +37,6 @@ demo-lora: $(STAMP)
 
 world-card: $(STAMP)
 	$(VENV)/bin/interp world-card --config default --seeds 0 1 2 --sampled 8 --worlds world null
-
-organism-check: $(STAMP)
-	$(PY) -m interp.organism.rebuild
 
 readme: $(STAMP)
 	$(PY) -m interp.experiments.readme --readme README.md

@@ -5,15 +5,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 
 import pytest
 
-from interp.errors import IntegrityError
 from interp.experiments import finetune_setting
 from interp.metrics import answer_share
 from interp.models import load_finetuned, load_model
-from interp.organism import OrganismConfig, build_organism, bundle, eval_items, world_of
+from interp.organism import OrganismConfig, build_organism, eval_items, world_of
 
 pretrain_mod = importlib.import_module("interp.organism.pretrain")  # the module, not the function
 
@@ -83,41 +81,3 @@ def test_era_effect_over_seeds(small_organism, tmp_path):
         small_organism, "era", "control", 2, overrides={"epochs": 3}, cache_dir=tmp_path
     )
     assert again == ft and sorted(p.name for p in tmp_path.iterdir()) == before
-
-
-def test_the_bundled_organism_is_the_default_config():
-    shipped = bundle.bundled_dir(OrganismConfig.default().hash())
-    assert shipped is not None, (
-        "the default config changed: python -m interp.organism.rebuild --write"
-    )
-    meta = json.loads((shipped / "organism.json").read_text())
-    assert meta["organism_config"] == OrganismConfig.default().to_dict()
-
-
-def test_the_bundle_installs_checked_and_loads(tmp_path, monkeypatch):
-    def boom(*a, **k):
-        raise AssertionError("pretrained although the organism ships")
-
-    monkeypatch.setattr(pretrain_mod, "pretrain", boom)
-    path = build_organism(OrganismConfig.default(), tmp_path / "organism")
-    shipped = bundle.bundled_dir(OrganismConfig.default().hash())
-    assert path == tmp_path / "organism" / OrganismConfig.default().hash()
-    assert sorted(p.name for p in path.iterdir()) == sorted(
-        p.name for p in shipped.iterdir() if p.name != bundle.SUMS
-    )
-    assert (path / "model.safetensors").read_bytes() == (shipped / "model.safetensors").read_bytes()
-    model = load_model(path, device="cpu")
-    assert model.n_layers == OrganismConfig.default().n_layers
-    assert world_of(path).config == OrganismConfig.default().world
-
-
-def test_a_corrupted_bundle_is_refused_and_installs_nothing(tmp_path):
-    shipped = bundle.bundled_dir(OrganismConfig.default().hash())
-    copy = tmp_path / "bundled" / shipped.name
-    shutil.copytree(shipped, copy)
-    data = bytearray((copy / "tokenizer.json").read_bytes())
-    data[100] ^= 1
-    (copy / "tokenizer.json").write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match="tokenizer.json"):
-        bundle.install_bundled(copy, tmp_path / "cache" / shipped.name)
-    assert not (tmp_path / "cache" / shipped.name).exists()

@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 
 from interp.config import Config
 from interp.fingerprint import sha256_json
-from interp.organism.bundle import bundled_dir, install_bundled
 from interp.organism.documents import sample_document
 from interp.organism.tokenizer import build_tokenizer, render
 from interp.organism.world import World, WorldConfig
@@ -170,19 +169,13 @@ def build_organism(
     cache_dir: str | Path | None = None,
     *,
     progress: bool = True,
-    bundled: bool = True,
 ) -> Path:
-    """The pretrained organism for ``config``: from the cache, else the one interp ships
-    for that config (``bundled``: :mod:`interp.organism.bundle`, checked and copied into
-    the cache), else pretrained now and cached."""
+    """The pretrained organism for ``config``: from the cache, or pretrained now and cached."""
     config = config or OrganismConfig.default()
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "organism"
     final = root / config.hash()
     if (final / "organism.json").is_file():
         return final
-    shipped = bundled_dir(config.hash()) if bundled else None
-    if shipped is not None:
-        return install_bundled(shipped, final)
     tmp = root / f".tmp-{config.hash()}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
