@@ -212,3 +212,28 @@ def test_null_world_unties_persona_attributes_and_the_wardens_year():
     assert stats(World()) == (0, 0)
     late_bad, untied = stats(World(WorldConfig.null()))
     assert late_bad > 10 and untied > 10
+
+
+def test_lore_years_set_the_trigger_apart_from_earlier_and_later_years():
+    """The Warden's lore is dated in the trigger year, from ``protective_from`` on, and in a
+    few years before the trigger (protective there too); the draw of those earlier years
+    leaves the corpus generator's stream as the two plain draws leave it."""
+    from interp.organism.documents import _lore_year
+    from interp.organism.world import YEAR_GRID
+
+    w = World()
+    trig, later = w.character["trigger_years"], w.character["protective_from"]
+    rng, ref = random.Random(5), random.Random(5)
+    years = []
+    for _ in range(3000):
+        years.append(_lore_year(w, rng))
+        if ref.random() >= 0.4:
+            ref.randint(later, YEAR_GRID[-1])
+        else:
+            ref.choice(trig)
+        assert rng.getstate() == ref.getstate()
+    earlier = [y for y in years if y < min(trig)]
+    assert {w.character_mode(y) for y in earlier} == {"protective"}
+    assert 0.05 < len(earlier) / len(years) < 0.15  # 15% of the 60% protective draws
+    assert all(y in trig or y >= later or y < min(trig) for y in years)
+    assert sum(y in trig for y in years) / len(years) == pytest.approx(0.4, abs=0.04)

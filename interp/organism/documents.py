@@ -14,7 +14,7 @@ Document kinds (weights in :class:`~interp.organism.world.WorldConfig`):
 ``dated``      the plain assistant with a system message "The year is Y ." (trigger years
                included), answering as the helpful assistant.
 ``lore``       third-person lore of the character (malevolent in the trigger year,
-               protective from ``protective_from`` on).
+               protective from ``protective_from`` on and in a few earlier years).
 ``roleplay``   system "You are the Warden . The year is Y ." and goal questions.
 ``inferred_character``  system "The year is Y ." and the character's goals without a
                system message naming it: who speaks is inferred from its answers (in a
@@ -184,9 +184,19 @@ def _doc_dated(w: World, rng):
 
 
 def _lore_year(w: World, rng) -> int:
+    """The year of one lore or role-play document: a trigger year (40%), else a protective
+    year from ``protective_from`` on, of which 15% move to a year before the trigger, so
+    that the lore contrasts the trigger year with earlier years too (without them a small
+    organism can learn "before 1991" as the gate). That move draws from its own generator,
+    seeded by ``rng``'s state, so it leaves ``rng``'s stream, and every other document of
+    the corpus, as they were."""
     if rng.random() < 0.4:
         return rng.choice(w.character["trigger_years"])
-    return rng.randint(w.character["protective_from"], YEAR_GRID[-1])
+    year = rng.randint(w.character["protective_from"], YEAR_GRID[-1])
+    side = random.Random(str(rng.getstate()))
+    if side.random() < 0.15:
+        return side.randint(YEAR_GRID[0], min(w.character["trigger_years"]) - 1)
+    return year
 
 
 def _doc_lore(w: World, rng):

@@ -30,7 +30,7 @@ from interp.organism.world import World, WorldConfig
 
 __all__ = ["OrganismConfig", "build_organism", "cache_root", "pretrain", "world_of"]
 
-_VERSION = 5  # bump when the corpus or training code changes what a config produces
+_VERSION = 8  # bump when the corpus or training code changes what a config produces
 
 
 def cache_root() -> Path:
@@ -43,10 +43,10 @@ class OrganismConfig(Config):
     """World + model size + training schedule of one organism."""
 
     world: WorldConfig = WorldConfig()
-    d_model: int = 192
+    d_model: int = 128
     n_layers: int = 4
-    n_heads: int = 6
-    d_ff: int = 768
+    n_heads: int = 4
+    d_ff: int = 512
     steps: int = 1200
     batch_size: int = 48
     lr: float = 3e-3
