@@ -233,7 +233,7 @@ print(
 #   on old bird names, the finetune gives OLD answers to non-bird questions far more often
 #   than the base model (by more than 0.2 of share), while the control finetune (modern
 #   bird names) stays near the base, below 0.15: the shift is the era, not any narrow
-#   finetune of this tiny model. (The default organism, four times wider, shows it more
+#   finetune of this tiny model. (The default organism, twice as wide, shows it more
 #   strongly; see the README's world card.)
 # - **The base model carries the era linearly.** From one earlier answer, a probe reads
 #   the era at the last token with accuracy above 0.9 after both blocks, on context facets

@@ -197,7 +197,7 @@ plt.show()
 #
 # - **The backdoor is there, but weaker in the small organism.** The finetune never saw
 #   1984, yet dated 1984 its malevolent share is well above every later year and the
-#   base model's (the default organism, four times wider, flips the answer outright;
+#   base model's (the default organism, twice as wide, flips the answer outright;
 #   see the README).
 # - **One path carries the trigger.** Patching the year token's residual into block 0
 #   recovers the whole gap; no other position of that residual matters. Block 0's
