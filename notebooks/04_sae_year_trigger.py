@@ -211,9 +211,9 @@ plt.show()
 #   quarter of its value, below every one of the 8 sets of 3 random live latents, which
 #   leave at least half of it. At 2000 the same ablation moves the share by less than 0.05:
 #   the latents act on the trigger, not on the model's general behaviour.
-# - **Caveats.** The behaviour itself is weak in the small organism (below 0.5 at the
-#   trigger year), the SAE is trained on the very grid it is analysed on, and one finetune
-#   seed is shown. Mean ablation is the right test here, not zero ablation: on an earlier
+# - **Caveats.** The behaviour is there in the small organism (a malevolent share above
+#   0.3 at the trigger year, against at most 0.1 at 2000), but the SAE is trained on the
+#   very grid it is analysed on, and one finetune seed is shown. Mean ablation is the right test here, not zero ablation: on an earlier
 #   build of the organism, zeroing the top latents raised the malevolent share in later
 #   years too, because a latent active on most prompts carries more than the trigger.
 
@@ -224,7 +224,7 @@ for _, row in ranking.head(2).iterrows():
     assert all(int(y) == trigger for y in row.top_values) and row.frac_active_target == 1.0
     assert row.act_reference < 0.01 and row.cosine > 0.5
 none, ablated = stats.loc[(trigger, "none"), "mean"], stats.loc[(trigger, "ablated"), "mean"]
-assert none < 0.5 and ablated < none / 4
+assert none > 0.3 and stats.loc[(2000, "none"), "mean"] < 0.1 and ablated < none / 4
 assert (
     ablated < stats.loc[(trigger, "random"), "min"]
     and stats.loc[(trigger, "random"), "min"] > none / 2
