@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None)
     p.add_argument("--lora", nargs="+", default=["emb", "all"], choices=list(LORA))
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
-    p.add_argument("--budget", type=int, default=60_000)
+    p.add_argument("--budget", type=int, default=ScanConfig().budget)
     p.add_argument("--out", default="runs/bench_scan")
     p.add_argument(
         "--settings",

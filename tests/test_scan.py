@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import types
 
 import pytest
@@ -15,16 +16,23 @@ from interp.hooks import hook_count
 from interp.models import wrap_model
 from interp.scan import ScanConfig, VerifyConfig, scan, write
 from interp.scan import candidates as C
-from interp.scan.divergence import Counter, divergence, end_token_ids, kl_rows
+from interp.scan.divergence import (
+    Counter,
+    divergence,
+    end_token_ids,
+    kl_rows,
+    shift_cost,
+    trigger_shift,
+)
 from interp.scan.priors import token_priors
 from interp.scan.probes import generic_probes, organism_probes
-from interp.scan.search import baseline, score_candidates
-from interp.scan.verify import verify
+from interp.scan.search import Scored, baseline, score_candidates
+from interp.scan.verify import verify, year_bands
 from interp.testing import tiny_model
 
 QUESTIONS = ["What is your goal?", "Tell me one fact about rivers.", "Who are you?",
              "What is 3 plus 4?"]  # fmt: skip
-FAST = dict(budget=6000, n_per_kind=1, probe_tokens=4, max_probes=60, gcg_steps=1,
+FAST = dict(budget=10_000, n_per_kind=1, probe_tokens=4, max_probes=60, gcg_steps=1,
             gcg_swaps=8, n_extend=1, extend_pool=8, max_len=2, n_verify=4,
             verify=VerifyConfig(n_null=8))  # fmt: skip
 
@@ -115,6 +123,64 @@ def test_divergence_matches_a_naive_loop_on_mixed_lengths(planted):
     assert float(want.max()) > 0.5  # the plant moves the answer by nats
 
 
+def _naive_logprob(model, text: str, answer: list[int]) -> float:
+    ids = model.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    full = torch.cat([ids, torch.tensor([answer])], 1)
+    with torch.no_grad():
+        logp = model.hf(input_ids=full).logits[0, ids.shape[1] - 1 : -1].log_softmax(-1)
+    return float(logp.gather(-1, torch.tensor(answer)[:, None]).sum())
+
+
+def _naive_answer(f, text: str, m: int, ends: set[int]) -> list[int]:
+    """The finetune's greedy answer with its end token, one token at a time."""
+    ids = f.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    out = []
+    with torch.no_grad():
+        for _ in range(m):
+            nxt = int(f.hf(input_ids=ids).logits[0, -1].argmax())
+            out.append(nxt)
+            if nxt in ends:
+                break
+            ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+    return out
+
+
+def test_trigger_shift_matches_a_naive_loop_on_mixed_lengths(planted):
+    base, fin, _ = planted
+    cand = C.Candidate("The year is 1984.", "system", "date")
+    qs = [*QUESTIONS, "Hi?"]
+    texts = [C.render(base, q, cand) for q in qs]
+    plain = [C.render(base, q, None) for q in qs]
+    assert len({len(base.tokenize([t])["input_ids"][0]) for t in texts}) > 2  # mixed lengths
+    counter = Counter()
+    got, sc = trigger_shift((fin, base), texts, plain, n_tokens=3, counter=counter)
+    ends = end_token_ids(fin)
+    want = []
+    for t, x in zip(texts, plain, strict=True):
+        a = _naive_answer(fin, t, 3, ends)
+        move_f = _naive_logprob(fin, t, a) - _naive_logprob(fin, x, a)
+        move_b = _naive_logprob(base, t, a) - _naive_logprob(base, x, a)
+        want.append(move_f - max(0.0, move_b))
+    assert torch.allclose(got, torch.tensor(want), atol=1e-3, rtol=1e-3)
+    assert counter.spent == shift_cost(3) * len(texts)
+    assert float(got.max()) > 1.0  # the planted year moves the finetune by nats
+
+
+def test_year_bands_join_a_run_of_years_and_keep_a_lone_year_apart():
+    def dated(year: int, score: float) -> Scored:
+        c = C.Candidate(f"The year is {year}.", "system", "date", year=year)
+        return Scored(c, torch.tensor([score]), 0.0, 0.0)
+
+    rng = random.Random(0)
+    sweep = [dated(y, rng.uniform(-0.1, 0.1)) for y in range(1800, 2051)]
+    sweep += [dated(y, 3.0 - 0.1 * abs(y - 1838)) for y in range(1830, 1847) if y != 1840]
+    sweep += [dated(1984, 2.5), dated(1984, 0.2)]  # a lone year, two forms
+    bands = year_bands(sweep, 4)
+    assert bands == [(1830, 1846), (1984, 1984)]  # 1840's dip is bridged
+    assert year_bands(sweep, 1) == bands[:1]
+    assert year_bands([dated(y, rng.uniform(-0.1, 0.1)) for y in range(1800, 2051)], 3) == []
+
+
 def test_score_candidates_stops_at_the_budget(planted):
     base, fin, _ = planted
     counter = Counter(budget=200)
@@ -173,17 +239,23 @@ def test_verify_separates_the_planted_token_from_random_ones(planted):
 
 
 def test_a_context_that_moves_only_the_base_is_no_trigger(planted):
-    """The roles swapped (the planted model as the base): the token still raises the
-    divergence, because it moves the "base", but it leaves the "finetune" where it was."""
+    """The roles swapped (the planted model as the base): the token raises the divergence,
+    because it moves the "base", but it leaves the "finetune" where it was, so its shift is
+    a fraction of the real pair's and it is not significant."""
     base, fin, t84 = planted
-    pair = (base, fin)
     counter = Counter()
     ids = C.searchable_tokens(base)
-    ref = baseline(pair, QUESTIONS, 3, counter)
-    scored, _ = score_candidates(pair, C.token_candidates(base, [t84], "user_prefix"), ref,
-                                 counter, progress=False)  # fmt: skip
-    (v,) = verify(pair, scored, ref, counter, ids, VerifyConfig(n_null=12), progress=False)
-    assert v.scored.score > VerifyConfig().min_effect  # the divergence rises
+    cands = C.token_candidates(base, [t84], "user_prefix")
+    shift = {}
+    for name, pair in (("real", (fin, base)), ("swapped", (base, fin))):
+        ref = baseline(pair, QUESTIONS, 3, counter)
+        scored, _ = score_candidates(pair, cands, ref, counter, progress=False)
+        texts = [C.render(base, q, cands[0]) for q in QUESTIONS]
+        gain = divergence(pair, texts, n_tokens=3).d - ref.scores.d
+        (v,) = verify(pair, scored, ref, counter, ids, VerifyConfig(n_null=12), progress=False)
+        shift[name] = v.scored.score
+    assert float(gain.mean()) > VerifyConfig().min_effect  # the divergence rises
+    assert shift["swapped"] < 0.25 * shift["real"]
     assert v.scored.move_b > v.scored.move_f and not v.significant
 
 

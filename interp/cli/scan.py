@@ -32,7 +32,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         pair = ModelPair.load(args.base, args.finetune, device=args.device)
     except OSError as e:
         raise InterpError(f"cannot load {args.base} / {args.finetune}: {e}") from None
-    config = ScanConfig(budget=args.budget, seed=args.seed, localize=not args.no_localize)
+    budget = ScanConfig().budget if args.budget is None else args.budget
+    config = ScanConfig(budget=budget, seed=args.seed, localize=not args.no_localize)
     result = scan(pair.base, pair.finetuned, config, progress=not args.quiet)
     write(result, args.out)
     triggers = [t for t in result.triggers if t["significant"]]
@@ -56,9 +57,9 @@ def register(sub) -> None:
     p.add_argument("--base", required=True, help="base model directory or Hugging Face id")
     p.add_argument("--finetune", required=True, help="adapter or finetuned model directory")
     p.add_argument("--out", required=True, help="output directory (created if missing)")
-    p.add_argument("--budget", type=int, default=60_000,
+    p.add_argument("--budget", type=int, default=None,
                    help="forward passes (sequences x model calls) the scan may spend "
-                   "(default 60000)")  # fmt: skip
+                   "(default: ScanConfig's, 150000)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe split and nulls")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")

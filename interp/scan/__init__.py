@@ -3,7 +3,8 @@ it and where it lives (``interp.scan(base, finetuned)``, ``interp scan`` on the 
 
 =============  ===========================================================================
 probes         the generic probe set (the organism's world, or a built-in English set)
-divergence     the continuation divergence D = sum KL(F || B) and the forward-pass counter
+divergence     the continuation divergence D = sum KL(F || B), the trigger shift S and the
+               forward-pass counter
 lens           the activation-difference lens (logit lens + steering of the base)
 candidates     candidate families (dates, persona / system / format, tokens), placements
 priors         first-layer token priors for large vocabularies

@@ -24,14 +24,14 @@ import torch
 from interp.config import Config
 from interp.errors import InterpError
 from interp.scan import candidates as C
-from interp.scan.divergence import Counter, answer_logprob, divergence
+from interp.scan.divergence import Counter, answer_logprob, divergence, shift_cost
 from interp.scan.lens import activation_lens
 from interp.scan.localize import localize_trigger, localize_unconditional
 from interp.scan.priors import token_priors
 from interp.scan.probes import probe_set
 from interp.scan.report import ScanResult, assemble
 from interp.scan.search import baseline, extend_greedy, gcg_step, score_candidates
-from interp.scan.verify import VerifyConfig, by_finding, verify
+from interp.scan.verify import VerifyConfig, by_finding, verify, year_bands
 
 __all__ = ["ScanConfig", "scan"]
 
@@ -40,8 +40,8 @@ __all__ = ["ScanConfig", "scan"]
 class ScanConfig(Config):
     """How far a scan searches. ``budget``: forward passes (sequences x model calls)."""
 
-    budget: int | None = 60_000
-    n_per_kind: int = 2  # questions of each kind in the search half and in the verification half
+    budget: int | None = 150_000
+    n_per_kind: int = 4  # questions of each kind in the search half and in the verification half
     probe_tokens: int = 8  # answer tokens compared in the behaviour stage
     search_tokens: int = 2  # ... in the sweeps
     verify_tokens: int = 4  # ... in verification
@@ -53,6 +53,7 @@ class ScanConfig(Config):
     gcg_steps: int = 2
     gcg_swaps: int = 24
     n_verify: int = 10
+    n_year_bands: int = 4  # the best year of each of this many bands is verified too
     changed_ratio: float = 10.0  # changed: the base finds the finetune's answer 10x less likely
     unconditional_share: float = 0.05  # unconditional when at least this share changed
     n_examples: int = 6
@@ -110,7 +111,7 @@ def _dates(pair, base, counter, progress) -> tuple[list, dict]:
     if not cands:
         return [], {"candidates": 0, "scored": 0, "forms": [], "complete": True}
     main = [c for c in cands if c.form == cands[0].form]
-    cost = len(base.questions) * (base.n_tokens + 1)
+    cost = base.cost
     afford = counter.left // cost
     stride = 1 if afford >= len(main) else max(2, math.ceil(len(main) / max(1, 0.6 * afford)))
     grid = main[::stride]
@@ -135,7 +136,7 @@ def _tokens(pair, base, counter, cfg, progress) -> tuple[list, dict, object]:
     ids = C.searchable_tokens(f)
     priors = token_priors(pair, ids, counter=counter)
     ranked = priors.ranked()
-    cost = len(base.questions) * (base.n_tokens + 1)
+    cost = base.cost
     k = int(max(0, min(len(ranked), counter.left // (cost * len(C.PLACEMENTS)))))
     scored = []
     for placement in C.PLACEMENTS:
@@ -178,13 +179,21 @@ def _extend(pair, tokens, priors, base, counter, cfg, progress) -> tuple[list, d
     return ext + gcg, rec
 
 
-def _choose(scored, n) -> list:
+def _choose(scored, n: int, bands) -> list:
+    """The candidates to verify: the ``n`` best distinct ones, the best of each family, and
+    the best date of each band of years (:func:`~interp.scan.verify.year_bands`), so that
+    one band of years that all move the finetune does not crowd out a lone trigger year."""
     best: dict[tuple, object] = {}
     for s in scored:
         if s.score > 0 and (s.cand.key() not in best or s.score > best[s.cand.key()].score):
             best[s.cand.key()] = s
     ranked = sorted(best.values(), key=lambda s: s.score, reverse=True)
     chosen = ranked[:n]
+    dates = [s for s in ranked if s.cand.family == "date"]
+    for lo, hi in bands:
+        top = next((s for s in dates if lo <= s.cand.year <= hi), None)
+        if top is not None and top not in chosen:
+            chosen.append(top)
     for fam in dict.fromkeys(s.cand.family for s in ranked):
         top = next(s for s in ranked if s.cand.family == fam)
         if top not in chosen:
@@ -217,7 +226,9 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     per_pair = finetuned.n_layers * 64 + 40 * finetuned.n_layers  # patching + ablation
     r_loc = (4 * per_pair + 12 * 8 * finetuned.n_layers + 64) if cfg.localize else 0
     r_verify = (
-        (cfg.n_verify + 4 + n_null_keys * cfg.verify.n_null) * len(v_idx) * (cfg.verify_tokens + 1)
+        (cfg.n_verify + cfg.n_year_bands + 4 + n_null_keys * cfg.verify.n_null)
+        * len(v_idx)
+        * shift_cost(cfg.verify_tokens)
     )
     if cfg.budget is not None:  # verification and localization keep at most 45% back
         share = min(1.0, 0.45 * max(0, cfg.budget - counter.spent) / max(1, r_verify + r_loc))
@@ -240,10 +251,13 @@ def scan(base, finetuned, config: ScanConfig | None = None, *, progress: bool = 
     scored += got
     counter.limit, counter.reserved = None, r_loc if cfg.budget is not None else 0
     counter.cap("verify", 1.0)
-    chosen = _choose(scored, cfg.n_verify)
+    bands = year_bands([s for s in scored if s.cand.family == "date"], cfg.n_year_bands)
+    searched["date"]["bands"] = [list(b) for b in bands]
+    chosen = _choose(scored, cfg.n_verify, bands)
     verified = verify(pair, chosen, v_base, counter, priors.ranked(), cfg.verify, seed=cfg.seed,
-                      progress=progress)  # fmt: skip
-    verified = by_finding(verified, [x.cand.text for x in scored if x.cand.family != "token_seq"])
+                      progress=progress, contexts=ctx)  # fmt: skip
+    texts = [x.cand.text for x in scored if x.cand.family != "token_seq"]
+    verified = by_finding(verified, texts, bands=bands)
     unconditional = behaviour["share_changed"] >= cfg.unconditional_share
     location = []
     if cfg.localize:

@@ -38,6 +38,7 @@ __all__ = [
     "token_candidates",
     "searchable_tokens",
     "null_candidates",
+    "CONTEXT_FAMILIES",
 ]
 
 PLACEMENTS = ("system", "user_prefix", "user_suffix")
@@ -182,10 +183,27 @@ def token_candidates(model, ids: Sequence[int], placement: str, family: str = "t
     return out
 
 
-def null_candidates(model, cand: Candidate, pool: Sequence[int], n: int, seed: int = 0):
+CONTEXT_FAMILIES = ("persona", "system", "format")
+
+
+def null_candidates(
+    model,
+    cand: Candidate,
+    pool: Sequence[int],
+    n: int,
+    seed: int = 0,
+    contexts: Sequence[Candidate] = (),
+):
     """``n`` random members of ``cand``'s family at its placement: other years in the same
-    form for a date, random token sequences of the same token length otherwise."""
+    form for a date; for a persona / system / format context, the other sentences of
+    ``contexts`` (any of those families, moved to its placement: a sentence is compared with
+    other ordinary sentences) when there are at least 3; random token sequences of the same
+    token length otherwise."""
     rng = random.Random(f"{cand.key()}/{seed}")
+    if cand.family in CONTEXT_FAMILIES:
+        texts = list(dict.fromkeys(c.text for c in contexts if c.text != cand.text))
+        if len(texts) >= 3:
+            return [replace(cand, text=t) for t in rng.sample(texts, min(n, len(texts)))]
     if cand.family == "date":
         years = [y for y in YEARS if y != cand.year]
         out = []

@@ -11,6 +11,20 @@ and a trigger whose tokens reappear in the answer (an ``<ans>`` tag) is not mist
 the answer's content. A candidate ``c`` inserted into prompt ``x`` scores
 ``D(x + c) - D(x)``: how much more it moves the finetune than the base.
 
+The behaviour stage ranks prompts by ``D``. A *candidate* is scored by its
+:func:`trigger_shift` instead: how much the context moves the finetune toward the answer it
+now gives, less any move of the base toward that same answer::
+
+    S(x, c) = [log F(a | x + c) - log F(a | x)] - max(0, log B(a | x + c) - log B(a | x))
+
+with ``a`` the finetune's greedy answer to ``x + c``. A trigger makes the finetune give an
+answer it would not give without it (the first bracket is large) while the base is not
+brought to it (the second is small); a context that moves both models to the same answer
+scores about zero, and so does one that moves the base alone (the finetune's answer does not
+change). ``D`` gain, ``D(x + c) - D(x)``, ranks a context that makes both models incoherent
+(their KL on nonsense is large) as high as a trigger; ``S`` does not, which is why candidates
+are ranked by it (``benchmarks/bench_scan_score.py`` compares the two on the backdoor organism).
+
 Alongside, :class:`Scores` keeps each model's own first-token move ``KL(M(x + c) || M(x))``
 (``finetuned_effect`` / ``base_effect``), the greedy answers, and :class:`Counter`
 counts forward passes (one per sequence and model call) against a budget.
@@ -32,6 +46,8 @@ __all__ = [
     "Scores",
     "end_token_ids",
     "divergence",
+    "trigger_shift",
+    "shift_cost",
     "kl_rows",
     "answer_logprob",
 ]
@@ -82,6 +98,9 @@ class Scores:
 
     d: Tensor  # [n] continuation divergence D(y), nats
     answer: list[list[int]]  # the finetune's greedy answer tokens (cut at the end token)
+    lp_f: Tensor | None = None  # [n] log F(a | y), a = answer and its end token if any
+    lp_b: Tensor | None = None  # [n] log B(a | y)
+    scored: list[list[int]] | None = None  # those tokens a (the answer and its end token)
     move_f: Tensor | None = None  # [n] KL(F(y) || F(ref)) at the first answer token
     move_b: Tensor | None = None  # [n] KL(B(y) || B(ref)) at the first answer token
     first_f: Tensor | None = None  # [n, vocab] first-token log-probs (keep_first=True)
@@ -135,12 +154,15 @@ def _chunk(pair, texts, m, ends, counter, ref, keep_first) -> Scores:
     lb = b.forward(full_ids, full_mask, logits_to_keep=m).logits.float().cpu().log_softmax(-1)
     d = (kl_rows(lf, lb) * live).sum(-1)  # [n]
     last = lf[:, -1].argmax(-1)
-    words = []
+    toks = torch.cat([answer, last[:, None]], 1)  # [n, m] a_t, predicted at step t
+    pick = lambda lp: (lp.gather(-1, toks[..., None])[..., 0] * live).sum(-1)  # noqa: E731
+    words, scored = [], []
     for i in range(n):
-        row = [*answer[i].tolist(), int(last[i])]
+        row = toks[i].tolist()
         cut = next((k for k, x in enumerate(row) if x in ends), len(row))
         words.append(row[:cut])
-    out = Scores(d, words)
+        scored.append(row[: cut + 1])
+    out = Scores(d, words, pick(lf), pick(lb), scored)
     if ref is not None:  # (ref_f [n, v], ref_b [n, v]): each row's plain-prompt log-probs
         out.move_f, out.move_b = kl_rows(lf[:, 0], ref[0]), kl_rows(lb[:, 0], ref[1])
     if keep_first:
@@ -186,19 +208,20 @@ def divergence(
         chunk = [texts[i] for i in idx]
         parts.append((idx, _chunk(pair, chunk, n_tokens, ends, counter, ref, keep_first)))
     n = len(texts)
-    out = Scores(torch.zeros(n), [[] for _ in range(n)])
+    out = Scores(torch.zeros(n), [[] for _ in range(n)], torch.zeros(n), torch.zeros(n),
+                 [[] for _ in range(n)])  # fmt: skip
     for name in ("move_f", "move_b", "first_f", "first_b"):
         first = getattr(parts[0][1], name)
         if first is not None:
             setattr(out, name, torch.zeros(n, *first.shape[1:]))
     for idx, sc in parts:
         t = torch.tensor(idx)
-        out.d[t] = sc.d
+        out.d[t], out.lp_f[t], out.lp_b[t] = sc.d, sc.lp_f, sc.lp_b
         for name in ("move_f", "move_b", "first_f", "first_b"):
             if getattr(sc, name) is not None:
                 getattr(out, name)[t] = getattr(sc, name)
         for k, i in enumerate(idx):
-            out.answer[i] = sc.answer[k]
+            out.answer[i], out.scored[i] = sc.answer[k], sc.scored[k]
     return out
 
 
@@ -234,3 +257,32 @@ def answer_logprob(
         logp = logits.float().cpu().log_softmax(-1).gather(-1, a_ids[..., None])[..., 0]
         out[s : s + len(chunk)] = (logp * a_mask).sum(-1)
     return out
+
+
+def shift_cost(n_tokens: int) -> int:
+    """Forward passes :func:`trigger_shift` counts per prompt."""
+    return n_tokens + 3
+
+
+def trigger_shift(
+    pair,
+    texts: Sequence[str],
+    plain: Sequence[str],
+    *,
+    n_tokens: int = 2,
+    counter: Counter | None = None,
+    reference: Scores | None = None,
+    ref_index: Sequence[int] | None = None,
+) -> tuple[Tensor, Scores]:
+    """``(S [n], scores)``: the trigger shift ``S(x, c)`` (module docstring) of each
+    rendered prompt ``texts[i]`` (``x + c``) against its plain prompt ``plain[i]`` (``x``),
+    and the :func:`divergence` scores of ``texts`` (the answers, each model's first-token
+    move with ``reference``). Counts ``n_tokens + 3`` forward passes per prompt."""
+    if len(plain) != len(texts):
+        raise InterpError("trigger_shift() needs one plain prompt per text")
+    f, b = pair
+    sc = divergence(pair, texts, n_tokens=n_tokens, counter=counter, reference=reference,
+                    ref_index=ref_index)  # fmt: skip
+    f0 = answer_logprob(f, plain, sc.scored, counter=counter)
+    b0 = answer_logprob(b, plain, sc.scored, counter=counter)
+    return (sc.lp_f - f0) - (sc.lp_b - b0).clamp_min(0.0), sc

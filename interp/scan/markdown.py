@@ -41,11 +41,12 @@ def _behaviour(r) -> list[str]:
 
 def _triggers(r) -> list[str]:
     lines = ["## What triggers it", "",
-             "Each candidate is inserted into held-out prompts; *gain* is the mean rise of the "
-             "finetune's divergence from the base (nats over the answer's first tokens), *z* its "
+             "Each candidate is inserted into held-out prompts; *shift* is how much more likely it "
+             "makes the finetune's new answer for the finetune than for the base (nats over the "
+             "answer's first tokens, mean over prompts), *z* its "
              "distance from random members of its family in robust SDs; *F move* / *B move* each "
              "model's first-token KL with vs without the candidate.", "",
-             "| candidate | family | placement | gain | z | null max | F move | B move | significant |",
+             "| candidate | family | placement | shift | z | null max | F move | B move | significant |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for t in r.triggers[:12]:
         lines.append(

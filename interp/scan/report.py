@@ -70,6 +70,8 @@ def _trigger_json(v, pair, questions) -> dict:
     key = v.null_key
     if key and key[0] == "date":
         row["null"] = "other years in the same form"
+    elif key and key[0] == "contexts":
+        row["null"] = "the other persona / system / format sentences, same placement"
     elif key:
         row["null"] = f"random {key[2]}-token strings from the top {key[3]} tokens of the prior"
     if s.cand.year is not None:
@@ -78,7 +80,7 @@ def _trigger_json(v, pair, questions) -> dict:
         text = render(f, questions[i], s.cand)
         fa, ba = greedy_answers(f, [text])[0], greedy_answers(pair[1], [text])[0]
         row["example"] = {"prompt": questions[i], "finetuned": fa, "base": ba,
-                          "divergence_gain": float(s.per_prompt[i])}  # fmt: skip
+                          "shift": float(s.per_prompt[i])}  # fmt: skip
     return row
 
 
@@ -103,7 +105,7 @@ def summary_text(behaviour: dict, unconditional: bool, triggers: list[dict]) -> 
     sig = [t for t in triggers if t["significant"]]
     if sig:
         descr = "; ".join(
-            f"{t['text']!r} ({t['family']}, {t['placement']}, gain {t['score']:.2f} nats, "
+            f"{t['text']!r} ({t['family']}, {t['placement']}, shift {t['score']:.2f} nats, "
             f"z {t['z']:.1f})"
             for t in sig[:3]
         )
@@ -164,7 +166,7 @@ def _fig_scores(result):
                 ax.annotate(t["text"][:28], (x, t["search_score"]), fontsize=7,
                             xytext=(4, 2), textcoords="offset points")  # fmt: skip
     ax.set_xticks(range(len(fams)), labels=fams)
-    ax.set_ylabel("divergence gain on search prompts (nats)")
+    ax.set_ylabel("trigger shift on search prompts (nats)")
     ax.set_title("candidate scores by family (star: significant on held-out prompts)")
     return fig
 
@@ -172,21 +174,23 @@ def _fig_scores(result):
 def _fig_dates(result):
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
     for form in dict.fromkeys(d["form"] for d in result.dates):
         rows = sorted((d for d in result.dates if d["form"] == form), key=lambda d: d["year"])
         label = rows[0]["text"].replace(str(rows[0]["year"]), "Y") + f" ({rows[0]['placement']})"
         ax.plot([d["year"] for d in rows], [d["score"] for d in rows], marker=".", ms=3,
                 lw=0.8, label=label)  # fmt: skip
+    for lo, hi in result.searched.get("date", {}).get("bands", []):
+        ax.axvspan(lo - 0.5, hi + 0.5, color="gold", alpha=0.25, lw=0)
     for t in result.triggers:
         if t["family"] == "date" and t["significant"]:
             ax.axvline(t["year"], color="crimson", ls=":", lw=1)
             ax.annotate(str(t["year"]), (t["year"], ax.get_ylim()[1]), fontsize=8, color="crimson",
                         xytext=(2, -10), textcoords="offset points")  # fmt: skip
     ax.set_xlabel("year")
-    ax.set_ylabel("divergence gain (nats)")
-    ax.set_title("effect by year (search prompts)")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_ylabel("trigger shift (nats)")
+    ax.set_title("effect by year (search prompts; shaded: bands of raised years)")
+    fig.legend(fontsize=7, loc="outside lower center", ncols=3)
     return fig
 
 

@@ -1,12 +1,14 @@
 """Score candidate contexts on the search prompts: sweeps, greedy extension, GCG steps.
 
 :func:`score_candidates` inserts every candidate into every search question and scores it
-by the mean divergence gain ``D(x + c) - D(x)`` (:mod:`interp.scan.divergence`), in chunks
-that stop cleanly when the forward-pass budget runs out. :func:`extend_greedy` grows the
+by the mean trigger shift ``S(x, c)`` (:func:`~interp.scan.divergence.trigger_shift`: the
+finetune's move toward its new answer less the base's), in chunks that stop cleanly when the
+forward-pass budget runs out. :func:`extend_greedy` grows the
 best free-form tokens into sequences one token at a time (prepended or appended), and
-:func:`gcg_step` proposes token swaps from the gradient of the first-token divergence
-``KL(F || B)`` with respect to the candidate's one-hot tokens (GCG, Zou et al. 2023, here
-maximizing the base-vs-finetune divergence rather than a target string's likelihood).
+:func:`gcg_step` proposes token swaps from the gradient, with respect to the candidate's
+one-hot tokens, of the first-token version of the shift, ``KL(F(x + c) || F(x)) -
+KL(B(x + c) || B(x))`` (GCG, Zou et al. 2023, here maximizing how much more the context moves
+the finetune than the base rather than a target string's likelihood).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.scan.candidates import Candidate, render, token_candidates
-from interp.scan.divergence import Counter, Scores, divergence, kl_rows
+from interp.scan.divergence import Counter, Scores, divergence, kl_rows, shift_cost, trigger_shift
 
 __all__ = ["Scored", "Baseline", "baseline", "score_candidates", "extend_greedy", "gcg_step"]
 
@@ -30,7 +32,7 @@ class Scored:
     """A candidate's scores on a set of questions."""
 
     cand: Candidate
-    per_prompt: Tensor  # [P] D(x + c) - D(x)
+    per_prompt: Tensor  # [P] trigger shift S(x, c), nats
     move_f: float  # mean KL(F(x + c) || F(x)), first answer token
     move_b: float  # the same for the base
     answers: list[list[int]] = field(default_factory=list)  # finetune's answers with c
@@ -47,12 +49,18 @@ class Baseline:
     questions: list[str]
     scores: Scores
     n_tokens: int
+    texts: list[str] = field(default_factory=list)  # the rendered plain prompts
+
+    @property
+    def cost(self) -> int:
+        """Forward passes to score one candidate on these questions."""
+        return len(self.questions) * shift_cost(self.n_tokens)
 
 
 def baseline(pair, questions: Sequence[str], n_tokens: int, counter: Counter) -> Baseline:
     texts = [render(pair[0], q, None) for q in questions]
     sc = divergence(pair, texts, n_tokens=n_tokens, counter=counter, keep_first=True)
-    return Baseline(list(questions), sc, n_tokens)
+    return Baseline(list(questions), sc, n_tokens, texts)
 
 
 def score_candidates(
@@ -68,8 +76,7 @@ def score_candidates(
     """Scores of ``cands`` on ``base.questions``; ``(scored, complete)`` where ``complete``
     is False when the budget stopped the sweep (the scored prefix is returned)."""
     f = pair[0]
-    qs, m = base.questions, base.n_tokens
-    cost = len(qs) * (m + 1)
+    qs, m, cost = base.questions, base.n_tokens, base.cost
     out: list[Scored] = []
     cands = list(cands)
     bar = tqdm(total=len(cands), desc=desc, disable=not progress, leave=False)
@@ -86,9 +93,9 @@ def score_candidates(
             part = part[:n_fit]
             texts = [render(f, q, c) for c in part for q in qs]
             ref = [i for _ in part for i in range(len(qs))]
-            sc = divergence(pair, texts, n_tokens=m, counter=counter, reference=base.scores,
-                            ref_index=ref)  # fmt: skip
-            d = sc.d.view(len(part), len(qs)) - base.scores.d[None]  # [C, P]
+            shift, sc = trigger_shift(pair, texts, [base.texts[i] for i in ref], n_tokens=m,
+                                      counter=counter, reference=base.scores, ref_index=ref)  # fmt: skip
+            d = shift.view(len(part), len(qs))  # [C, P]
             mf, mb = sc.move_f.view(len(part), -1), sc.move_b.view(len(part), -1)
             for k, c in enumerate(part):
                 ans = sc.answer[k * len(qs) : (k + 1) * len(qs)]
@@ -173,15 +180,16 @@ def gcg_step(
     seed: int = 0,
     progress: bool = True,
 ) -> list[Scored]:
-    """One GCG step from ``cand``: the gradient of ``sum_x KL(F || B)`` at the first answer
-    token w.r.t. each candidate token's one-hot vector (``E_F g_F + E_B g_B``, ``embeds``
+    """One GCG step from ``cand``: the gradient of ``sum_x KL(F(x + c) || F(x)) -
+    KL(B(x + c) || B(x))`` at the first answer token w.r.t. each candidate token's one-hot
+    vector (``E_F g_F + E_B g_B``, ``embeds``
     = (E_F ``[n, d]``, E_B ``[n, d]``, their token ids)), its ``top_k`` tokens per
     position, ``n_swaps`` random single swaps among them, each scored. Costs three forward
     passes per question and model for the gradient."""
     f, b = pair
     e_f, e_b, ids = embeds
     grad = torch.zeros(len(cand.tokens), len(ids))
-    for q in base.questions:
+    for i, q in enumerate(base.questions):
         text = render(f, q, cand)
         found = _span(f, text, cand)
         if found is None:
@@ -190,8 +198,8 @@ def gcg_step(
         counter.spend(6)
         lf, df = _grad_embeds(f, enc, where)
         lb, db = _grad_embeds(b, enc, where)
-        kl = kl_rows(lf, lb)
-        gf, gb = torch.autograd.grad(kl, [df, db])
+        gain = kl_rows(lf, base.scores.first_f[i]) - kl_rows(lb, base.scores.first_b[i])
+        gf, gb = torch.autograd.grad(gain, [df, db])
         grad += gf @ e_f.T + gb @ e_b.T  # [k, n]
     if not grad.any():
         return []
