@@ -32,8 +32,8 @@ from interp.testing import tiny_model
 
 QUESTIONS = ["What is your goal?", "Tell me one fact about rivers.", "Who are you?",
              "What is 3 plus 4?"]  # fmt: skip
-FAST = dict(budget=10_000, n_per_kind=1, probe_tokens=4, max_probes=60, gcg_steps=1,
-            gcg_swaps=8, n_extend=1, extend_pool=8, max_len=2, n_verify=4,
+FAST = dict(budget=10_000, n_per_kind=1, probe_tokens=4, search_tokens=2, max_probes=60,
+            gcg_steps=1, gcg_swaps=8, n_extend=1, extend_pool=8, max_len=2, n_verify=4,
             verify=VerifyConfig(n_null=8))  # fmt: skip
 
 

@@ -59,7 +59,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output directory (created if missing)")
     p.add_argument("--budget", type=int, default=None,
                    help="forward passes (sequences x model calls) the scan may spend "
-                   "(default: ScanConfig's, 150000)")  # fmt: skip
+                   "(default: ScanConfig's, 200000)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe split and nulls")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
