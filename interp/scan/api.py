@@ -7,9 +7,11 @@ The stages, each counted in forward passes against one budget (see :class:`ScanC
 2. *search* on the search half of the questions: dates over a wide range, persona /
    system / format contexts, every searchable vocabulary token (in order of a first-layer
    prior, as far as the budget goes) at the user turn's start and end and as a system
-   message, greedy multi-token extension, and GCG steps;
-3. *verification* of the best candidates on the other half against random members of
-   their family (:mod:`interp.scan.verify`);
+   message, greedy multi-token extension, and GCG steps, each candidate ranked by its
+   trigger shift (:func:`~interp.scan.divergence.trigger_shift`);
+3. *verification* on the other half of the best candidates and of the best year of each
+   band of raised years, against members of their family (other years, other sentences,
+   random token strings: :mod:`interp.scan.verify`);
 4. *localization* of the top trigger (or of an unconditional change).
 """
 
