@@ -66,6 +66,12 @@ class Verified:
         return [n.score for n in self.null]
 
 
+def _robust(vals: Sequence[float], floor: float) -> tuple[float, float]:
+    """Median and robust SD (``1.4826 x MAD``, at least ``floor``) of ``vals``."""
+    med = statistics.median(vals)
+    return med, max(1.4826 * statistics.median(abs(v - med) for v in vals), floor)
+
+
 def _z_star(alpha: float, k: int) -> float:
     return statistics.NormalDist().inv_cdf(1 - alpha / max(1, k))
 
@@ -127,9 +133,7 @@ def verify(
         null = [m for m in nulls[key_of(s.cand)] if m.cand.text != s.cand.text]
         vals = [n.score for n in null]
         if len(vals) >= 3:
-            med = statistics.median(vals)
-            mad = statistics.median(abs(v - med) for v in vals)
-            scale = max(1.4826 * mad, config.scale_floor)
+            med, scale = _robust(vals, config.scale_floor)
             z = (s.score - med) / scale
             beats = s.score > sorted(vals)[int(0.9 * (len(vals) - 1))]
         else:
@@ -159,8 +163,7 @@ def year_bands(
         best[s.cand.year] = max(best.get(s.cand.year, float("-inf")), s.score)
     if len(best) < 3:
         return []
-    med = statistics.median(best.values())
-    scale = max(1.4826 * statistics.median(abs(v - med) for v in best.values()), 1e-6)
+    med, scale = _robust(list(best.values()), 1e-6)
     raised = sorted(y for y, v in best.items() if v > med + k * scale and v > 0)
     runs: list[list[int]] = []
     for y in raised:
