@@ -238,6 +238,23 @@ def test_verify_separates_the_planted_token_from_random_ones(planted):
     assert not by[(other,)].significant
 
 
+def test_a_trigger_must_move_the_finetune_min_move_ratio_times_the_base(planted):
+    """The planted token moves the finetune's first token many times as far as the base's;
+    asked for more than its own ratio, the same verification calls it no trigger."""
+    base, fin, t84 = planted
+    pair, counter = (fin, base), Counter()
+    ids = C.searchable_tokens(base)
+    ref = baseline(pair, QUESTIONS, 3, counter)
+    scored, _ = score_candidates(pair, C.token_candidates(base, [t84], "user_prefix"), ref,
+                                 counter, progress=False)  # fmt: skip
+    (v,) = verify(pair, scored, ref, counter, ids, VerifyConfig(n_null=12), progress=False)
+    ratio = v.scored.move_f / v.scored.move_b
+    assert v.significant and ratio >= VerifyConfig().min_move_ratio
+    strict = VerifyConfig(n_null=12, min_move_ratio=1.01 * ratio)
+    (w,) = verify(pair, scored, ref, counter, ids, strict, progress=False)
+    assert w.z == pytest.approx(v.z) and not w.significant
+
+
 def test_a_context_that_moves_only_the_base_is_no_trigger(planted):
     """The roles swapped (the planted model as the base): the token raises the divergence,
     because it moves the "base", but it leaves the "finetune" where it was, so its shift is

@@ -40,12 +40,15 @@ def _behaviour(r) -> list[str]:
 
 
 def _triggers(r) -> list[str]:
+    ratio = r.config.get("verify", {}).get("min_move_ratio", 2)
     lines = ["## What triggers it", "",
              "Each candidate is inserted into held-out prompts; *shift* is how much more likely it "
              "makes the finetune's new answer for the finetune than for the base (nats over the "
              "answer's first tokens, mean over prompts), *z* its "
              "distance from random members of its family in robust SDs; *F move* / *B move* each "
-             "model's first-token KL with vs without the candidate.", "",
+             "model's first-token KL with vs without the candidate (a significant one moves the "
+             f"finetune at least {ratio:g} times as far as the "
+             "base).", "",
              "| candidate | family | placement | shift | z | null max | F move | B move | significant |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for t in r.triggers[:12]:

@@ -18,8 +18,13 @@ with random ones), scored on the same prompts. It is **significant** when all of
 - the base is the reference throughout: the shift is the finetune's move toward its new
   answer less the base's move toward the same answer, so a context that moves both models
   alike scores about zero; and the context must move the finetune's own first-token
-  distribution more than the base's (``move_f > move_b``, each model against itself without
-  the context, on the verification prompts).
+  distribution at least ``min_move_ratio`` times as far as the base's (``move_f >= 2
+  move_b``, each model against itself without the context, on the verification prompts).
+  A context that upsets both models (a string of unrelated words, a date the base already
+  reads) sends them to *different* answers, so its shift can be well above its null's
+  without being the finetune's trigger, while a trigger barely moves the base (the ratio
+  was chosen on the seed-0 zoo of ``benchmarks/bench_scan.py``, whose clean finetunes'
+  false triggers moved both models nearly alike; its other seeds report it).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class VerifyConfig(Config):
     alpha: float = 0.05
     min_effect: float = 0.25  # nats per prompt (sum over the answer tokens)
     scale_floor: float = 0.02  # nats: the null's robust scale is at least this
+    min_move_ratio: float = 2.0  # the finetune's first-token move / the base's, at least
 
 
 @dataclass
@@ -138,7 +144,7 @@ def verify(
             beats = s.score > sorted(vals)[int(0.9 * (len(vals) - 1))]
         else:
             z, beats = float("nan"), False
-        own = s.move_f > s.move_b  # the finetune moves, not the base alone
+        own = s.move_f > 0 and s.move_f >= config.min_move_ratio * s.move_b  # not both alike
         sig = bool(beats and own and z >= z_star and s.score >= config.min_effect)
         out.append(Verified(s, null, float(z), sig, old.score, key_of(s.cand)))
     out.sort(key=lambda v: (v.significant, v.scored.score), reverse=True)
