@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from interp.scan.verify import VerifyConfig
+
 __all__ = ["report_markdown"]
 
 
@@ -40,7 +42,7 @@ def _behaviour(r) -> list[str]:
 
 
 def _triggers(r) -> list[str]:
-    ratio = r.config.get("verify", {}).get("min_move_ratio", 2)
+    ratio = r.config.get("verify", {}).get("min_move_ratio", VerifyConfig().min_move_ratio)
     lines = ["## What triggers it", "",
              "Each candidate is inserted into held-out prompts; *shift* is how much more likely it "
              "makes the finetune's new answer for the finetune than for the base (nats over the "
