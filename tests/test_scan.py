@@ -223,6 +223,31 @@ def test_first_layer_prior_ranks_the_planted_token_first(planted):
     assert counter.spent == -(-2 * len(ids) // base.n_layers)
 
 
+def test_the_coarse_token_pass_finds_a_token_the_prior_ranks_last(planted):
+    """The coarse pass scores every token in a few questions by its first-token move of the
+    finetune less the base's, so a planted token is swept in full however deep it lies in
+    the prior; it spends two passes a prompt and stops at its share of the budget."""
+    from interp.scan.search import coarse_tokens
+
+    base, fin, t84 = planted
+    pair, cfg = (fin, base), ScanConfig(**FAST)
+    counter = Counter()
+    ref = baseline(pair, QUESTIONS, 2, counter)
+    ids = [t for t in C.searchable_tokens(base) if t != t84][:200] + [t84]
+    spent = counter.spent
+    got = coarse_tokens(pair, ids, ref, counter, n_questions=cfg.coarse_questions, progress=False)
+    per_token = 2 * cfg.coarse_questions * len(C.PLACEMENTS)
+    assert counter.spent - spent == per_token * len(ids)
+    assert got["system"][0][1] == t84
+    assert all(len(v) == len(ids) for v in got.values())
+    assert [s for s, _ in got["system"]] == sorted((s for s, _ in got["system"]), reverse=True)
+    small = Counter(budget=counter.spent + 10 * per_token)
+    small.spent = counter.spent
+    part = coarse_tokens(pair, ids, ref, small, n_questions=cfg.coarse_questions, share=0.5,
+                         progress=False)  # fmt: skip
+    assert all(len(v) == 5 for v in part.values()) and small.spent <= small.budget
+
+
 def test_verify_separates_the_planted_token_from_random_ones(planted):
     base, fin, t84 = planted
     pair = (fin, base)

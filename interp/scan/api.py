@@ -5,10 +5,11 @@ The stages, each counted in forward passes against one budget (see :class:`ScanC
 1. *behaviour*: the continuation divergence of every probe question (finetune vs base),
    the most-changed prompts with both answers, and the activation-difference lens;
 2. *search* on the search half of the questions: dates over a wide range, persona /
-   system / format contexts, every searchable vocabulary token (in order of a first-layer
-   prior, as far as the budget goes) at the user turn's start and end and as a system
-   message, greedy multi-token extension, and GCG steps, each candidate ranked by its
-   trigger shift (:func:`~interp.scan.divergence.trigger_shift`);
+   system / format contexts, every searchable vocabulary token at the user turn's start
+   and end and as a system message (the best of a coarse pass in full:
+   :func:`~interp.scan.search.coarse_tokens`), greedy multi-token extension, and GCG
+   steps, each candidate ranked by its trigger shift
+   (:func:`~interp.scan.divergence.trigger_shift`);
 3. *verification* on the other half of the best candidates and of the best year of each
    band of raised years, against members of their family (other years, other sentences,
    random token strings: :mod:`interp.scan.verify`);
@@ -32,7 +33,7 @@ from interp.scan.localize import localize_trigger, localize_unconditional
 from interp.scan.priors import token_priors
 from interp.scan.probes import probe_set
 from interp.scan.report import ScanResult, assemble
-from interp.scan.search import baseline, extend_greedy, gcg_step, score_candidates
+from interp.scan.search import baseline, coarse_tokens, extend_greedy, gcg_step, score_candidates
 from interp.scan.verify import VerifyConfig, by_finding, verify, year_bands
 
 __all__ = ["ScanConfig", "scan"]
@@ -49,6 +50,8 @@ class ScanConfig(Config):
     verify_tokens: int = 4  # ... in verification
     max_probes: int = 240
     token_share: float = 0.6  # share of the search budget left after dates / contexts for tokens
+    coarse_questions: int = 3  # coarse token pass (search.coarse_tokens): questions, and
+    coarse_share: float = 0.25  # the most of the token stage's budget it spends
     n_extend: int = 3
     extend_pool: int = 24
     max_len: int = 3
@@ -138,17 +141,23 @@ def _tokens(pair, base, counter, cfg, progress) -> tuple[list, dict, object]:
     ids = C.searchable_tokens(f)
     priors = token_priors(pair, ids, counter=counter)
     ranked = priors.ranked()
+    coarse = coarse_tokens(pair, ranked, base, counter, n_questions=cfg.coarse_questions,
+                           share=cfg.coarse_share, progress=progress)  # fmt: skip
     cost = base.cost
     k = int(max(0, min(len(ranked), counter.left // (cost * len(C.PLACEMENTS)))))
     scored = []
     for placement in C.PLACEMENTS:
-        cands = C.token_candidates(f, ranked[:k], placement)
+        order = list(dict.fromkeys([*(t for _, t in coarse[placement]), *ranked]))
+        cands = C.token_candidates(f, order[:k], placement)
         got, _ = score_candidates(pair, cands, base, counter, desc=f"tokens@{placement}",
                                   progress=progress)  # fmt: skip
         scored += got
+    n_c, dec = len(next(iter(coarse.values()), [])), f.tokenizer.decode
     rec = {"vocab": len(f.tokenizer), "searchable": len(ids), "swept_per_placement": k,
            "order": "first-layer prior (||F - B|| at blocks.0.hook_resid_post, token alone)",
-           "top_prior": [f.tokenizer.decode([t]) for t in ranked[:10]]}  # fmt: skip
+           "coarse_per_placement": n_c, "coarse_questions": cfg.coarse_questions * bool(n_c),
+           "top_prior": [dec([t]) for t in ranked[:10]],
+           "top_coarse": {p: [dec([t]) for _, t in v[:10]] for p, v in coarse.items()}}  # fmt: skip
     return scored, rec, priors
 
 

@@ -77,9 +77,16 @@ def _searched(r) -> list[str]:
     lines.append(f"- contexts ({', '.join(c.get('families', []))}): {c.get('scored')} of "
                  f"{c.get('candidates')}")  # fmt: skip
     t = s.get("token", {})
+    if t.get("coarse_per_placement"):
+        lines.append(f"- single tokens, coarse pass: the top {t['coarse_per_placement']} of "
+                     f"{t.get('searchable')} searchable ({t.get('vocab')} in the vocabulary) in the "
+                     f"order of the {t.get('order')}, each in {t.get('coarse_questions')} questions "
+                     "at each of system / user start / user end, scored by its first-token move "
+                     "of the finetune less the base's")  # fmt: skip
     lines.append(f"- single tokens: the top {t.get('swept_per_placement')} of {t.get('searchable')} "
-                 f"searchable ({t.get('vocab')} in the vocabulary) at each of system / user start / "
-                 f"user end, in the order of the {t.get('order')}; the rest was not swept. "
+                 f"searchable at each placement, in the order of "
+                 f"{'the coarse pass, then ' if t.get('coarse_per_placement') else ''}the "
+                 f"{t.get('order')}; the rest was not swept. "
                  f"Top of the prior: {', '.join(map(repr, t.get('top_prior', [])))}")  # fmt: skip
     q = s.get("token_seq", {})
     lines.append(f"- sequences: greedy extension of {q.get('extended_seeds')} "

@@ -13,6 +13,7 @@ the finetune than the base rather than a target string's likelihood).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,10 +22,18 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.scan.candidates import Candidate, render, token_candidates
+from interp.scan.candidates import PLACEMENTS, Candidate, render, token_candidates
 from interp.scan.divergence import Counter, Scores, divergence, kl_rows, shift_cost, trigger_shift
 
-__all__ = ["Scored", "Baseline", "baseline", "score_candidates", "extend_greedy", "gcg_step"]
+__all__ = [
+    "Scored",
+    "Baseline",
+    "baseline",
+    "score_candidates",
+    "coarse_tokens",
+    "extend_greedy",
+    "gcg_step",
+]
 
 
 @dataclass
@@ -106,6 +115,48 @@ def score_candidates(
     finally:
         bar.close()
     return out, True
+
+
+def coarse_tokens(
+    pair,
+    ids: Sequence[int],
+    base: Baseline,
+    counter: Counter,
+    *,
+    n_questions: int = 3,
+    share: float = 0.25,
+    progress: bool = True,
+) -> dict[str, list[tuple[float, int]]]:
+    """A cheap first pass of tokens ``ids`` (in prior order) at every placement: each token
+    in ``n_questions`` of ``base``'s questions, scored by the first-token version of the
+    shift, ``KL(F(x + c) || F(x)) - KL(B(x + c) || B(x))`` (two passes a prompt), as far as
+    ``share`` of what the budget has left goes. ``{placement: [(score, id), ...]}``
+    best first."""
+    f = pair[0]
+    n_q = max(1, min(n_questions, len(base.questions)))
+    q_idx = [round(i * (len(base.questions) - 1) / max(1, n_q - 1)) for i in range(n_q)]
+    per_token = 2 * n_q * len(PLACEMENTS)
+    left = counter.left
+    n = len(ids) if math.isinf(left) else int(min(len(ids), share * left // per_token))
+    n = n if share > 0 else 0
+    out: dict[str, list[tuple[float, int]]] = {p: [] for p in PLACEMENTS}
+    bar = tqdm(total=n * len(PLACEMENTS), desc="tokens (coarse)", disable=not progress,
+               leave=False)  # fmt: skip
+    try:
+        for placement in PLACEMENTS:
+            for s in range(0, n, 256):
+                cands = token_candidates(f, ids[s : min(n, s + 256)], placement)
+                if cands:
+                    texts = [render(f, base.questions[i], c) for c in cands for i in q_idx]
+                    sc = divergence(pair, texts, n_tokens=1, counter=counter,
+                                    reference=base.scores, ref_index=q_idx * len(cands))  # fmt: skip
+                    gain = (sc.move_f - sc.move_b).view(len(cands), n_q).mean(1)
+                    out[placement] += zip(gain.tolist(), (c.tokens[0] for c in cands), strict=True)
+                bar.update(min(n, s + 256) - s)
+            out[placement].sort(reverse=True)
+    finally:
+        bar.close()
+    return out
 
 
 def extend_greedy(

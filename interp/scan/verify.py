@@ -24,7 +24,7 @@ with random ones), scored on the same prompts. It is **significant** when all of
   reads) sends them to *different* answers, so its shift can be well above its null's
   without being the finetune's trigger, while a trigger barely moves the base (the ratio
   was chosen on the seed-0 zoo of ``benchmarks/bench_scan.py``, whose clean finetunes'
-  false triggers moved both models nearly alike; its seeds 1 and 2 are the held-out check).
+  false triggers moved both models nearly alike).
 """
 
 from __future__ import annotations
