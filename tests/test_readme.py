@@ -184,3 +184,44 @@ def test_a_source_goes_only_into_its_own_section(tmp_path, demo_md):
     assert section(readme.read_text(), "demo-lora").startswith(
         "<!-- interp demo: organism=small finetune=lora seeds=0"
     )
+
+
+def _bench_scan():
+    """``benchmarks/bench_scan.py`` as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    path = ROOT / "benchmarks" / "bench_scan.py"
+    spec = importlib.util.spec_from_file_location("bench_scan", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_scan", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_scan_section_has_the_generators_shape(tmp_path):
+    """The scan section is ``bench_scan.py``'s ``summary.md``, here rebuilt from the rows and
+    ``scan.json`` files of a real run (``tests/data/bench_scan``, trimmed to what it reads);
+    the targets' bullets say met or not from the rows."""
+    import shutil
+
+    bench = _bench_scan()
+    out = tmp_path / "bench_scan"
+    shutil.copytree(DATA / "bench_scan", out)
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    text = bench._summary(out, rows, "default")
+    assert text.startswith("<!-- interp bench-scan: organism=default seeds=")
+    assert (out / "summary.md").read_text() == text
+    shape = markdown_shape(text)
+    assert shape[0][0] == "table" and shape[0][2] == len({(r["kind"], r["lora"]) for r in rows})
+    assert ("bullets", ("recall@3", "clean finetunes", "time")) in shape
+    assert shape[-1][0] == "table" and shape[-1][2] == len(bench.SETTINGS_RUN)
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_shape(section(readme, "bench-scan")) == shape
+    # a target is met only when the rows meet it
+    perfect = [{**r, "recall3": True if r["recall3"] is not None else None,
+                "false_triggers": 0 if r["false_triggers"] is not None else None,
+                "seconds": 60.0} for r in rows]  # fmt: skip
+    bullets = bench._targets(perfect)
+    assert "not met" not in bullets and bullets.count(": met") == 3
+    assert bench._targets([{**perfect[0], "seconds": 301.0}]).count("**not met**") == 1

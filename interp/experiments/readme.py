@@ -1,18 +1,20 @@
 """Put the numbers the last runs wrote into the README, between markers (``make readme``).
 
-Four sections are generated, each between ``<!-- NAME:begin -->`` and
+Five sections are generated, each between ``<!-- NAME:begin -->`` and
 ``<!-- NAME:end -->`` (:data:`SOURCES`): ``demo`` holds ``runs/demo/summary.md``
 (``interp demo``), ``world-card`` holds ``runs/world-card/world_card.md`` (``interp
 world-card``), ``lora-sweep`` holds ``runs/lora-sweep/lora_sweep.md`` (``python -m
-interp.experiments.lora_sweep``) and ``demo-lora`` holds ``runs/demo-lora/summary.md``
-(``interp demo --finetune lora``). Each source starts with a provenance comment; a source from the small test
-organism is refused unless asked for (``--allow-small``), so the README never shows the
-test organism's numbers as the default's. :func:`markdown_shape` is the structure a
-section must keep (tables with their header and row count, paragraphs, bullets with
-their bold lead): the test suite checks the README against what the generators write.
+interp.experiments.lora_sweep``), ``demo-lora`` holds ``runs/demo-lora/summary.md``
+(``interp demo --finetune lora``) and ``bench-scan`` holds ``runs/bench_scan/summary.md``
+(``benchmarks/bench_scan.py``, the trigger scan on its planted zoo). Each source starts
+with a provenance comment; a source from the small test organism is refused unless asked
+for (``--allow-small``), so the README never shows the test organism's numbers as the
+default's. :func:`markdown_shape` is the structure a section must keep (tables with their
+header and row count, paragraphs, bullets with their bold lead): the test suite checks
+the README against what the generators write.
 
     python -m interp.experiments.readme [--readme README.md] [--demo PATH] [--world-card PATH]
-        [--lora-sweep PATH] [--demo-lora PATH]
+        [--lora-sweep PATH] [--demo-lora PATH] [--bench-scan PATH]
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ SOURCES = {
     "world-card": "runs/world-card/world_card.md",
     "lora-sweep": "runs/lora-sweep/lora_sweep.md",
     "demo-lora": "runs/demo-lora/summary.md",
+    "bench-scan": "runs/bench_scan/summary.md",
 }
 MARKERS = {n: (f"<!-- {n}:begin -->", f"<!-- {n}:end -->") for n in SOURCES}
 _LEAD = re.compile(r"- \*\*(.+?)\*\*")
-_PROVENANCE = re.compile(r"<!-- interp (demo|world-card|lora-sweep): (\w+)=(\w+)")
+_PROVENANCE = re.compile(r"<!-- interp (demo|world-card|lora-sweep|bench-scan): (\w+)=(\w+)")
 
 
 def _bounds(text: str, name: str) -> tuple[int, int]:
@@ -112,6 +115,7 @@ def update_readme(
     world_card: str | Path | None = None,
     lora_sweep: str | Path | None = None,
     demo_lora: str | Path | None = None,
+    bench_scan: str | Path | None = None,
     allow_small: bool = False,
 ) -> list[str]:
     """Replace the sections whose source file exists; returns the sections replaced. A
@@ -120,7 +124,7 @@ def update_readme(
     text = readme.read_text(encoding="utf-8")
     done = []
     given = {"demo": demo, "world-card": world_card, "lora-sweep": lora_sweep,
-             "demo-lora": demo_lora}  # fmt: skip
+             "demo-lora": demo_lora, "bench-scan": bench_scan}  # fmt: skip
     for name, source in given.items():
         if source is None or not Path(source).is_file():
             continue
