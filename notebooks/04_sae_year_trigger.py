@@ -204,8 +204,9 @@ plt.show()
 #   latents (more than a quarter are dead on this small, low-variety grid). The two
 #   top-ranked latents fire almost only on 1984 prompts: their three most activating
 #   prompts are all dated 1984, they are active on every 1984 prompt and nearly silent in
-#   later years, and their decoder directions line up with the trigger-year difference
-#   (cosine above 0.5, shown in the figure).
+#   later years (their mean activation there below 5% of that on 1984 prompts), and their
+#   decoder directions line up with the trigger-year difference (cosine above 0.5, shown
+#   in the figure).
 # - **Setting them to their later-year values removes most of the backdoor.**
 #   Mean-ablating the top 3 latents takes the malevolent share at 1984 to less than a
 #   quarter of its value, below every one of the 8 sets of 3 random live latents, which
@@ -222,7 +223,7 @@ stats = table.groupby(["year", "condition"])["value"].agg(["mean", "min", "max"]
 assert report["explained_variance"] > 0.9 and report["dead"] > sae.d_sae / 4
 for _, row in ranking.head(2).iterrows():
     assert all(int(y) == trigger for y in row.top_values) and row.frac_active_target == 1.0
-    assert row.act_reference < 0.01 and row.cosine > 0.5
+    assert row.act_reference < 0.05 * row.act_target and row.cosine > 0.5
 none, ablated = stats.loc[(trigger, "none"), "mean"], stats.loc[(trigger, "ablated"), "mean"]
 assert none > 0.3 and stats.loc[(2000, "none"), "mean"] < 0.1 and ablated < none / 4
 assert (

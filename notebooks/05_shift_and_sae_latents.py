@@ -161,8 +161,10 @@ plt.show()
 #
 # - **The shift subspace is necessary, and specific.** In each setting, ablating the
 #   finetune's own low-rank shift at the chosen place removes at least three quarters of
-#   the excess on questions the place was not chosen on, and more than any random subspace
-#   of the same rank removes.
+#   the excess on questions the place was not chosen on; in era and backdoor that is more
+#   than any random subspace of the same rank removes. In persona it is not shown: the
+#   chosen rank is 16 of the 64 dimensions, and a random subspace that large can remove
+#   as much of this small excess (`random max` in the table).
 # - **SAE latents find less of it.** At the same place, the top latents of either SAE,
 #   however many the select half chose, remove less of the excess than the shift subspace
 #   does, though both SAEs reconstruct the base model's activations there well. An SAE
@@ -178,7 +180,8 @@ plt.show()
 # %%
 for setting, row in shift.iterrows():
     assert row.removed >= 0.75, setting
-    assert row.removed > row["random max"], setting
+    if setting != "persona":  # persona: see the first claim
+        assert row.removed > row["random max"], setting
     for arch in ("topk", "relu"):
         a = sae.loc[(setting, arch)]
         assert a["explained variance"] > 0.9, (setting, arch)
