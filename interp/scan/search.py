@@ -3,7 +3,9 @@
 :func:`score_candidates` inserts every candidate into every search question and scores it
 by the mean trigger shift ``S(x, c)`` (:func:`~interp.scan.divergence.trigger_shift`: the
 finetune's move toward its new answer less the base's), in chunks that stop cleanly when the
-forward-pass budget runs out. :func:`extend_greedy` grows the
+forward-pass budget runs out. :func:`coarse_tokens` is the cheap first pass over a
+vocabulary (each token's first-token move of the finetune less the base's, in a few
+questions) that orders the full token sweep. :func:`extend_greedy` grows the
 best free-form tokens into sequences one token at a time (prepended or appended), and
 :func:`gcg_step` proposes token swaps from the gradient, with respect to the candidate's
 one-hot tokens, of the first-token version of the shift, ``KL(F(x + c) || F(x)) -
